@@ -1,0 +1,1 @@
+"""watershed onboarding: turns organization lifecycle events into configured member accounts."""

@@ -1,0 +1,1 @@
+"""watershed relay: forwards regional Kinesis records to the destination stream."""
