@@ -9,15 +9,15 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from relay.events import parse_batch
 from relay.sender import TimeBudget
 from relay.service import Relay, record_metrics
 from relay.settings import Settings
+from relay.telemetry import logger
 
-logger = Logger()
 metrics = Metrics()
 
 

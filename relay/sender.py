@@ -14,11 +14,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from relay.events import SourceRecord
+from relay.telemetry import logger
 
 MAX_RECORDS_PER_REQUEST = 500
 MAX_BYTES_PER_REQUEST = 5 * 1024 * 1024  # data and partition keys of every record in the call
@@ -42,8 +42,6 @@ _TRANSIENT_CALL_ERRORS = frozenset(
         "ServiceUnavailableException",
     }
 )
-
-logger = Logger(child=True)
 
 
 def pack(

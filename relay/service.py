@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -18,8 +18,7 @@ from relay.events import Batch, SourceRecord, stream_identity
 from relay.oversize import store_oversize
 from relay.sender import MAX_BYTES_PER_RECORD, RetryPolicy, Sender, TimeBudget
 from relay.settings import Settings
-
-logger = Logger(child=True)
+from relay.telemetry import logger
 
 
 @dataclass(frozen=True)
@@ -183,8 +182,6 @@ class Relay:
 
 def record_metrics(metrics: Metrics, outcome: Outcome) -> None:
     """Add the batch's figures to a Powertools ``Metrics`` object (flushed by its decorator)."""
-    if outcome.received == 0:
-        return
     metrics.add_metric(name="RecordsRelayed", unit=MetricUnit.Count, value=outcome.relayed)
     metrics.add_metric(name="RecordsRetried", unit=MetricUnit.Count, value=outcome.retried)
     metrics.add_metric(
