@@ -6,7 +6,7 @@ relay forwards the raw EventBridge envelope unchanged.
 
 from __future__ import annotations
 
-import base64
+import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +73,7 @@ def stream_identity(arn: str) -> str:
 
 def _record(raw: Mapping[str, Any]) -> SourceRecord:
     kinesis = raw["kinesis"]
-    data = base64.b64decode(kinesis["data"])
+    data = binascii.a2b_base64(kinesis["data"])  # base64.b64decode without its wrapper
     key = kinesis["partitionKey"]
     return SourceRecord(
         sequence_number=kinesis["sequenceNumber"],
