@@ -241,13 +241,20 @@ class Sender:
         return failed
 
 
+def error_code(err: ClientError | BotoCoreError) -> str:
+    """The AWS error code of a ClientError, or the exception's name for a botocore error."""
+    if isinstance(err, ClientError):
+        return err.response.get("Error", {}).get("Code", "Unknown")
+    return type(err).__name__
+
+
 def _classify(err: ClientError | BotoCoreError) -> tuple[str, bool]:
     """(error code, whether another try in this invocation may succeed)."""
+    code = error_code(err)
     if isinstance(err, ClientError):
-        code = err.response.get("Error", {}).get("Code", "Unknown")
         status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return code, code in _TRANSIENT_CALL_ERRORS or status >= 500
-    return type(err).__name__, isinstance(err, BotoConnectionError | HTTPClientError)
+    return code, isinstance(err, BotoConnectionError | HTTPClientError)
 
 
 def _flatten(requests: Iterable[list[SourceRecord]]) -> list[SourceRecord]:

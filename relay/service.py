@@ -16,7 +16,7 @@ from relay.clients import Clients
 from relay.errors import DestinationIsSourceError
 from relay.events import Batch, SourceRecord, stream_identity
 from relay.oversize import store_oversize
-from relay.sender import MAX_BYTES_PER_RECORD, RetryPolicy, Sender, TimeBudget
+from relay.sender import MAX_BYTES_PER_RECORD, RetryPolicy, Sender, TimeBudget, error_code
 from relay.settings import Settings
 from relay.telemetry import logger
 
@@ -25,14 +25,14 @@ from relay.telemetry import logger
 class Outcome:
     """The account of one batch; ``handed_back`` are sequence numbers, lowest first."""
 
-    received: int
-    relayed: int
-    relayed_bytes: int
-    retried: int
-    oversize_stored: int
-    handed_back: tuple[str, ...]
-    oldest_record_age_ms: float | None
-    calls: int
+    received: int = 0
+    relayed: int = 0
+    relayed_bytes: int = 0
+    retried: int = 0
+    oversize_stored: int = 0
+    handed_back: tuple[str, ...] = ()
+    oldest_record_age_ms: float | None = None
+    calls: int = 0
 
     def as_response(self) -> dict[str, list[dict[str, str]]]:
         """The partial batch response; Lambda restarts the shard at the lowest one listed."""
@@ -65,16 +65,7 @@ class Relay:
     def handle(self, batch: Batch, budget: TimeBudget) -> Outcome:
         """Relay one batch within the budget; never raise for a record that failed to go."""
         if not batch.records:
-            return Outcome(
-                received=0,
-                relayed=0,
-                relayed_bytes=0,
-                retried=0,
-                oversize_stored=0,
-                handed_back=(),
-                oldest_record_age_ms=None,
-                calls=0,
-            )
+            return Outcome()
         destination = self._settings.destination_stream_arn
         if stream_identity(batch.source_stream_arn) == stream_identity(destination):
             raise DestinationIsSourceError(destination)
@@ -158,14 +149,9 @@ class Relay:
                 )
                 stored += 1
             except (ClientError, BotoCoreError) as err:
-                code = (
-                    err.response.get("Error", {}).get("Code", "Unknown")
-                    if isinstance(err, ClientError)
-                    else type(err).__name__
-                )
                 logger.error(
                     "could not store an oversize record in the bucket: handed back",
-                    extra={"bucket": bucket, "error_code": code, "size": record.size},
+                    extra={"bucket": bucket, "error_code": error_code(err), "size": record.size},
                 )
                 back.append(record)
         if stored:

@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from relay.clients import Clients
+from relay.settings import Settings
 
 ACCOUNT = "123456789012"  # moto's default account
 SOURCE_REGION = "eu-west-1"
@@ -34,6 +35,13 @@ DESTINATION_ARN = f"arn:aws:kinesis:{DESTINATION_REGION}:{ACCOUNT}:stream/{DESTI
 SHARD = "shardId-000000000003"
 FIRST_SEQUENCE = 49659876543210987654321098765432109876543210987654321098
 MiB = 1024 * 1024
+# The relay's variables for tests: the moto destination, backoff in milliseconds, a 1 s margin.
+QUICK_RELAY_ENV = {
+    "DESTINATION_STREAM_ARN": DESTINATION_ARN,
+    "RELAY_BACKOFF_BASE_MS": "1",
+    "RELAY_BACKOFF_MAX_MS": "4",
+    "RELAY_TIME_MARGIN_MS": "1000",
+}
 
 _ESM_TEMPLATE = json.loads(
     (Path(__file__).parent.parent / "events" / "kinesis_esm_batch.json").read_text()
@@ -230,14 +238,7 @@ def relay_env(monkeypatch) -> Callable[..., None]:
     """Sets the relay's variables for this test and forgets any Relay built from earlier ones."""
 
     def configure(**overrides: str) -> None:
-        values = {
-            "DESTINATION_STREAM_ARN": DESTINATION_ARN,
-            "RELAY_BACKOFF_BASE_MS": "1",
-            "RELAY_BACKOFF_MAX_MS": "4",
-            "RELAY_TIME_MARGIN_MS": "1000",
-            **overrides,
-        }
-        for name, value in values.items():
+        for name, value in {**QUICK_RELAY_ENV, **overrides}.items():
             monkeypatch.setenv(name, value)
 
     configure()
@@ -287,6 +288,13 @@ def context(clock) -> FakeContext:
 def flaky(kinesis) -> Callable[..., FlakyKinesis]:
     """Builds a FlakyKinesis in front of the moto client."""
     return lambda **kwargs: FlakyKinesis(kinesis, **kwargs)
+
+
+@pytest.fixture
+def make_settings() -> Callable[..., Settings]:
+    """Settings for the moto destination with quick backoff, overridable per variable."""
+
+    return lambda **overrides: Settings.from_env({**QUICK_RELAY_ENV, **overrides})
 
 
 @pytest.fixture

@@ -10,18 +10,9 @@ import pytest
 from relay.events import parse_batch
 from relay.sender import TimeBudget
 from relay.service import Relay
-from relay.settings import Settings
 
 MiB = 1024 * 1024
 BUCKET = "watershed-oversize-eu-west-1"
-
-
-def _settings(**overrides) -> Settings:
-    env = {
-        "DESTINATION_STREAM_ARN": "arn:aws:kinesis:us-east-1:123456789012:stream/watershed-final",
-        **overrides,
-    }
-    return Settings.from_env(env)
 
 
 def _reported(outcome_or_response) -> list[int]:
@@ -48,7 +39,15 @@ def test_with_no_time_left_nothing_is_sent_and_all_is_handed_back(
 
 
 def test_backoff_never_sleeps_into_the_margin(
-    destination, read_back, make_event, make_records, flaky, injected_clients, clock, context
+    make_settings,
+    destination,
+    read_back,
+    make_event,
+    make_records,
+    flaky,
+    injected_clients,
+    clock,
+    context,
 ):
     # Given a destination that always throttles some entries, 10 s left, a 5 s margin, and
     # backoff waits of 2 s, 4 s, 8 s... (jitter pinned to its maximum)
@@ -59,7 +58,7 @@ def test_backoff_never_sleeps_into_the_margin(
             "ProvisionedThroughputExceededException" if key in stuck else None
         )
     )
-    settings = _settings(
+    settings = make_settings(
         RELAY_MAX_ATTEMPTS="10",
         RELAY_BACKOFF_BASE_MS="2000",
         RELAY_BACKOFF_MAX_MS="8000",

@@ -2,21 +2,11 @@
 destination that is missing, when the relay handles a batch, then every record ends up either in
 the destination stream or handed back to Lambda at or after the lowest reported sequence number."""
 
+import base64
+
 import pytest
 
 from relay.service import Relay
-from relay.settings import Settings
-
-
-def _settings(**overrides) -> Settings:
-    env = {
-        "DESTINATION_STREAM_ARN": "arn:aws:kinesis:us-east-1:123456789012:stream/watershed-final",
-        "RELAY_BACKOFF_BASE_MS": "1",
-        "RELAY_BACKOFF_MAX_MS": "4",
-        "RELAY_TIME_MARGIN_MS": "1000",
-        **overrides,
-    }
-    return Settings.from_env(env)
 
 
 def _handle(handler, monkeypatch, relay: Relay, event, context) -> dict:
@@ -35,8 +25,6 @@ def _undelivered(event, stream) -> list[int]:
 
 
 def _data(record) -> bytes:
-    import base64
-
     return base64.b64decode(record["kinesis"]["data"])
 
 
@@ -45,6 +33,7 @@ def _reported(response) -> list[int]:
 
 
 def test_entries_that_fail_for_a_while_are_retried_until_delivered(
+    make_settings,
     destination,
     read_back,
     handler,
@@ -63,7 +52,7 @@ def test_entries_that_fail_for_a_while_are_retried_until_delivered(
     kinesis = flaky(
         fail_entry=lambda key, seen: codes[seen] if key in wobbly and seen < 2 else None
     )
-    relay = Relay(_settings(), injected_clients(kinesis))
+    relay = Relay(make_settings(), injected_clients(kinesis))
 
     # When the relay handles the batch
     response = _handle(handler, monkeypatch, relay, make_event(pairs), context)
@@ -75,6 +64,7 @@ def test_entries_that_fail_for_a_while_are_retried_until_delivered(
 
 
 def test_entries_that_keep_failing_are_handed_back_from_the_lowest(
+    make_settings,
     destination,
     read_back,
     handler,
@@ -93,7 +83,7 @@ def test_entries_that_keep_failing_are_handed_back_from_the_lowest(
             "ProvisionedThroughputExceededException" if key in stuck else None
         )
     )
-    relay = Relay(_settings(RELAY_MAX_ATTEMPTS="4"), injected_clients(kinesis))
+    relay = Relay(make_settings(RELAY_MAX_ATTEMPTS="4"), injected_clients(kinesis))
     event = make_event(pairs)
 
     # When the relay handles the batch
@@ -111,6 +101,7 @@ def test_entries_that_keep_failing_are_handed_back_from_the_lowest(
 
 
 def test_a_throttled_call_is_sent_again(
+    make_settings,
     destination,
     read_back,
     handler,
@@ -124,7 +115,7 @@ def test_a_throttled_call_is_sent_again(
     # Given a destination that throttles the first two PutRecords calls as a whole
     pairs = make_records(700)
     kinesis = flaky(fail_call=lambda call: "LimitExceededException" if call <= 2 else None)
-    relay = Relay(_settings(), injected_clients(kinesis))
+    relay = Relay(make_settings(), injected_clients(kinesis))
 
     response = _handle(handler, monkeypatch, relay, make_event(pairs), context)
 
@@ -133,6 +124,7 @@ def test_a_throttled_call_is_sent_again(
 
 
 def test_access_denied_hands_back_the_batch_and_says_so(
+    make_settings,
     destination,
     read_back,
     handler,
@@ -148,7 +140,7 @@ def test_access_denied_hands_back_the_batch_and_says_so(
     # stream policy; moto does not enforce IAM here)
     pairs = make_records(1_200)
     kinesis = flaky(fail_call=lambda call: "AccessDeniedException")
-    relay = Relay(_settings(), injected_clients(kinesis))
+    relay = Relay(make_settings(), injected_clients(kinesis))
     event = make_event(pairs)
 
     response = _handle(handler, monkeypatch, relay, event, context)
