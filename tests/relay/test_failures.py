@@ -9,10 +9,18 @@ import pytest
 from relay.service import Relay
 
 
-def _handle(handler, monkeypatch, relay: Relay, event, context) -> dict:
-    """Runs the real handler with the given Relay in place of the one it would configure."""
-    monkeypatch.setattr(handler, "relay", lambda: relay)
-    return handler.lambda_handler(event, context)
+@pytest.fixture
+def run_flaky(destination, handler, monkeypatch, flaky, injected_clients, make_settings, context):
+    """Runs the real handler on an event, its Relay writing to the moto destination through a
+    FlakyKinesis built with the given failures; returns (response, the FlakyKinesis)."""
+
+    def run(event, settings: dict | None = None, **failures):
+        kinesis = flaky(**failures)
+        relay = Relay(make_settings(**(settings or {})), injected_clients(kinesis))
+        monkeypatch.setattr(handler, "relay", lambda: relay)
+        return handler.lambda_handler(event, context), kinesis
+
+    return run
 
 
 def _undelivered(event, stream) -> list[int]:
@@ -33,29 +41,19 @@ def _reported(response) -> list[int]:
 
 
 def test_entries_that_fail_for_a_while_are_retried_until_delivered(
-    make_settings,
-    destination,
-    read_back,
-    handler,
-    monkeypatch,
-    make_event,
-    make_records,
-    flaky,
-    injected_clients,
-    context,
+    run_flaky, read_back, make_event, make_records
 ):
     # Given a destination where every third entry fails on its first two tries (throughput
     # exceeded, then an internal failure), as real Kinesis does under load
     pairs = make_records(1_100)
     wobbly = {key for index, (key, _) in enumerate(pairs) if index % 3 == 0}
     codes = ["ProvisionedThroughputExceededException", "InternalFailure"]
-    kinesis = flaky(
-        fail_entry=lambda key, seen: codes[seen] if key in wobbly and seen < 2 else None
-    )
-    relay = Relay(make_settings(), injected_clients(kinesis))
 
     # When the relay handles the batch
-    response = _handle(handler, monkeypatch, relay, make_event(pairs), context)
+    response, kinesis = run_flaky(
+        make_event(pairs),
+        fail_entry=lambda key, seen: codes[seen] if key in wobbly and seen < 2 else None,
+    )
 
     # Then the failures happened, and every record is in the stream exactly once
     assert kinesis.entries_failed == 2 * len(wobbly)
@@ -64,30 +62,20 @@ def test_entries_that_fail_for_a_while_are_retried_until_delivered(
 
 
 def test_entries_that_keep_failing_are_handed_back_from_the_lowest(
-    make_settings,
-    destination,
-    read_back,
-    handler,
-    monkeypatch,
-    make_event,
-    make_records,
-    flaky,
-    injected_clients,
-    context,
+    run_flaky, read_back, make_event, make_records
 ):
     # Given a destination where a few records (not the first ones) fail on every try
     pairs = make_records(1_050)
     stuck = {pairs[i][0] for i in (17, 400, 999)}
-    kinesis = flaky(
-        fail_entry=lambda key, seen: (
-            "ProvisionedThroughputExceededException" if key in stuck else None
-        )
-    )
-    relay = Relay(make_settings(RELAY_MAX_ATTEMPTS="4"), injected_clients(kinesis))
+    throttled = "ProvisionedThroughputExceededException"
     event = make_event(pairs)
 
-    # When the relay handles the batch
-    response = _handle(handler, monkeypatch, relay, event, context)
+    # When the relay handles the batch, allowed four tries per record
+    response, kinesis = run_flaky(
+        event,
+        {"RELAY_MAX_ATTEMPTS": "4"},
+        fail_entry=lambda key, seen: throttled if key in stuck else None,
+    )
 
     # Then exactly the stuck records are handed back, and everything that is not in the stream
     # lies at or after the lowest sequence number reported (where Lambda restarts)
@@ -100,50 +88,27 @@ def test_entries_that_keep_failing_are_handed_back_from_the_lowest(
     assert kinesis.entries_failed == 3 * 4  # tried max-attempts times, not forever
 
 
-def test_a_throttled_call_is_sent_again(
-    make_settings,
-    destination,
-    read_back,
-    handler,
-    monkeypatch,
-    make_event,
-    make_records,
-    flaky,
-    injected_clients,
-    context,
-):
+def test_a_throttled_call_is_sent_again(run_flaky, read_back, make_event, make_records):
     # Given a destination that throttles the first two PutRecords calls as a whole
     pairs = make_records(700)
-    kinesis = flaky(fail_call=lambda call: "LimitExceededException" if call <= 2 else None)
-    relay = Relay(make_settings(), injected_clients(kinesis))
 
-    response = _handle(handler, monkeypatch, relay, make_event(pairs), context)
+    response, _ = run_flaky(
+        make_event(pairs), fail_call=lambda call: "LimitExceededException" if call <= 2 else None
+    )
 
     assert response == {"batchItemFailures": []}
     assert sorted(read_back()) == sorted(pairs)
 
 
 def test_access_denied_hands_back_the_batch_and_says_so(
-    make_settings,
-    destination,
-    read_back,
-    handler,
-    monkeypatch,
-    make_event,
-    make_records,
-    flaky,
-    injected_clients,
-    context,
-    caplog,
+    run_flaky, read_back, make_event, make_records, caplog
 ):
     # Given a destination that denies access (stands in for a missing IAM permission or a
     # stream policy; moto does not enforce IAM here)
     pairs = make_records(1_200)
-    kinesis = flaky(fail_call=lambda call: "AccessDeniedException")
-    relay = Relay(make_settings(), injected_clients(kinesis))
     event = make_event(pairs)
 
-    response = _handle(handler, monkeypatch, relay, event, context)
+    response, kinesis = run_flaky(event, fail_call=lambda call: "AccessDeniedException")
 
     # Then the whole batch is handed back after one call (it would not heal by retrying),
     # and a log line names the error and the stream
