@@ -30,9 +30,10 @@ clean:
 # --- sam build (template.yaml: CodeUri ".", Metadata BuildMethod: makefile) --------------------
 # SAM runs `make build-<LogicalId>` with ARTIFACTS_DIR set. Each function directory receives its
 # own package and that package's runtime dependencies, nothing else: no tests, no docs, not the
-# other function. boto3/botocore are not vendored - the python3.13 runtime provides them.
+# other function. <package>/requirements.txt is the complete list (installed with --no-deps): what
+# the python3.13 runtime provides (boto3, botocore and their dependencies) is not vendored.
 # Wheels are chosen for the Lambda platform (arm64, CPython 3.13), not for the build machine.
-LAMBDA_PIP_FLAGS := --quiet --no-compile --disable-pip-version-check \
+LAMBDA_PIP_FLAGS := --quiet --no-compile --no-deps --disable-pip-version-check \
 	--platform manylinux2014_aarch64 --implementation cp --python-version 3.13 --only-binary=:all:
 
 define lambda-package
