@@ -19,7 +19,16 @@ import zipfile
 
 import boto3
 import pytest
-from cfnmodel import HOME_REGION, RELAY_REGION, SAM_PARAMETERS, SAM_TEMPLATE, load_template
+from cfnmodel import (
+    HOME_REGION,
+    MANAGEMENT_PARAMETERS,
+    MANAGEMENT_TEMPLATE,
+    RELAY_REGION,
+    SAM_PARAMETERS,
+    SAM_TEMPLATE,
+    SECURITY_ACCOUNT,
+    load_template,
+)
 from moto import mock_aws
 from moto.cloudformation.parsing import get_model_map
 from samtranslator.translator.transform import transform
@@ -247,3 +256,51 @@ def test_an_existing_destination_stream_is_used_not_created():
     assert home["DestinationStreamArn"] == relay["DestinationStreamArn"] == existing
     assert collect["Arn"] == existing
     assert relay_function["Environment"]["Variables"]["DESTINATION_STREAM_ARN"] == existing
+
+
+def test_management_template_deploys_rules_per_region_and_the_launcher_once():
+    # management.yaml is plain CloudFormation: moto deploys it as it is (its queue policy is
+    # skipped, see MOTO_SKIPS). moto's account plays the management account here.
+    management = load_template(MANAGEMENT_TEMPLATE)
+    parameters = {**MANAGEMENT_PARAMETERS, "ControlTowerHomeRegion": HOME_REGION}
+    with mock_aws(), pytest.warns(UserWarning, match="not supported by moto"):
+        for region in ("us-east-1", HOME_REGION):
+            boto3.client("cloudformation", region_name=region).create_stack(
+                StackName="watershed-management",
+                TemplateBody=json.dumps(management),
+                Parameters=[
+                    {"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()
+                ],
+                Capabilities=["CAPABILITY_NAMED_IAM"],
+            )
+        rules = {
+            region: {
+                rule["Name"]: boto3.client("events", region_name=region).list_targets_by_rule(
+                    Rule=rule["Name"]
+                )["Targets"]
+                for rule in boto3.client("events", region_name=region).list_rules()["Rules"]
+            }
+            for region in ("us-east-1", HOME_REGION)
+        }
+        iam = boto3.client("iam")
+        launcher = iam.get_role(RoleName="watershed-launcher")["Role"]
+        forwarders = {
+            role["RoleName"]
+            for role in iam.list_roles()["Roles"]
+            if role["RoleName"].startswith("watershed-trigger-forwarder-")
+        }
+
+    assert set(rules["us-east-1"]) == {"watershed-trigger-organizations"}
+    assert set(rules[HOME_REGION]) == {"watershed-trigger-controltower"}
+    security_bus = f"arn:aws:events:{HOME_REGION}:{SECURITY_ACCOUNT}:event-bus/default"
+    for region_rules in rules.values():
+        for (target,) in region_rules.values():
+            assert target["Arn"] == security_bus
+            assert target["RoleArn"].split("/")[-1].startswith("watershed-trigger-forwarder-")
+            assert "DeadLetterConfig" in target
+    trust = launcher["AssumeRolePolicyDocument"]["Statement"][0]
+    assert trust["Condition"]["ArnEquals"]["aws:PrincipalArn"] == parameters["OnboardingRoleArn"]
+    assert forwarders == {
+        "watershed-trigger-forwarder-us-east-1",
+        f"watershed-trigger-forwarder-{HOME_REGION}",
+    }
