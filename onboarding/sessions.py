@@ -21,6 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import botocore.loaders
+import botocore.session
 from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
@@ -84,6 +86,9 @@ class SessionFactory:
         self.settings = settings
         self._hooks = tuple(hooks)
         self._config = config
+        # Every assumed session would otherwise parse the service models (EC2's is megabytes of
+        # JSON) again: share one loader, so a model is read once per process.
+        self._loader = botocore.loaders.create_loader()
         if base_session is None:
             self._base = self._new_session()
         else:
@@ -150,7 +155,11 @@ class SessionFactory:
     # Internals ----------------------------------------------------------------------------
 
     def _new_session(self, **credentials: str) -> boto3.Session:
-        session = boto3.Session(region_name=self.settings.home_region, **credentials)
+        core = botocore.session.get_session()
+        core.register_component("data_loader", self._loader)
+        session = boto3.Session(
+            botocore_session=core, region_name=self.settings.home_region, **credentials
+        )
         for event, handler in self._hooks:
             session.events.register(event, handler)
         return session

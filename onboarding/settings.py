@@ -12,6 +12,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import boto3
@@ -120,6 +121,12 @@ def parse_pattern(name: str, value: str) -> dict[str, Any]:
     if len(canonical_json(pattern)) > MAX_PATTERN_CHARS:
         raise ConfigError(name, f"is longer than EventBridge's {MAX_PATTERN_CHARS} characters")
     return pattern
+
+
+@lru_cache(maxsize=64)
+def partition_for(region: str) -> str:
+    """`aws`, `aws-cn`, `aws-us-gov`… from botocore's bundled endpoint data (read once)."""
+    return boto3.session.Session().get_partition_for_region(region)
 
 
 def canonical_json(document: Any) -> str:
@@ -235,7 +242,7 @@ class Settings:
 
     def partition(self, region: str | None = None) -> str:
         """`aws`, `aws-cn`, `aws-us-gov`… for a region (default: the home region)."""
-        return boto3.session.Session().get_partition_for_region(region or self.home_region)
+        return partition_for(region or self.home_region)
 
     def security_bus_arn(self, region: str) -> str:
         """The Security account's default bus in `region`: where a member's rule forwards to."""
