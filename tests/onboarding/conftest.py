@@ -40,7 +40,9 @@ class Org:
 
 
 @pytest.fixture
-def aws():
+def aws(monkeypatch):
+    # Onboarding calls only ec2:DescribeRegions; skip moto's per-account AMI catalogue (~0.4 s).
+    monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     with mock_aws():
         yield
 
@@ -79,7 +81,7 @@ def env_for(org: Org, **extra: str) -> dict[str, str]:
 
 @dataclass
 class CallRecorder:
-    """A botocore `before-call` hook: records (operation, region, params) of every call."""
+    """A botocore `before-parameter-build` hook: records (operation, region, API params)."""
 
     calls: list[tuple[str, str, dict]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -104,8 +106,9 @@ class CallRecorder:
 @dataclass
 class Fault:
     operation: str
-    code: str
+    code: str | None  # None: answer with `response` (HTTP 200) instead of an error
     message: str = "injected"
+    response: dict | None = None
     region: str | None = None
     times: int | None = None  # None: every call
     before: object = None  # callable run just before the error is returned (e.g. win a race)
@@ -121,7 +124,7 @@ class FaultInjector:
         self.faults: list[Fault] = []
         self.lock = threading.Lock()
 
-    def add(self, operation: str, code: str, message: str = "injected", **kw) -> Fault:
+    def add(self, operation: str, code: str | None, message: str = "injected", **kw) -> Fault:
         fault = Fault(operation, code, message, **kw)
         self.faults.append(fault)
         return fault
@@ -141,6 +144,9 @@ class FaultInjector:
                 return None
         if fault.before:
             fault.before()
+        if fault.code is None:
+            ok = {**(fault.response or {}), "ResponseMetadata": {"HTTPStatusCode": 200}}
+            return AWSResponse("https://injected.invalid", 200, {}, None), ok
         body = {
             "Error": {"Code": fault.code, "Message": fault.message},
             "ResponseMetadata": {"HTTPStatusCode": 400},
@@ -161,7 +167,7 @@ def faults() -> FaultInjector:
 @pytest.fixture
 def make_onboarder(settings, recorder, faults):
     def make(settings: Settings = settings) -> Onboarder:
-        hooks = [("before-call", faults), ("before-call", recorder)]
+        hooks = [("before-parameter-build", recorder), ("before-call", faults)]
         return Onboarder(settings, SessionFactory(settings, hooks=hooks))
 
     return make
