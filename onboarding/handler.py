@@ -23,7 +23,6 @@ from onboarding.service import Onboarder
 from onboarding.settings import Settings
 
 logger = Logger()
-metrics = Metrics()
 copy_config_to_registered_loggers(source_logger=logger, include={"onboarding"})
 
 
@@ -33,9 +32,21 @@ def onboarder() -> Onboarder:
     return Onboarder(Settings.from_env())
 
 
+@cache
+def metrics() -> Metrics:
+    """Built on first use, so the namespace is read when the function runs, not at import."""
+    return Metrics()
+
+
 @logger.inject_lambda_context
-@metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    try:
+        return _handle(event)
+    finally:
+        metrics().flush_metrics(raise_on_empty_metrics=False)
+
+
+def _handle(event: dict[str, Any]) -> dict[str, Any]:
     service = onboarder()
     if not is_sqs_batch(event):
         report = service.handle(_logged(parse_input(event, service.settings)))
@@ -50,7 +61,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             logger.warning(
                 "refused message", extra={"messageId": record.get("messageId"), "error": str(err)}
             )
-            metrics.add_metric(name="MessagesRefused", unit=MetricUnit.Count, value=1)
+            metrics().add_metric(name="MessagesRefused", unit=MetricUnit.Count, value=1)
             continue
         report = service.handle(_logged(items))
         accounts.extend(report.accounts)
@@ -64,7 +75,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 def _logged(items: list[Parsed]) -> list[Parsed]:
     ignored = sum(1 for item in items if isinstance(item, Ignored))
     if ignored:
-        metrics.add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=ignored)
+        metrics().add_metric(name="EventsIgnored", unit=MetricUnit.Count, value=ignored)
     return items
 
 
@@ -82,4 +93,4 @@ def _record_metrics(report: Report) -> None:
         for result in account.regions.values():
             regions[names[result.status]] += 1
     for name, value in {**counts, **regions}.items():
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+        metrics().add_metric(name=name, unit=MetricUnit.Count, value=value)
