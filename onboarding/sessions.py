@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any
 
 import boto3
@@ -44,6 +45,13 @@ _REFRESH_MARGIN = timedelta(minutes=10)
 # (event name, handler) pairs registered on every session the factory builds, e.g.
 # ("before-call", count_calls). Tests count write calls with it; the bench injects latency.
 Hook = tuple[str, Callable[..., Any]]
+
+
+@cache
+def _shared_loader() -> botocore.loaders.Loader:
+    """Every new session would otherwise parse the service models again (EC2's is megabytes of
+    JSON, ~0.25 s): one loader per process. It holds only botocore's static model data."""
+    return botocore.loaders.create_loader()
 
 
 class AccountSession:
@@ -86,9 +94,7 @@ class SessionFactory:
         self.settings = settings
         self._hooks = tuple(hooks)
         self._config = config
-        # Every assumed session would otherwise parse the service models (EC2's is megabytes of
-        # JSON) again: share one loader, so a model is read once per process.
-        self._loader = botocore.loaders.create_loader()
+        self._loader = _shared_loader()
         if base_session is None:
             self._base = self._new_session()
         else:
