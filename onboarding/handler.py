@@ -42,6 +42,10 @@ def metrics() -> Metrics:
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         return _handle(event)
+    except Exception:  # refused input, bad configuration, a bug: count it, log it, re-raise
+        metrics().add_metric(name="InvocationErrors", unit=MetricUnit.Count, value=1)
+        logger.exception("invocation failed")
+        raise
     finally:
         metrics().flush_metrics(raise_on_empty_metrics=False)
 

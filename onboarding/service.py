@@ -59,13 +59,13 @@ class Onboarder:
     def handle(self, items: Iterable[Parsed]) -> Report:
         """Process parsed inputs inline: ignored ones are logged, requests are onboarded."""
         reports: list[AccountReport] = []
-        seen: set[OnboardingRequest] = set()
+        seen: set[tuple[str, tuple[str, ...] | None, bool]] = set()
         for item in items:
             if isinstance(item, Ignored):
                 logger.info("ignored input", extra={"reason": item.reason})
                 continue
             for request in self._expand(item):
-                key = replace(request, attempt=1)
+                key = (request.account_id, request.regions, request.dry_run)
                 if key in seen:  # Control Tower sends two triggers for one account: do it once
                     continue
                 seen.add(key)

@@ -157,3 +157,19 @@ def test_configuration_errors_name_the_variable_at_cold_start(monkeypatch, lambd
             handler.lambda_handler({"accounts": ["333344445555"]}, lambda_context)
     finally:
         handler.onboarder.cache_clear()
+
+
+def test_duplicate_triggers_in_one_invocation_onboard_once(org, invoke, org_event, recorder):
+    # Control Tower accounts produce CreateAccountResult and later CreateManagedAccount.
+    from onboarding.events import parse_input
+
+    settings = handler.onboarder().settings
+    items = [
+        *parse_input(org_event("organizations-create-account-result-succeeded"), settings),
+        *parse_input(org_event("controltower-create-managed-account"), settings),
+    ]
+
+    report = handler.onboarder().handle(items)
+
+    assert [a.account_id for a in report.accounts] == [org.member]
+    assert [op for op, _, _ in recorder.calls].count("DescribeAccount") == 1
