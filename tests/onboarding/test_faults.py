@@ -1,10 +1,11 @@
 """Skipped vs failed regions, races and denials. moto produces none of these by itself, so
 each test injects the AWS error response (see FaultInjector) and says what it stands in for."""
 
+from dataclasses import replace
+
 import pytest
 
 from onboarding.events import OnboardingRequest
-from onboarding.settings import Settings
 
 SCP_MESSAGE = (
     "User: arn:aws:sts::{account}:assumed-role/OrganizationAccountAccessRole/watershed is not "
@@ -23,7 +24,7 @@ def _configured(reader, account, region):
 
 def test_a_region_the_member_has_not_enabled_is_skipped(org, settings, make_onboarder, reader):
     # ap-east-1 is an opt-in region; moto's DescribeRegions reports it "not-opted-in".
-    hub = Settings(**{**settings.__dict__, "hub_regions": ("eu-west-1", "ap-east-1")})
+    hub = replace(settings, hub_regions=("eu-west-1", "ap-east-1"))
     report = make_onboarder(hub).onboard(OnboardingRequest(org.member))
 
     assert report.status == "ok"
@@ -165,11 +166,8 @@ def test_detector_already_exists_race_ends_with_one_enabled_detector(
 def test_member_roles_are_tried_in_order(org, settings, make_onboarder, faults, recorder, reader):
     # moto lets anyone assume a missing role: inject the AccessDenied real STS would return.
     faults.add("AssumeRole", "AccessDenied", "not authorized to perform sts:AssumeRole", times=1)
-    ct_first = Settings(
-        **{
-            **settings.__dict__,
-            "member_role_names": ("AWSControlTowerExecution", "OrganizationAccountAccessRole"),
-        }
+    ct_first = replace(
+        settings, member_role_names=("AWSControlTowerExecution", "OrganizationAccountAccessRole")
     )
 
     report = make_onboarder(ct_first).onboard(OnboardingRequest(org.member))

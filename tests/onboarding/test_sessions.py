@@ -1,6 +1,7 @@
 """One way into an account: own credentials → LAUNCHER_ROLE_ARN → the member's admin role."""
 
 import json
+from dataclasses import replace
 
 import boto3
 import pytest
@@ -8,7 +9,6 @@ import pytest
 from onboarding.events import OnboardingRequest
 from onboarding.service import Onboarder
 from onboarding.sessions import SessionFactory
-from onboarding.settings import Settings
 
 
 class SpyingFactory(SessionFactory):
@@ -40,7 +40,7 @@ def launcher_settings(org, settings, reader):
     role = iam.create_role(
         RoleName="watershed-launcher", AssumeRolePolicyDocument=json.dumps(trust)
     )
-    return Settings(**{**settings.__dict__, "launcher_role_arn": role["Role"]["Arn"]})
+    return replace(settings, launcher_role_arn=role["Role"]["Arn"])
 
 
 def test_members_are_reached_through_the_launcher(org, launcher_settings, reader):
