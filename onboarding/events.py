@@ -246,7 +246,12 @@ def parse_event(event: Mapping[str, Any], settings: Settings) -> Parsed:
             return Ignored(f"{name} failed with {detail.get('errorCode')}", event)
         if name == "AcceptHandshake":
             # Logged only in the invited account's own trail, so it comes from that account.
-            return _request(event, detail.get("recipientAccountId"), "AcceptHandshake")
+            recipient = detail.get("recipientAccountId")
+            if origin != recipient:
+                return Ignored(
+                    f"AcceptHandshake for {recipient!r} sent by account {origin!r}", event
+                )
+            return _request(event, recipient, "AcceptHandshake")
         if not from_management:
             return Ignored(not_management, event)
         if name == "CreateAccountResult":

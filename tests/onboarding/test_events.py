@@ -96,6 +96,11 @@ def test_events_that_are_not_ours_are_ignored_with_a_reason(event, fixture_setti
             "failed with HandshakeConstraintViolationException",
         ),
         (
+            "organizations-accept-handshake",
+            lambda e: e.update(account="999988887777"),
+            "sent by account '999988887777'",
+        ),
+        (
             "organizations-create-account-result-succeeded",
             lambda e: e["detail"].update(eventName="InviteAccountToOrganization"),
             "not a trigger",
