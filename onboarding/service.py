@@ -74,9 +74,12 @@ class Onboarder:
                 )
         return Report(tuple(reports))
 
-    def plan(self, request: OnboardingRequest) -> AccountReport:
-        """What onboarding would change in the account. Reads only; writes nothing."""
-        return self.onboard(replace(request, dry_run=True))
+    def plan(self, request: OnboardingRequest, known_active: bool = False) -> AccountReport:
+        """What onboarding would change in the account. Reads only; writes nothing.
+
+        Each change's `action` says `create` (missing) or `update` (drifted); an empty plan for
+        an `ok` region means the region is configured as desired."""
+        return self.onboard(replace(request, dry_run=True), known_active)
 
     def onboard(self, request: OnboardingRequest, known_active: bool = False) -> AccountReport:
         """Configure one account (or, with request.dry_run, only report what would change)."""
