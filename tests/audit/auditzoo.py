@@ -32,7 +32,6 @@ SCP_MESSAGE = (
 )
 
 
-
 # Recording and injecting -------------------------------------------------------------------------
 
 
@@ -90,7 +89,9 @@ class AccountFaults:
         }.items():
             for op in ops:
                 message = SCP_MESSAGE.format(account=account, action=f"{service}:{op}")
-                self.add(op, "AccessDeniedException", account, region, message if scp else "no")
+                if not scp:  # an identity policy that does not allow it
+                    message = f"not authorized to perform: {service}:{op}"
+                self.add(op, "AccessDeniedException", account, region, message)
 
     def __call__(self, model, params, context, account=None, **_):
         for fault in self.faults:
@@ -326,7 +327,15 @@ class Zoo:
     expected: dict[str, dict[str, str]]  # account id → region → state
 
 
-ZOO_LABELS = ["configured", *DRIFTS, "missing", "scp", "denied", "locked", "<script>x</script>"]
+ZOO_LABELS = [
+    "configured",
+    *DRIFTS,
+    "missing",
+    "scp",
+    "denied",
+    "locked",
+    "<script>window.pwned=1</script>",
+]
 
 
 def build_zoo() -> Zoo:
