@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     if args.fix:
         requests = fix_requests(report)
         queue_url = args.queue_url or environ.get("WORK_QUEUE_URL", "").strip()
-        if queue_url and requests:
+        if queue_url:
             sqs = boto3.client(
                 "sqs", region_name=_queue_region(queue_url, settings), config=CLIENT_CONFIG
             )
