@@ -1,0 +1,130 @@
+"""The embedded AWS: moto in this process, with the sandbox's changes (sandbox.shims) applied.
+
+Everything the sandbox and the handlers it runs call goes to moto: the environment is
+scrubbed of profiles and endpoints and carries fake credentials for as long as the sandbox is
+open, and restored afterwards. Accounts are reached the way AWS reaches them, with
+AssumeRole from the management account (moto's default account, the one that creates the
+organization); `MOTO_ACCOUNT_ID` is never set, since it would override assumed credentials.
+"""
+
+from __future__ import annotations
+
+import os
+from types import TracebackType
+from typing import Self
+
+import boto3
+
+from sandbox import shims
+from sandbox.journal import Journal
+
+# Variables that could send a call somewhere other than the embedded AWS, or change its accounts.
+_SCRUBBED = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "MOTO_ACCOUNT_ID",
+)
+FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+class SandboxError(Exception):
+    """The sandbox could not be set up or a step of its story failed."""
+
+
+class EmbeddedAws:
+    """moto in-process for the duration of a `with` block, patched as sandbox.shims says."""
+
+    def __init__(self, journal: Journal | None = None, strict_assume_role: bool = True) -> None:
+        self.journal = journal or Journal()
+        self._strict_assume_role = strict_assume_role
+        self._saved_environ: dict[str, str] | None = None
+        self._mock: object | None = None
+        self._patches: object | None = None
+        self._sessions: dict[tuple[str, str], boto3.Session] = {}
+
+    def __enter__(self) -> Self:
+        from moto import mock_aws
+
+        self._saved_environ = dict(os.environ)
+        for name in list(os.environ):
+            if name in _SCRUBBED or name.startswith("AWS_ENDPOINT_URL_"):
+                del os.environ[name]
+        os.environ.update(FAKE_CREDENTIALS)
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        self._mock = mock_aws()
+        self._mock.__enter__()  # type: ignore[attr-defined]
+        self._patches = shims.installed(self.journal, strict_assume_role=self._strict_assume_role)
+        try:
+            self._patches.__enter__()  # type: ignore[attr-defined]
+        except BaseException:
+            self._mock.__exit__(None, None, None)  # type: ignore[attr-defined]
+            self._restore_environ()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self._patches.__exit__(exc_type, exc, tb)  # type: ignore[attr-defined]
+        finally:
+            self._mock.__exit__(exc_type, exc, tb)  # type: ignore[attr-defined]
+            self._restore_environ()
+            self._sessions.clear()
+
+    def _restore_environ(self) -> None:
+        if self._saved_environ is not None:
+            os.environ.clear()
+            os.environ.update(self._saved_environ)
+            self._saved_environ = None
+
+    @property
+    def management_account_id(self) -> str:
+        """moto's default account: the one whose credentials the sandbox starts with."""
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        return DEFAULT_ACCOUNT_ID
+
+    def management_session(self) -> boto3.Session:
+        """The management account's own credentials (no role assumed)."""
+        return boto3.Session(
+            aws_access_key_id=FAKE_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=FAKE_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def session(
+        self, account_id: str, role_name: str = "OrganizationAccountAccessRole"
+    ) -> boto3.Session:
+        """A session in `account_id`: the management account's own, or a role assumed from it."""
+        if account_id == self.management_account_id:
+            return self.management_session()
+        key = (account_id, role_name)
+        if key not in self._sessions:
+            self._sessions[key] = self.assume(
+                f"arn:aws:iam::{account_id}:role/{role_name}", f"sandbox-{account_id}"
+            )
+        return self._sessions[key]
+
+    def assume(self, role_arn: str, session_name: str) -> boto3.Session:
+        """Credentials for `role_arn`, assumed from the management account."""
+        sts = self.management_session().client("sts", region_name="us-east-1")
+        credentials = sts.assume_role(RoleArn=role_arn, RoleSessionName=session_name[:64])[
+            "Credentials"
+        ]
+        return boto3.Session(
+            aws_access_key_id=credentials["AccessKeyId"],
+            aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"],
+        )
