@@ -82,7 +82,9 @@ def create_organization(
         ou_name, ou_id = ("Root", root_id)
         if ou is not None:
             ou_name, ou_id = ou
-            org.move_account(AccountId=account_id, SourceParentId=root_id, DestinationParentId=ou_id)
+            org.move_account(
+                AccountId=account_id, SourceParentId=root_id, DestinationParentId=ou_id
+            )
         return Account(account_id, name, email, role_name, vended_by, ou_name, ou_id, status["Id"])
 
     security = create("security", CREATED_ROLE, "organizations", None)

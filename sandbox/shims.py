@@ -218,7 +218,9 @@ class EventBridgeDelivery:
         self._kinesis = kinesis
         self._journal = journal
 
-    def send_to_targets(self, rule: Any, event: dict[str, Any], transform_input: bool = True) -> None:
+    def send_to_targets(
+        self, rule: Any, event: dict[str, Any], transform_input: bool = True
+    ) -> None:
         """Deliver one event that reached `rule`'s bus (called by moto's put_events)."""
         if rule.state not in _MATCHING_STATES:
             return
@@ -344,9 +346,15 @@ def installed(journal: Journal, strict_assume_role: bool = True) -> Iterator[Eve
     from moto.sts.models import STSBackend
 
     if not _install_lock.acquire(blocking=False):
-        raise RuntimeError("the sandbox's moto patches are already installed (one sandbox at a time)")
+        raise RuntimeError(
+            "the sandbox's moto patches are already installed (one sandbox at a time)"
+        )
     delivery = EventBridgeDelivery(EventBridgeToKinesisShim(journal), journal)
-    saved = (Rule.send_to_targets, LambdaBackend.create_event_source_mapping, STSBackend.assume_role)
+    saved = (
+        Rule.send_to_targets,
+        LambdaBackend.create_event_source_mapping,
+        STSBackend.assume_role,
+    )
     _MOTO_SEND_TO_TARGETS = saved[0]
 
     def send_to_targets(rule: Any, event: dict[str, Any], transform_input: bool = True) -> None:
