@@ -9,9 +9,12 @@ organization); `MOTO_ACCOUNT_ID` is never set, since it would override assumed c
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
+from collections.abc import Iterator
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import boto3
 
@@ -34,6 +37,35 @@ _SCRUBBED = (
     "MOTO_ACCOUNT_ID",
 )
 FAKE_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+@contextlib.contextmanager
+def _shared_botocore_models() -> Iterator[None]:
+    """Parse each botocore data file once per sandbox instead of once per boto3 session.
+
+    Every assumed role is a new session, and every new session parses the service models and
+    endpoint files again (~0.1 s each); onboarding a handful of accounts in several regions
+    makes hundreds of sessions. botocore already shares these objects between the clients of
+    one session without copying them, so sharing them between sessions is the same contract.
+    A speed-up of the sandbox only: nothing of it is deployed.
+    """
+    from botocore.loaders import JSONFileLoader
+
+    original = JSONFileLoader.load_file
+    cache: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def load_file(self: JSONFileLoader, file_path: str) -> Any:
+        with lock:
+            if file_path not in cache:
+                cache[file_path] = original(self, file_path)
+            return cache[file_path]
+
+    JSONFileLoader.load_file = load_file  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        JSONFileLoader.load_file = original  # type: ignore[method-assign]
 
 
 class SandboxError(Exception):
@@ -60,6 +92,8 @@ class EmbeddedAws:
                 del os.environ[name]
         os.environ.update(FAKE_CREDENTIALS)
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        self._model_cache = _shared_botocore_models()
+        self._model_cache.__enter__()
         self._mock = mock_aws()
         self._mock.__enter__()  # type: ignore[attr-defined]
         self._patches = shims.installed(self.journal, strict_assume_role=self._strict_assume_role)
@@ -67,6 +101,7 @@ class EmbeddedAws:
             self._patches.__enter__()  # type: ignore[attr-defined]
         except BaseException:
             self._mock.__exit__(None, None, None)  # type: ignore[attr-defined]
+            self._model_cache.__exit__(None, None, None)
             self._restore_environ()
             raise
         return self
@@ -81,6 +116,7 @@ class EmbeddedAws:
             self._patches.__exit__(exc_type, exc, tb)  # type: ignore[attr-defined]
         finally:
             self._mock.__exit__(exc_type, exc, tb)  # type: ignore[attr-defined]
+            self._model_cache.__exit__(None, None, None)
             self._restore_environ()
             self._sessions.clear()
 

@@ -41,10 +41,17 @@ class Journal:
         self._hops: dict[str, list[Hop]] = {}
         self._notices: list[Notice] = []
 
-    def record(self, event_id: str, step: str, where: str, note: str = "") -> None:
-        hop = Hop(self._clock(), step, where, note)
+    def now(self) -> float:
+        return self._clock()
+
+    def record(
+        self, event_id: str, step: str, where: str, note: str = "", at: float | None = None
+    ) -> None:
+        hop = Hop(self._clock() if at is None else at, step, where, note)
         with self._lock:
-            self._hops.setdefault(event_id, []).append(hop)
+            hops = self._hops.setdefault(event_id, [])
+            hops.append(hop)
+            hops.sort(key=lambda h: h.at)
 
     def notice(self, kind: str, message: str) -> None:
         with self._lock:

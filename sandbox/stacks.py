@@ -128,6 +128,7 @@ def translate(
     template: dict[str, Any], region: str, account_id: str, parameters: dict[str, str]
 ) -> dict[str, Any]:
     """The CloudFormation that the SAM transform would produce in `region` of `account_id`."""
+    from samtranslator.metrics.metrics import Metrics
     from samtranslator.parser.parser import Parser
     from samtranslator.translator.translator import Translator
 
@@ -137,12 +138,18 @@ def translate(
         "AWS::AccountId": account_id,
         "AWS::Partition": "aws",
     }
-    translator = Translator(None, Parser(), boto_session=boto3.Session(region_name=region))
-    return translator.translate(
-        json.loads(json.dumps(template)),
-        parameter_values=values,
-        get_managed_policy_map=dict,  # no managed policies by name: watershed grants inline
+    metrics = Metrics()  # recorded by the translator, published nowhere
+    translator = Translator(
+        None, Parser(), boto_session=boto3.Session(region_name=region), metrics=metrics
     )
+    try:
+        return translator.translate(
+            json.loads(json.dumps(template)),
+            parameter_values=values,
+            get_managed_policy_map=dict,  # no managed policies by name: watershed grants inline
+        )
+    finally:
+        metrics.publish()
 
 
 def deploy(
@@ -154,19 +161,30 @@ def deploy(
     parameters: dict[str, str],
 ) -> DeployedStack:
     """Create a (plain CloudFormation) stack in moto, apply stand-ins, and read it back."""
-    cfn = session.client("cloudformation", region_name=region)
-    moto_log = logging.getLogger("moto.cloudformation.parsing")
+    moto_log = logging.getLogger("moto")
     level = moto_log.level
     moto_log.setLevel(logging.ERROR)  # "No Moto CloudFormation support": listed in stand_ins
     try:
-        response = cfn.create_stack(
-            StackName=stack_name,
-            TemplateBody=json.dumps(template),
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-            Capabilities=_CAPABILITIES,
-        )
+        return _deploy(session, account_id, region, stack_name, template, parameters)
     finally:
         moto_log.setLevel(level)
+
+
+def _deploy(
+    session: boto3.Session,
+    account_id: str,
+    region: str,
+    stack_name: str,
+    template: dict[str, Any],
+    parameters: dict[str, str],
+) -> DeployedStack:
+    cfn = session.client("cloudformation", region_name=region)
+    response = cfn.create_stack(
+        StackName=stack_name,
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+        Capabilities=_CAPABILITIES,
+    )
     stack = cfn.describe_stacks(StackName=response["StackId"])["Stacks"][0]
     if stack["StackStatus"] != "CREATE_COMPLETE":
         events = cfn.describe_stack_events(StackName=response["StackId"])["StackEvents"]
