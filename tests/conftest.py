@@ -2,7 +2,8 @@
 
 Every test runs with fake credentials and without any endpoint or profile taken from the
 developer's shell, so a test that forgets to start moto fails instead of touching an account.
-Area-specific fixtures live in the conftest.py of each sub-folder (tests/onboarding, tests/relay, ...).
+Area-specific fixtures live in the conftest.py of each sub-folder
+(tests/onboarding, tests/relay, ...).
 """
 
 import pytest

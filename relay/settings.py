@@ -1,0 +1,96 @@
+"""Relay configuration: read once from the environment into a typed, frozen object.
+
+Nothing else in the package reads ``os.environ``. Every problem is reported with the name of the
+variable at fault, on the first invocation of a fresh execution environment (cold start).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from relay.errors import ConfigurationError
+
+# arn:<partition>:kinesis:<region>:<account>:stream/<name>
+_STREAM_ARN = re.compile(
+    r"^arn:(?P<partition>aws[a-z-]*):kinesis:(?P<region>[a-z]{2}(-[a-z]+)+-\d):"
+    r"(?P<account>\d{12}):stream/(?P<name>[A-Za-z0-9_.-]{1,128})$"
+)
+# S3 bucket naming rules (general purpose buckets): 3-63 chars, lowercase, digits, dots, hyphens.
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+DEFAULT_MAX_ATTEMPTS = 6
+DEFAULT_BACKOFF_BASE_MS = 100
+DEFAULT_BACKOFF_MAX_MS = 3_000
+DEFAULT_TIME_MARGIN_MS = 5_000
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the relay is configured with; built by :meth:`from_env`."""
+
+    destination_stream_arn: str
+    destination_stream_name: str
+    destination_region: str
+    partition: str
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff_base_ms: int = DEFAULT_BACKOFF_BASE_MS
+    backoff_max_ms: int = DEFAULT_BACKOFF_MAX_MS
+    time_margin_ms: int = DEFAULT_TIME_MARGIN_MS
+    oversize_bucket: str | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate the relay's variables; raise ConfigurationError naming the culprit."""
+        env = os.environ if environ is None else environ
+        arn = env.get("DESTINATION_STREAM_ARN", "").strip()
+        if not arn:
+            raise ConfigurationError("DESTINATION_STREAM_ARN", "is required and not set")
+        match = _STREAM_ARN.match(arn)
+        if match is None:
+            raise ConfigurationError(
+                "DESTINATION_STREAM_ARN",
+                f"{arn!r} is not a Kinesis stream ARN "
+                "(arn:<partition>:kinesis:<region>:<account>:stream/<name>)",
+            )
+        base = _int(env, "RELAY_BACKOFF_BASE_MS", DEFAULT_BACKOFF_BASE_MS, minimum=1)
+        ceiling = _int(env, "RELAY_BACKOFF_MAX_MS", DEFAULT_BACKOFF_MAX_MS, minimum=1)
+        if ceiling < base:
+            raise ConfigurationError(
+                "RELAY_BACKOFF_MAX_MS", f"{ceiling} is below RELAY_BACKOFF_BASE_MS ({base})"
+            )
+        return cls(
+            destination_stream_arn=arn,
+            destination_stream_name=match["name"],
+            destination_region=match["region"],
+            partition=match["partition"],
+            max_attempts=_int(env, "RELAY_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, minimum=1),
+            backoff_base_ms=base,
+            backoff_max_ms=ceiling,
+            time_margin_ms=_int(env, "RELAY_TIME_MARGIN_MS", DEFAULT_TIME_MARGIN_MS, minimum=0),
+            oversize_bucket=_bucket(env),
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(name, f"{raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ConfigurationError(name, f"{value} is below the minimum of {minimum}")
+    return value
+
+
+def _bucket(env: Mapping[str, str]) -> str | None:
+    raw = env.get("OVERSIZE_BUCKET", "").strip()
+    if not raw:
+        return None
+    if _BUCKET.match(raw) is None or ".." in raw:
+        raise ConfigurationError("OVERSIZE_BUCKET", f"{raw!r} is not a valid S3 bucket name")
+    return raw
