@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint venv clean
+.PHONY: test lint venv clean build-OnboardingFunction build-RelayFunction
 
 venv: $(STAMP)
 
@@ -26,3 +26,29 @@ test: lint
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .aws-sam build
+
+# --- sam build (template.yaml: CodeUri ".", Metadata BuildMethod: makefile) --------------------
+# SAM runs `make build-<LogicalId>` with ARTIFACTS_DIR set. Each function directory receives its
+# own package and that package's runtime dependencies, nothing else: no tests, no docs, not the
+# other function. <package>/requirements.txt is the complete list (installed with --no-deps): what
+# the python3.13 runtime provides (boto3, botocore and their dependencies) is not vendored.
+# Wheels are chosen for the Lambda platform (arm64, CPython 3.13), not for the build machine.
+LAMBDA_PIP_FLAGS := --quiet --no-compile --no-deps --disable-pip-version-check \
+	--platform manylinux2014_aarch64 --implementation cp --python-version 3.13 --only-binary=:all:
+
+define lambda-package
+	@test -n "$(ARTIFACTS_DIR)" || { echo "ARTIFACTS_DIR is not set (sam build sets it)" >&2; exit 1; }
+	mkdir -p "$(ARTIFACTS_DIR)"
+	rm -rf "$(ARTIFACTS_DIR)/$(1)"
+	cp -R $(1) "$(ARTIFACTS_DIR)/$(1)"
+	rm -f "$(ARTIFACTS_DIR)/$(1)/requirements.txt"
+	find "$(ARTIFACTS_DIR)/$(1)" -name __pycache__ -prune -exec rm -rf {} +
+	$(PYTHON) -m pip install $(LAMBDA_PIP_FLAGS) --target "$(ARTIFACTS_DIR)" -r $(1)/requirements.txt
+	rm -rf "$(ARTIFACTS_DIR)/bin"
+endef
+
+build-OnboardingFunction:
+	$(call lambda-package,onboarding)
+
+build-RelayFunction:
+	$(call lambda-package,relay)

@@ -1,0 +1,187 @@
+"""management.yaml read as data: one template, deployed in us-east-1 and the Control Tower home
+region, creates the right forwarding rules in each; the launcher is pinned both ways."""
+
+import json
+
+from cfnmodel import (
+    HOME_REGION,
+    MANAGEMENT_PARAMETERS,
+    ORGANIZATION_ID,
+    SECURITY_ACCOUNT,
+    Deployment,
+    management_deployments,
+)
+from moto.events.models import EventPattern
+
+SECURITY_BUS = f"arn:aws:events:{HOME_REGION}:{SECURITY_ACCOUNT}:event-bus/default"
+MANAGEMENT = "111111111111"
+
+
+def _event(source, detail_type, detail, account=MANAGEMENT):
+    return {
+        "version": "0",
+        "id": "0",
+        "source": source,
+        "detail-type": detail_type,
+        "account": account,
+        "time": "2026-03-02T10:15:03Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    }
+
+
+CREATE_ACCOUNT_RESULT = _event(
+    "aws.organizations", "AWS Service Event via CloudTrail", {"eventName": "CreateAccountResult"}
+)
+ACCOUNT_JOINED = _event(
+    "aws.organizations",
+    "AWS Service Event via CloudTrail",
+    {"eventName": "AccountJoinedOrganization"},
+)
+REGION_OPT_IN = _event("aws.account", "Region Opt-In Status Change", {"status": "ENABLED"})
+CREATE_MANAGED_ACCOUNT = _event(
+    "aws.controltower", "AWS Service Event via CloudTrail", {"eventName": "CreateManagedAccount"}
+)
+UPDATE_MANAGED_ACCOUNT = _event(
+    "aws.controltower", "AWS Service Event via CloudTrail", {"eventName": "UpdateManagedAccount"}
+)
+CREATE_ACCOUNT_CALL = _event(
+    "aws.organizations", "AWS API Call via CloudTrail", {"eventName": "CreateAccount"}
+)
+
+
+def _rules(deployment):
+    return {
+        logical_id: deployment.resolve(resource["Properties"])
+        for logical_id, resource in deployment.resources().items()
+        if resource["Type"] == "AWS::Events::Rule"
+    }
+
+
+def _matches(rule, event):
+    # moto's EventBridge pattern matcher stands in for EventBridge's (it implements $or).
+    return EventPattern.load(json.dumps(rule["EventPattern"])).matches_event(event)
+
+
+def test_us_east_1_forwards_organizations_events_and_holds_the_launcher(management_template):
+    deployment = management_deployments(management_template)["us-east-1"]
+    rules = _rules(deployment)
+    assert set(rules) == {"OrganizationsTriggerRule"}
+    assert "LauncherRole" in deployment.resources()
+    rule = rules["OrganizationsTriggerRule"]
+    for event in (CREATE_ACCOUNT_RESULT, ACCOUNT_JOINED, REGION_OPT_IN):
+        assert _matches(rule, event), event["detail"]
+    assert not _matches(rule, CREATE_ACCOUNT_CALL)  # IN_PROGRESS, no account id yet
+    assert not _matches(rule, CREATE_MANAGED_ACCOUNT)
+
+
+def test_control_tower_home_forwards_control_tower_events_only(management_template):
+    deployment = management_deployments(management_template)["ct-home"]
+    rules = _rules(deployment)
+    assert set(rules) == {"ControlTowerTriggerRule"}
+    assert "LauncherRole" not in deployment.resources()  # IAM is global: created once
+    rule = rules["ControlTowerTriggerRule"]
+    assert _matches(rule, CREATE_MANAGED_ACCOUNT)
+    assert _matches(rule, UPDATE_MANAGED_ACCOUNT)
+    assert not _matches(rule, CREATE_ACCOUNT_RESULT)
+
+
+def test_us_east_1_as_control_tower_home_gets_both_rules(management_template):
+    deployment = management_deployments(management_template)["us-east-1-is-ct-home"]
+    assert set(_rules(deployment)) == {"OrganizationsTriggerRule", "ControlTowerTriggerRule"}
+
+
+def test_elsewhere_nothing_is_created(management_template):
+    deployment = Deployment(management_template, "ap-south-1", MANAGEMENT, MANAGEMENT_PARAMETERS)
+    assert deployment.resources() == {}
+
+
+def test_rules_target_the_security_home_bus_with_a_role_and_a_dead_letter_queue(
+    management_deployment,
+):
+    rules = _rules(management_deployment)
+    assert rules
+    for logical_id, rule in rules.items():
+        (target,) = rule["Targets"]
+        assert target["Arn"] == SECURITY_BUS, logical_id
+        assert target["Id"] == "security-bus"
+        assert target["RoleArn"] == management_deployment.get_att("TriggerForwarderRole", "Arn")
+        assert target["DeadLetterConfig"]["Arn"] == management_deployment.get_att(
+            "TriggerDeadLetterQueue", "Arn"
+        )
+        assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+        # The management account's own events only.
+        assert rule["EventPattern"]["account"] == [MANAGEMENT]
+        assert rule["Name"].startswith("watershed-trigger-")
+
+
+def test_forwarder_role_may_put_events_on_the_security_home_bus_only(management_deployment):
+    role = management_deployment.resolve(
+        management_deployment.template["Resources"]["TriggerForwarderRole"]["Properties"]
+    )
+    (policy,) = role["Policies"]
+    (statement,) = policy["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "events:PutEvents"
+    assert statement["Resource"] == SECURITY_BUS
+    trust = role["AssumeRolePolicyDocument"]["Statement"][0]
+    assert trust["Principal"] == {"Service": "events.amazonaws.com"}
+    assert trust["Condition"]["StringEquals"] == {"aws:SourceAccount": MANAGEMENT}
+
+
+def test_launcher_is_assumable_by_the_onboarding_role_only(management_template):
+    deployment = management_deployments(management_template)["us-east-1"]
+    role = deployment.resolve(management_template["Resources"]["LauncherRole"]["Properties"])
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"AWS": f"arn:aws:iam::{SECURITY_ACCOUNT}:root"}
+    assert trust["Condition"] == {
+        "ArnEquals": {"aws:PrincipalArn": MANAGEMENT_PARAMETERS["OnboardingRoleArn"]}
+    }
+
+
+def test_launcher_assumes_only_the_member_role_names_inside_the_organization(
+    management_template,
+):
+    deployment = Deployment(
+        management_template,
+        "us-east-1",
+        MANAGEMENT,
+        {**MANAGEMENT_PARAMETERS, "MemberRoleNames": "OrganizationAccountAccessRole,Admin"},
+    )
+    role = deployment.resolve(management_template["Resources"]["LauncherRole"]["Properties"])
+    statements = {s["Sid"]: s for s in role["Policies"][0]["PolicyDocument"]["Statement"]}
+    assume = statements["MemberAdminRolesInThisOrganization"]
+    assert assume["Action"] == "sts:AssumeRole"
+    assert assume["Resource"] == [
+        "arn:aws:iam::*:role/OrganizationAccountAccessRole",
+        "arn:aws:iam::*:role/Admin",
+    ]
+    assert assume["Condition"] == {"StringEquals": {"aws:ResourceOrgID": ORGANIZATION_ID}}
+    reads = {a for s in statements.values() if s is not assume for a in _as_list(s["Action"])}
+    assert reads == {
+        "organizations:DescribeAccount",
+        "organizations:ListAccounts",
+        "organizations:ListParents",
+        "organizations:ListTagsForResource",
+        "account:ListRegions",
+    }
+
+
+def test_member_role_arns_follow_the_partition(management_template):
+    deployment = Deployment(
+        management_template,
+        "us-gov-west-1",
+        MANAGEMENT,
+        {**MANAGEMENT_PARAMETERS, "OrganizationsEventsRegion": "us-gov-west-1"},
+        partition="aws-us-gov",
+    )
+    role = deployment.resolve(management_template["Resources"]["LauncherRole"]["Properties"])
+    assume = role["Policies"][0]["PolicyDocument"]["Statement"][0]
+    assert assume["Resource"] == [
+        "arn:aws-us-gov:iam::*:role/OrganizationAccountAccessRole",
+        "arn:aws-us-gov:iam::*:role/AWSControlTowerExecution",
+    ]
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]

@@ -1,0 +1,426 @@
+"""template.yaml read as data: what exists where, the wiring, and the settings that matter.
+
+Each test resolves the template for a concrete deployment (cfnmodel.Deployment: an account,
+a region, parameters) and asserts on what CloudFormation would create.
+"""
+
+import ast
+import json
+
+import pytest
+from cfnmodel import HOME_REGION, ROOT, SAM_PARAMETERS, SECURITY_ACCOUNT, Deployment
+from moto.events.models import EventPattern
+
+HOME_ONLY = {
+    "WorkQueue",
+    "WorkDeadLetterQueue",
+    "OnboardingInvokeFailureQueue",
+    "TriggerRule",
+    "OnboardingRole",
+    "OnboardingFunction",
+    "OnboardingLogGroup",
+}
+RELAY_ONLY = {
+    "RegionalStream",
+    "RelayFunction",
+    "RelayRole",
+    "RelayFailureQueue",
+    "OversizeBucket",
+    "RelayLogGroup",
+}
+EVERYWHERE = {"OrganizationBusPolicy", "CollectRule", "CollectRole", "EventsDeadLetterQueue"}
+
+# The contract's names (CONTRACT.md): every variable a function receives must be one of these.
+ONBOARDING_VARIABLES = {
+    "SECURITY_ACCOUNT_ID",
+    "MANAGEMENT_ACCOUNT_ID",
+    "HUB_REGIONS",
+    "LAUNCHER_ROLE_ARN",
+    "MEMBER_ROLE_NAMES",
+    "FORWARDER_ROLE_NAME",
+    "FORWARD_RULE_NAME",
+    "FORWARD_EVENT_PATTERN",
+    "FINDING_PUBLISHING_FREQUENCY",
+    "GUARDDUTY_FEATURES",
+    "REGION_WORKERS",
+    "WORK_QUEUE_URL",
+    "DEAD_LETTER_QUEUE_URL",
+    "RETRY_CAP_SECONDS",
+    "EXCLUDED_ACCOUNTS",
+    "EXCLUDED_OUS",
+    "EXCLUDE_TAG",
+}
+RELAY_VARIABLES = {
+    "DESTINATION_STREAM_ARN",
+    "RELAY_MAX_ATTEMPTS",
+    "RELAY_BACKOFF_BASE_MS",
+    "RELAY_BACKOFF_MAX_MS",
+    "RELAY_TIME_MARGIN_MS",
+    "OVERSIZE_BUCKET",
+}
+COMMON_VARIABLES = {
+    "AWS_STS_REGIONAL_ENDPOINTS",
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "POWERTOOLS_LOG_LEVEL",
+}
+
+
+def _events(deployment, function):
+    return deployment.resolve(deployment.template["Resources"][function]["Properties"]["Events"])
+
+
+def _environment(deployment, function):
+    globals_ = deployment.template["Globals"]["Function"]["Environment"]["Variables"]
+    own = deployment.template["Resources"][function]["Properties"]["Environment"]["Variables"]
+    return deployment.resolve({**globals_, **own})
+
+
+def test_home_region_holds_the_destination_and_onboarding(home):
+    created = set(home.resources())
+    assert HOME_ONLY | EVERYWHERE | {"DestinationStream"} <= created
+    assert not created & RELAY_ONLY
+
+
+def test_other_regions_hold_the_regional_stream_and_relay(relay_region):
+    created = set(relay_region.resources())
+    assert created >= RELAY_ONLY | EVERYWHERE
+    assert not created & (HOME_ONLY | {"DestinationStream"})
+
+
+def test_an_existing_destination_stream_replaces_the_created_one(sam_template):
+    existing = "arn:aws:kinesis:eu-west-1:222222222222:stream/streamalert"
+    home = Deployment(
+        sam_template,
+        HOME_REGION,
+        SECURITY_ACCOUNT,
+        {**SAM_PARAMETERS, "ExistingDestinationStreamArn": existing},
+    )
+    relay = Deployment(
+        sam_template,
+        "ap-southeast-2",
+        SECURITY_ACCOUNT,
+        {**SAM_PARAMETERS, "ExistingDestinationStreamArn": existing},
+    )
+    assert "DestinationStream" not in home.resources()
+    collect = home.resolve(sam_template["Resources"]["CollectRule"]["Properties"])
+    assert collect["Targets"][0]["Arn"] == existing
+    assert _environment(relay, "RelayFunction")["DESTINATION_STREAM_ARN"] == existing
+
+
+def test_relays_write_to_the_stream_the_home_region_creates(home, relay_region):
+    # The relay's region differs from the home region; the destination ARN is derived from the
+    # parameters, so it must be exactly the stream the home region's stack creates.
+    created_in_home = home.get_att("DestinationStream", "Arn")
+    assert _environment(relay_region, "RelayFunction")["DESTINATION_STREAM_ARN"] == created_in_home
+    assert created_in_home.startswith(f"arn:aws:kinesis:{HOME_REGION}:")
+
+
+def test_collect_rule_targets_the_local_stream_with_a_pinned_role(home, relay_region):
+    for deployment, stream in ((home, "DestinationStream"), (relay_region, "RegionalStream")):
+        rule = deployment.resolve(deployment.template["Resources"]["CollectRule"]["Properties"])
+        (target,) = rule["Targets"]
+        assert target["Arn"] == deployment.get_att(stream, "Arn")
+        assert target["RoleArn"] == deployment.get_att("CollectRole", "Arn")
+        assert rule["EventBusName"] == "default"
+
+
+def test_streams_are_on_demand_and_encrypted(home, relay_region):
+    for deployment, stream in ((home, "DestinationStream"), (relay_region, "RegionalStream")):
+        props = deployment.resolve(deployment.template["Resources"][stream]["Properties"])
+        assert props["StreamModeDetails"] == {"StreamMode": "ON_DEMAND"}
+        assert props["StreamEncryption"]["EncryptionType"] == "KMS"
+
+
+def test_the_bus_policy_lets_only_the_organization_put_events(sam_deployment):
+    assert "Condition" not in sam_deployment.template["Resources"]["OrganizationBusPolicy"]
+    props = sam_deployment.resolve(
+        sam_deployment.template["Resources"]["OrganizationBusPolicy"]["Properties"]
+    )
+    statement = props["Statement"]
+    assert props["EventBusName"] == "default"
+    assert statement["Principal"] == "*"
+    assert statement["Action"] == "events:PutEvents"
+    assert statement["Resource"] == (
+        f"arn:aws:events:{sam_deployment.region}:{SECURITY_ACCOUNT}:event-bus/default"
+    )
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:PrincipalOrgID": SAM_PARAMETERS["OrganizationId"]}
+    }
+
+
+def test_globals_pin_runtime_architecture_tracing_and_regional_sts(sam_template):
+    function = sam_template["Globals"]["Function"]
+    assert function["Runtime"] == "python3.13"
+    assert function["Architectures"] == ["arm64"]
+    assert function["Tracing"] == "Active"
+    assert function["Environment"]["Variables"]["AWS_STS_REGIONAL_ENDPOINTS"] == "regional"
+    assert function["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == "watershed"
+
+
+def test_functions_receive_only_contract_variables(home, relay_region):
+    onboarding = _environment(home, "OnboardingFunction")
+    relay = _environment(relay_region, "RelayFunction")
+    assert set(onboarding) - COMMON_VARIABLES <= ONBOARDING_VARIABLES
+    assert set(relay) - COMMON_VARIABLES <= RELAY_VARIABLES
+    assert onboarding["POWERTOOLS_SERVICE_NAME"] == "onboarding"
+    assert relay["POWERTOOLS_SERVICE_NAME"] == "relay"
+    assert onboarding["SECURITY_ACCOUNT_ID"] == SECURITY_ACCOUNT
+    assert onboarding["WORK_QUEUE_URL"] == home.ref("WorkQueue")
+    assert onboarding["DEAD_LETTER_QUEUE_URL"] == home.ref("WorkDeadLetterQueue")
+    assert onboarding["LAUNCHER_ROLE_ARN"] == SAM_PARAMETERS["LauncherRoleArn"]
+    assert onboarding["FORWARDER_ROLE_NAME"] == "watershed-forwarder"
+    assert onboarding["FORWARD_RULE_NAME"] == "watershed-forward"
+    assert relay["OVERSIZE_BUCKET"] == relay_region.ref("OversizeBucket")
+
+
+def test_optional_values_are_left_out_rather_than_set_empty(sam_template):
+    # No launcher (deployed in the management account) and no explicit GuardDuty features:
+    # the variables are absent, so the functions' own defaults apply.
+    home = Deployment(
+        sam_template, HOME_REGION, SECURITY_ACCOUNT, {**SAM_PARAMETERS, "LauncherRoleArn": ""}
+    )
+    environment = _environment(home, "OnboardingFunction")
+    assert "LAUNCHER_ROLE_ARN" not in environment
+    assert "GUARDDUTY_FEATURES" not in environment
+
+
+@pytest.mark.parametrize(
+    ("function", "package"),
+    [("OnboardingFunction", "onboarding"), ("RelayFunction", "relay")],
+)
+def test_handlers_resolve_to_the_packaged_module(sam_template, function, package):
+    props = sam_template["Resources"][function]["Properties"]
+    assert props["CodeUri"] == "."
+    assert sam_template["Resources"][function]["Metadata"] == {"BuildMethod": "makefile"}
+    module_path, _, handler_name = props["Handler"].rpartition(".")
+    assert module_path == f"{package}.handler"
+    # The Makefile target sam build calls, and the package it copies.
+    assert f"build-{function}:" in (ROOT / "Makefile").read_text()
+    assert (ROOT / package / "__init__.py").is_file()
+    assert (ROOT / package / "requirements.txt").is_file()
+    source = ROOT / (module_path.replace(".", "/") + ".py")
+    if not source.is_file():
+        pytest.skip(f"{source.relative_to(ROOT)} is written by its own issue and not here yet")
+    names = {
+        node.name
+        for node in ast.parse(source.read_text()).body
+        if isinstance(node, ast.FunctionDef)
+    } | {
+        target.id
+        for node in ast.parse(source.read_text()).body
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    assert handler_name in names
+
+
+def test_functions_use_the_roles_defined_here(sam_template):
+    # An explicit Role stops SAM from generating one with managed policies
+    # (AWSLambdaSQSQueueExecutionRole, AWSLambdaKinesisExecutionRole, ... grant "*").
+    for resource in sam_template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            assert resource["Properties"]["Role"]["Fn::GetAtt"][1] == "Arn"
+            assert "Policies" not in resource["Properties"]
+        assert "ManagedPolicyArns" not in resource.get("Properties", {})
+
+
+def test_relay_mapping_cannot_block_a_shard(relay_region):
+    (event,) = _events(relay_region, "RelayFunction").values()
+    props = event["Properties"]
+    stream = relay_region.resolve(
+        relay_region.template["Resources"]["RegionalStream"]["Properties"]
+    )
+    assert event["Type"] == "Kinesis"
+    assert props["Stream"] == relay_region.get_att("RegionalStream", "Arn")
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["BisectBatchOnFunctionError"] is True
+    assert 0 <= props["MaximumRetryAttempts"] <= 100
+    assert 60 <= props["MaximumRecordAgeInSeconds"] < stream["RetentionPeriodHours"] * 3600
+    assert props["DestinationConfig"]["OnFailure"] == {
+        "Type": "SQS",
+        "Destination": relay_region.get_att("RelayFailureQueue", "Arn"),
+    }
+    assert 100 <= props["BatchSize"] <= 500  # PutRecords takes at most 500 records
+    assert 0 < props["MaximumBatchingWindowInSeconds"] <= 5
+    assert props["StartingPosition"] == "TRIM_HORIZON"
+
+
+def test_work_queue_feeds_onboarding_within_the_organization_limits(home, sam_template):
+    events = _events(home, "OnboardingFunction")
+    work = events["Work"]["Properties"]
+    function = sam_template["Resources"]["OnboardingFunction"]["Properties"]
+    queue = home.resolve(sam_template["Resources"]["WorkQueue"]["Properties"])
+    concurrency = sam_template["Parameters"]["OnboardingMaxConcurrency"]
+    assert work["Queue"] == home.get_att("WorkQueue", "Arn")
+    assert work["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert work["ScalingConfig"]["MaximumConcurrency"] == str(concurrency["Default"])
+    # DescribeAccount (20 req/s, whole organization) bounds the useful concurrency.
+    assert 2 <= concurrency["Default"] <= 20
+    assert concurrency["MaxValue"] <= 50
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    assert queue["RedrivePolicy"]["deadLetterTargetArn"] == home.get_att(
+        "WorkDeadLetterQueue", "Arn"
+    )
+
+
+def test_reconcile_schedule_invokes_onboarding_with_all_accounts(home):
+    reconcile = _events(home, "OnboardingFunction")["Reconcile"]
+    assert reconcile["Type"] == "Schedule"
+    assert json.loads(reconcile["Properties"]["Input"]) == {"accounts": "ALL", "reason": "schedule"}
+    assert reconcile["Properties"]["Name"] == "watershed-reconcile"
+
+
+def test_every_asynchronous_path_ends_in_a_dead_letter_queue(home, relay_region, sam_template):
+    resources = sam_template["Resources"]
+    queues = {k for k, v in resources.items() if v["Type"] == "AWS::SQS::Queue"}
+    for deployment in (home, relay_region):
+        for logical_id, resource in deployment.resources().items():
+            props = deployment.resolve(resource.get("Properties", {}))
+            if resource["Type"] == "AWS::Events::Rule":
+                for target in props["Targets"]:
+                    assert target["DeadLetterConfig"]["Arn"], logical_id
+                    assert target["RetryPolicy"]["MaximumRetryAttempts"] >= 1, logical_id
+            if resource["Type"] == "AWS::Serverless::Function":
+                for name, event in props["Events"].items():
+                    if event["Type"] == "Schedule":  # EventBridge delivery, then async invoke
+                        assert event["Properties"]["DeadLetterConfig"]["Arn"], name
+                        on_failure = props["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]
+                        assert on_failure["Type"] == "SQS", name
+                    elif event["Type"] == "Kinesis":
+                        assert event["Properties"]["DestinationConfig"]["OnFailure"], name
+                    elif event["Type"] == "SQS":
+                        source = event["Properties"]["Queue"]
+                        (queue,) = [q for q in queues if deployment.get_att(q, "Arn") == source]
+                        assert "RedrivePolicy" in resources[queue]["Properties"], name
+                    else:
+                        pytest.fail(f"{logical_id}: unchecked event type {event['Type']}")
+
+
+def test_every_dead_letter_queue_has_an_alarm(home, relay_region):
+    for deployment in (home, relay_region):
+        resources = deployment.resources()
+        queues = {k for k, v in resources.items() if v["Type"] == "AWS::SQS::Queue"}
+        dead_letter = queues - {"WorkQueue"}
+        watched = {
+            v["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+            for v in resources.values()
+            if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"]["Namespace"] == "AWS/SQS"
+        }
+        assert dead_letter and dead_letter == watched
+
+
+def test_alarms_cover_the_relay_and_onboarding(home, relay_region):
+    def metrics(deployment):
+        return {
+            (v["Properties"]["Namespace"], v["Properties"]["MetricName"])
+            for v in deployment.resources().values()
+            if v["Type"] == "AWS::CloudWatch::Alarm"
+        }
+
+    assert ("AWS/Lambda", "IteratorAge") in metrics(relay_region)
+    assert ("AWS/Lambda", "Errors") in metrics(relay_region)
+    assert ("AWS/Lambda", "Errors") in metrics(home)
+
+
+def test_alarms_notify_the_given_topic_or_a_new_one_for_an_email(sam_template):
+    def actions(extra):
+        deployment = Deployment(
+            sam_template, HOME_REGION, SECURITY_ACCOUNT, {**SAM_PARAMETERS, **extra}
+        )
+        alarm = sam_template["Resources"]["OnboardingErrorsAlarm"]["Properties"]
+        return deployment.resolve(alarm).get("AlarmActions"), set(deployment.resources())
+
+    topic = "arn:aws:sns:eu-west-1:222222222222:soc"
+    assert actions({}) == (None, actions({})[1])
+    assert actions({"AlarmTopicArn": topic})[0] == [topic]
+    by_email, created = actions({"AlarmEmail": "soc@example.com"})
+    assert {"AlarmTopic", "AlarmEmailSubscription"} <= created
+    assert by_email == ["arn:aws:sns:eu-west-1:222222222222:AlarmTopic"]
+
+
+def _event(source, detail_type, account, detail):
+    return {
+        "version": "0",
+        "id": "0",
+        "source": source,
+        "detail-type": detail_type,
+        "account": account,
+        "time": "2026-03-02T10:15:03Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    }
+
+
+MANAGEMENT = SAM_PARAMETERS["ManagementAccountId"]
+MEMBER = "333333333333"
+CREATE_ACCOUNT_RESULT = _event(
+    "aws.organizations",
+    "AWS Service Event via CloudTrail",
+    MANAGEMENT,
+    {"eventName": "CreateAccountResult", "serviceEventDetails": {}},
+)
+CREATE_MANAGED_ACCOUNT = _event(
+    "aws.controltower",
+    "AWS Service Event via CloudTrail",
+    MANAGEMENT,
+    {"eventName": "CreateManagedAccount"},
+)
+REGION_OPT_IN = _event(
+    "aws.account",
+    "Region Opt-In Status Change",
+    MANAGEMENT,
+    {"accountId": MEMBER, "regionName": "ap-southeast-7", "status": "ENABLED"},
+)
+GUARDDUTY_FINDING = _event("aws.guardduty", "GuardDuty Finding", MEMBER, {"severity": 8})
+MEMBER_API_CALL = _event(
+    "aws.ec2", "AWS API Call via CloudTrail", MEMBER, {"eventName": "RunInstances"}
+)
+TRUSTED_ADVISOR = _event("aws.trustedadvisor", "Trusted Advisor Check Item Refresh", MEMBER, {})
+
+
+def _matches(deployment, rule, event):
+    # moto's EventBridge pattern matcher stands in for EventBridge's (it implements $or).
+    pattern = deployment.resolve(deployment.template["Resources"][rule]["Properties"])
+    return EventPattern.load(json.dumps(pattern["EventPattern"])).matches_event(event)
+
+
+def test_trigger_rule_accepts_lifecycle_events_from_the_management_account_only(home):
+    for event in (CREATE_ACCOUNT_RESULT, CREATE_MANAGED_ACCOUNT, REGION_OPT_IN):
+        assert _matches(home, "TriggerRule", event), event["detail-type"]
+        forged = {**event, "account": MEMBER}  # a member forwarding the same kind of event
+        assert not _matches(home, "TriggerRule", forged)
+    for event in (GUARDDUTY_FINDING, MEMBER_API_CALL, TRUSTED_ADVISOR):
+        assert not _matches(home, "TriggerRule", event)
+
+
+def test_trigger_rule_feeds_the_work_queue(home):
+    rule = home.resolve(home.template["Resources"]["TriggerRule"]["Properties"])
+    (target,) = rule["Targets"]
+    assert target["Arn"] == home.get_att("WorkQueue", "Arn")
+    assert "InputTransformer" not in target  # the function reads raw EventBridge events
+
+
+def test_collect_rule_takes_security_events_not_lifecycle_events(relay_region):
+    for event in (GUARDDUTY_FINDING, MEMBER_API_CALL, TRUSTED_ADVISOR):
+        assert _matches(relay_region, "CollectRule", event), event["source"]
+    for event in (CREATE_ACCOUNT_RESULT, REGION_OPT_IN):
+        assert not _matches(relay_region, "CollectRule", event)
+
+
+def test_parameters_are_validated(sam_template, management_template):
+    for template in (sam_template, management_template):
+        for name, parameter in template["Parameters"].items():
+            if parameter["Type"] == "String":
+                assert "AllowedPattern" in parameter or "AllowedValues" in parameter, name
+            else:
+                assert {"MinValue", "MaxValue"} <= set(parameter) or "AllowedValues" in parameter
+
+
+def test_arns_name_their_partition(sam_template, management_template):
+    for template in (sam_template, management_template):
+        text = json.dumps(template["Resources"])
+        # Literal partitions appear only in the per-partition Fn::Join delimiters.
+        assert "arn:aws:" not in text.replace(",arn:aws:iam::*:role/", "")
