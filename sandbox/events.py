@@ -120,6 +120,7 @@ def guardduty_finding(member: Account, region: str, why: str) -> RaisedEvent:
     detector_id = uuid.uuid4().hex
     now = datetime.now(tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
     arn = f"arn:aws:guardduty:{region}:{member.account_id}:detector/{detector_id}"
+    attack = "198.51.100.200 is performing SSH brute force attacks"
     detail = {
         "schemaVersion": "2.0",
         "accountId": member.account_id,
@@ -151,9 +152,8 @@ def guardduty_finding(member: Account, region: str, why: str) -> RaisedEvent:
         "severity": 5,
         "createdAt": now,
         "updatedAt": now,
-        "title": "198.51.100.200 is performing SSH brute force attacks against i-0123456789abcdef0.",
-        "description": "198.51.100.200 is performing SSH brute force attacks "
-        "against i-0123456789abcdef0.",
+        "title": f"{attack} against i-0123456789abcdef0.",
+        "description": f"{attack} against i-0123456789abcdef0.",
     }
     entry = _entry("aws.guardduty", "GuardDuty Finding", detail, [])
     return RaisedEvent("GuardDuty finding", member, region, entry, True, why)

@@ -77,10 +77,12 @@ def is_sam(template: dict[str, Any]) -> bool:
     return any(str(t).startswith("AWS::Serverless") for t in transforms)
 
 
-def _zip_directory(directory: Path) -> bytes:
+def _zip_directory(directory: Path, only: str | None = None) -> bytes:
+    """The code files under `directory` (or only its package `only`) as a zip archive."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted(directory.rglob("*")):
+        root = directory / only if only else directory
+        for path in sorted(root.rglob("*")):
             relative = path.relative_to(directory)
             if any(p.startswith(".") or p in _NOT_PACKAGED_DIRS for p in relative.parts[:-1]):
                 continue
@@ -92,7 +94,12 @@ def _zip_directory(directory: Path) -> bytes:
 def package(
     template: dict[str, Any], base_dir: Path, session: boto3.Session, region: str, bucket: str
 ) -> dict[str, Any]:
-    """Upload every local CodeUri as a zip to S3 and point the template at it (`sam package`)."""
+    """Upload every local CodeUri as a zip to S3 and point the template at it (`sam package`).
+
+    A function whose CodeUri holds its handler's package (CodeUri `.` with a makefile build, as
+    watershed's functions) gets that package only, as `make build-<Function>` would produce.
+    moto stores the archive and never runs it: the sandbox runs handlers from this checkout.
+    """
     s3 = session.client("s3", region_name=region)
     try:
         s3.head_bucket(Bucket=bucket)
@@ -102,25 +109,27 @@ def package(
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
         s3.create_bucket(**kwargs)
     packaged = json.loads(json.dumps(template))
-    holders = [packaged.get("Globals", {}).get("Function", {})]
-    holders += [
-        resource.get("Properties", {})
-        for resource in packaged.get("Resources", {}).values()
-        if resource.get("Type") == "AWS::Serverless::Function"
-    ]
-    uploaded: dict[Path, str] = {}
-    for properties in holders:
-        code_uri = properties.get("CodeUri")
+    global_code = packaged.get("Globals", {}).get("Function", {}).pop("CodeUri", None)
+    uploaded: dict[tuple[Path, str | None], str] = {}
+    for resource in packaged.get("Resources", {}).values():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        properties = resource.setdefault("Properties", {})
+        code_uri = properties.get("CodeUri", global_code)
         if not isinstance(code_uri, str) or code_uri.startswith("s3://"):
+            if code_uri is not None:
+                properties["CodeUri"] = code_uri
             continue
         directory = (base_dir / code_uri).resolve()
         if not directory.is_dir():
             raise SandboxError(f"CodeUri {code_uri!r}: no such directory under {base_dir}")
-        if directory not in uploaded:
-            key = f"code/{directory.name or 'root'}-{len(uploaded)}.zip"
-            s3.put_object(Bucket=bucket, Key=key, Body=_zip_directory(directory))
-            uploaded[directory] = f"s3://{bucket}/{key}"
-        properties["CodeUri"] = uploaded[directory]
+        package_name = str(properties.get("Handler", "")).split(".", 1)[0]
+        only = package_name if package_name and (directory / package_name).is_dir() else None
+        if (directory, only) not in uploaded:
+            key = f"code/{only or directory.name or 'root'}-{len(uploaded)}.zip"
+            s3.put_object(Bucket=bucket, Key=key, Body=_zip_directory(directory, only))
+            uploaded[(directory, only)] = f"s3://{bucket}/{key}"
+        properties["CodeUri"] = uploaded[(directory, only)]
     return packaged
 
 

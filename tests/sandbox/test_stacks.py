@@ -1,6 +1,8 @@
 """Deploying a SAM template into moto's CloudFormation: package, translate, create, stand in."""
 
+import io
 import json
+import zipfile
 
 import pytest
 
@@ -49,10 +51,19 @@ def test_the_bus_policy_moto_skips_is_applied_and_reported(aws, org, hub):
     ]
 
 
-def test_code_uris_are_uploaded_as_zips_before_translation(aws, org, hub):
+def test_each_function_package_is_uploaded_once_as_a_zip(aws, org, hub):
+    # Both functions have CodeUri fixture_app/ and handlers in its package sandbox_fixture:
+    # like `make build-<Function>`, only that package goes into the archive.
     s3 = aws.session(org.security.account_id).client("s3", region_name=REGION)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="artifacts")["Contents"]]
-    assert keys == ["code/fixture_app-0.zip"]
+    body = s3.get_object(Bucket="artifacts", Key=keys[0])["Body"].read()
+
+    assert keys == ["code/sandbox_fixture-0.zip"]
+    assert sorted(zipfile.ZipFile(io.BytesIO(body)).namelist()) == [
+        "sandbox_fixture/__init__.py",
+        "sandbox_fixture/forward.py",
+        "sandbox_fixture/record.py",
+    ]
 
 
 def test_a_missing_code_directory_is_refused(aws, org, tmp_path):
