@@ -5,7 +5,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint venv clean build-OnboardingFunction build-RelayFunction
+.PHONY: test lint venv demo clean build-OnboardingFunction build-RelayFunction
 
 venv: $(STAMP)
 
@@ -23,6 +23,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The whole pipeline on an embedded AWS (moto, in-process): `make demo ARGS="--regions 5 --accounts 10"`
+demo: $(STAMP)
+	$(BIN)/python -m sandbox $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .aws-sam build
