@@ -11,12 +11,14 @@ play the story (for instance a template that does not deploy).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 import traceback
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sandbox.embedded import EmbeddedAws
+from sandbox.journal import Hop
 from sandbox.journey import FAIL, OK, Printer, hop_lines, table
 from sandbox.story import REGION_ORDER, DemoOptions, DemoResult, Story, describe_record
 
@@ -182,9 +184,28 @@ def _render_deploy(printer: Printer, result: DemoResult, seconds: float) -> None
     printer.line(f"  destination stream: {result.destination_arn}")
 
 
+def _hops(result: DemoResult) -> Callable[[str], list[Hop]]:
+    """The journal's hops of an event, with account ids replaced by the accounts' names."""
+    org = result.organization
+    names = {a.account_id: a.name for a in org.accounts} if org else {}
+
+    def named(text: str) -> str:
+        for account_id, name in names.items():
+            text = text.replace(account_id, name)
+        return text
+
+    def hops(event_id: str) -> list[Hop]:
+        return [
+            dataclasses.replace(hop, where=named(hop.where), note=named(hop.note))
+            for hop in result.journal.hops(event_id)
+        ]
+
+    return hops
+
+
 def _render_onboarding(printer: Printer, result: DemoResult, seconds: float) -> None:
     printer.section("3. onboarding", f"{seconds:.1f} s")
-    journal_hops = result.journal.hops
+    journal_hops = _hops(result)
     for trigger in result.triggers:
         printer.line(f"  {trigger.label} for {trigger.member.name} ({trigger.member.account_id})")
         printer.lines(hop_lines(journal_hops(trigger.event_id), trigger.raised_at))
@@ -229,7 +250,7 @@ def _render_onboarding(printer: Printer, result: DemoResult, seconds: float) -> 
 
 def _render_events(printer: Printer, result: DemoResult, seconds: float) -> None:
     printer.section("4. events", f"{seconds:.1f} s")
-    hops = result.journal.hops
+    hops = _hops(result)
     for arrival in result.arrivals:
         event = arrival.event
         if arrival.expected:
@@ -287,7 +308,6 @@ def _verdict(printer: Printer, result: DemoResult, elapsed: float) -> int:
         problems.append(f"{account_id} not configured in {region}")
     if not result.configured:
         problems.append("no member was read back")
-    printer.verdict(
-        f"demo: {delivered} of {expected} events reached {where}; " + "; ".join(problems)
-    )
+    shown = problems[:6] + ([f"and {len(problems) - 6} more"] if len(problems) > 6 else [])
+    printer.verdict(f"demo: {delivered} of {expected} events reached {where}; " + "; ".join(shown))
     return 1

@@ -362,9 +362,7 @@ class Story:
         if "EventId" not in result:
             raise SandboxError(f"PutEvents in {region} refused {entry['DetailType']}: {result}")
         account = owner.account_id if owner else self._org().management.account_id
-        self.journal.record(
-            result["EventId"], "raised", f"{account} {region} default bus", entry["DetailType"], at
-        )
+        self.journal.record(result["EventId"], "raised", f"{account} {region} default bus", "", at)
         return result["EventId"]
 
     def _trigger(
