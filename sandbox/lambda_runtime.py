@@ -172,7 +172,8 @@ class LambdaRuntime:
 
     def _role_credentials(self, function: FunctionSpec) -> dict[str, str]:
         if function.role_arn not in self._credentials:
-            session = self._aws.assume(function.role_arn, function.name[:64])
+            # Lambda names the role session after the function (STS wants 2..64 characters)
+            session = self._aws.assume(function.role_arn, function.name[:64].ljust(2, "_"))
             frozen = session.get_credentials().get_frozen_credentials()
             self._credentials[function.role_arn] = {
                 "AWS_ACCESS_KEY_ID": frozen.access_key,
