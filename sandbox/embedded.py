@@ -75,9 +75,15 @@ class SandboxError(Exception):
 class EmbeddedAws:
     """moto in-process for the duration of a `with` block, patched as sandbox.shims says."""
 
-    def __init__(self, journal: Journal | None = None, strict_assume_role: bool = True) -> None:
+    def __init__(
+        self,
+        journal: Journal | None = None,
+        strict_assume_role: bool = True,
+        enforce_bus_policies: bool = True,
+    ) -> None:
         self.journal = journal or Journal()
         self._strict_assume_role = strict_assume_role
+        self._enforce_bus_policies = enforce_bus_policies
         self._saved_environ: dict[str, str] | None = None
         self._mock: object | None = None
         self._patches: object | None = None
@@ -96,7 +102,11 @@ class EmbeddedAws:
         self._model_cache.__enter__()
         self._mock = mock_aws()
         self._mock.__enter__()  # type: ignore[attr-defined]
-        self._patches = shims.installed(self.journal, strict_assume_role=self._strict_assume_role)
+        self._patches = shims.installed(
+            self.journal,
+            strict_assume_role=self._strict_assume_role,
+            enforce_bus_policies=self._enforce_bus_policies,
+        )
         try:
             self._patches.__enter__()  # type: ignore[attr-defined]
         except BaseException:

@@ -36,9 +36,13 @@ The sandbox changes moto in exactly two places, both reverted on exit:
   in-process.
 - Optionally (on by default in the sandbox) `STSBackend.assume_role` refuses a role that does
   not exist in the target account, with AccessDenied, as AWS does.
+- Optionally (on by default) a cross-account bus-to-bus delivery is checked against a model of
+  the receiving bus's policy (sandbox.bus_policy): no policy, a policy that does not name the
+  sender's organization, or an organization grant to a target without RoleArn refuse it.
 
-What none of this can prove: IAM policies are not evaluated, bus policies are not enforced,
-target RoleArns are not checked, and the hop limit is our model of AWS's documented rule.
+What none of this can prove: IAM policies are not evaluated (the roles' permissions, trust
+policies, PassRole), bus policies are checked only by our model of the few conditions watershed
+uses, and the hop limit is our model of AWS's documented rule.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from sandbox import bus_policy
 from sandbox.journal import Journal
 
 # The EventBridge envelope, in the order AWS serialises it.
@@ -214,9 +219,12 @@ def _send_to_queue(queue_arn: str, body: str, group_id: str | None = None) -> No
 class EventBridgeDelivery:
     """Replaces moto's `Rule.send_to_targets` with AWS's delivery for watershed's target kinds."""
 
-    def __init__(self, kinesis: EventBridgeToKinesisShim, journal: Journal) -> None:
+    def __init__(
+        self, kinesis: EventBridgeToKinesisShim, journal: Journal, enforce_bus_policies: bool = True
+    ) -> None:
         self._kinesis = kinesis
         self._journal = journal
+        self._enforce_bus_policies = enforce_bus_policies
 
     def send_to_targets(
         self, rule: Any, event: dict[str, Any], transform_input: bool = True
@@ -279,6 +287,15 @@ class EventBridgeDelivery:
         except Exception as err:
             self._journal.notice("dropped", f"event {event['id']}: bus {target['Arn']}: {err}")
             return
+        if account != rule.account_id and self._enforce_bus_policies:
+            verdict, unevaluated = bus_policy.evaluate(
+                bus.policy, rule.account_id, bool(target.get("RoleArn"))
+            )
+            for text in unevaluated:
+                self._journal.notice("policy-model", f"bus {target['Arn']}: {text}")
+            if not verdict.allowed:
+                self._refused(rule, target, event, verdict.reason)
+                return
         self._journal.record(
             event["id"],
             f"rule {rule.name} → bus",
@@ -291,6 +308,18 @@ class EventBridgeDelivery:
                 receiving_rule.send_to_targets(copy.deepcopy(event))
         finally:
             _HOPS.reset(token)
+
+    def _refused(
+        self, rule: Any, target: Mapping[str, Any], event: dict[str, Any], reason: str
+    ) -> None:
+        """AWS retries a refused PutEvents, then dead-letters the event (or drops it)."""
+        where = f"{rule.account_id} {rule.region_name} rule {rule.name}"
+        message = f"event {event['id']} at {where} → {target['Arn']}: AccessDenied ({reason})"
+        self._journal.notice("bus-policy", message)
+        self._journal.record(event["id"], "refused by the receiving bus", target["Arn"], reason)
+        dlq_arn = target.get("DeadLetterConfig", {}).get("Arn")
+        if dlq_arn:
+            _send_to_queue(dlq_arn, envelope_bytes(event).decode())
 
 
 # moto's own implementations, kept for the targets the sandbox leaves to moto and for uninstall.
@@ -338,7 +367,9 @@ _install_lock = threading.Lock()
 
 
 @contextlib.contextmanager
-def installed(journal: Journal, strict_assume_role: bool = True) -> Iterator[EventBridgeDelivery]:
+def installed(
+    journal: Journal, strict_assume_role: bool = True, enforce_bus_policies: bool = True
+) -> Iterator[EventBridgeDelivery]:
     """Apply the sandbox's changes to moto for the duration of the block, then restore moto."""
     global _MOTO_SEND_TO_TARGETS
     from moto.awslambda.models import LambdaBackend
@@ -349,7 +380,7 @@ def installed(journal: Journal, strict_assume_role: bool = True) -> Iterator[Eve
         raise RuntimeError(
             "the sandbox's moto patches are already installed (one sandbox at a time)"
         )
-    delivery = EventBridgeDelivery(EventBridgeToKinesisShim(journal), journal)
+    delivery = EventBridgeDelivery(EventBridgeToKinesisShim(journal), journal, enforce_bus_policies)
     saved = (
         Rule.send_to_targets,
         LambdaBackend.create_event_source_mapping,

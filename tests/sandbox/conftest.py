@@ -49,6 +49,35 @@ def _forward_rule(session, region, security_account_id, sources):
 
 
 @pytest.fixture
+def open_bus(org):
+    """Give a default bus the organization policy template.yaml declares (by hand, for tests)."""
+
+    def open_(session, region):
+        session.client("events", region_name=region).put_permission(
+            EventBusName="default",
+            Policy=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "organization",
+                            "Effect": "Allow",
+                            "Principal": "*",
+                            "Action": "events:PutEvents",
+                            "Resource": "*",
+                            "Condition": {
+                                "StringEquals": {"aws:PrincipalOrgID": org.organization_id}
+                            },
+                        }
+                    ],
+                }
+            ),
+        )
+
+    return open_
+
+
+@pytest.fixture
 def fixture_app(monkeypatch):
     """Make the tiny test handlers importable, as if they were the deployed code."""
     monkeypatch.syspath_prepend(str(HERE / "fixture_app"))

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 import pytest
 from moto.events.models import Rule
 
+from sandbox import bus_policy
 from sandbox.embedded import EmbeddedAws
 from sandbox.shims import envelope_bytes
 from sandbox.streams import read_stream
@@ -40,11 +41,12 @@ def _finding(**extra):
 
 
 def test_a_member_event_reaches_the_security_stream_with_its_envelope_intact(
-    aws, org, forward_rule
+    aws, org, forward_rule, open_bus
 ):
     # Given a member forwarding rule and a Security collect rule with a Kinesis target
     member = org.members[0]
     security = aws.session(org.security.account_id)
+    open_bus(security, REGION)
     stream_arn = _stream(security, "regional")
     collect = security.client("events", region_name=REGION)
     collect.put_rule(Name="collect", EventPattern=json.dumps({"source": ["aws.guardduty"]}))
@@ -104,10 +106,11 @@ def test_the_partition_key_path_of_the_target_is_honoured(aws, org):
     assert record["PartitionKey"] == "Recon:EC2/PortProbeUnprotectedPort"
 
 
-def test_a_rule_pinned_to_the_sending_account_matches_after_the_hop(aws, org):
+def test_a_rule_pinned_to_the_sending_account_matches_after_the_hop(aws, org, open_bus):
     # Given the Security bus routes events from one account only to a queue (the trigger rule)
     management = aws.management_session()
     security = aws.session(org.security.account_id)
+    open_bus(security, REGION)
     sqs, url, queue_arn = _queue(security, "work")
     trigger = security.client("events", region_name=REGION)
     trigger.put_rule(
@@ -126,6 +129,7 @@ def test_a_rule_pinned_to_the_sending_account_matches_after_the_hop(aws, org):
             {
                 "Id": "sec",
                 "Arn": f"arn:aws:events:{REGION}:{org.security.account_id}:event-bus/default",
+                "RoleArn": f"arn:aws:iam::{org.management.account_id}:role/trigger-forwarder",
             }
         ],
     )
@@ -176,10 +180,12 @@ def test_schedules_and_disabled_rules_never_match_events(aws, org):
     assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
 
 
-def test_a_second_cross_account_hop_is_dropped_as_aws_drops_it(aws, org, forward_rule):
+def test_a_second_cross_account_hop_is_dropped_as_aws_drops_it(aws, org, forward_rule, open_bus):
     # Given member 1 forwards to member 2, which forwards everything on to Security
     first, second = org.members[0], org.members[1]
     security = aws.session(org.security.account_id)
+    open_bus(security, REGION)
+    open_bus(aws.session(second.account_id), REGION)
     sqs, url, queue_arn = _queue(security, "third")
     sink = security.client("events", region_name=REGION)
     sink.put_rule(Name="all", EventPattern=json.dumps({"source": ["aws.guardduty"]}))
@@ -253,3 +259,94 @@ def test_moto_is_restored_when_the_sandbox_closes():
     with EmbeddedAws():
         assert Rule.send_to_targets is not original
     assert Rule.send_to_targets is original
+
+
+def _forward_to_security_queue(aws, org, forward_rule, role=True):
+    """Member 1 forwards findings to Security, where every finding goes to a queue."""
+    security = aws.session(org.security.account_id)
+    sqs, url, queue_arn = _queue(security, "seen")
+    sink = security.client("events", region_name=REGION)
+    sink.put_rule(Name="all", EventPattern=json.dumps({"source": ["aws.guardduty"]}))
+    sink.put_targets(Rule="all", Targets=[{"Id": "q", "Arn": queue_arn}])
+    events = forward_rule(
+        aws.session(org.members[0].account_id), REGION, org.security.account_id, ["aws.guardduty"]
+    )
+    if not role:
+        (target,) = events.list_targets_by_rule(Rule="watershed-forward")["Targets"]
+        target.pop("RoleArn")
+        events.put_targets(Rule="watershed-forward", Targets=[target])
+    return events, sqs, url
+
+
+def test_a_bus_without_a_policy_refuses_events_from_another_account(aws, org, forward_rule):
+    # stands in for AWS's resource policy check, which moto does not make
+    events, sqs, url = _forward_to_security_queue(aws, org, forward_rule)
+
+    event_id = events.put_events(Entries=[_finding()])["Entries"][0]["EventId"]
+
+    assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
+    (notice,) = aws.journal.notices("bus-policy")
+    assert event_id in notice.message and "has no policy" in notice.message
+
+
+def test_an_organization_grant_needs_a_role_on_the_sending_target(aws, org, forward_rule, open_bus):
+    open_bus(aws.session(org.security.account_id), REGION)
+    events, sqs, url = _forward_to_security_queue(aws, org, forward_rule, role=False)
+
+    events.put_events(Entries=[_finding()])
+
+    assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
+    (notice,) = aws.journal.notices("bus-policy")
+    assert "needs a RoleArn" in notice.message
+
+
+def test_an_organization_grant_lets_a_member_with_a_role_in(aws, org, forward_rule, open_bus):
+    open_bus(aws.session(org.security.account_id), REGION)
+    events, sqs, url = _forward_to_security_queue(aws, org, forward_rule)
+
+    event_id = events.put_events(Entries=[_finding()])["Entries"][0]["EventId"]
+
+    (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+    assert json.loads(message["Body"])["id"] == event_id
+    assert aws.journal.notices() == []
+
+
+def test_the_policy_model_refuses_an_account_outside_the_organization(aws, org):
+    policy = {
+        "Statement": [
+            {
+                "Sid": "org",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "events:PutEvents",
+                "Condition": {"StringEquals": {"aws:PrincipalOrgID": org.organization_id}},
+            },
+            {
+                "Sid": "unknown",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "events:PutEvents",
+                "Condition": {"ArnLike": {"aws:SourceArn": "*"}},
+            },
+        ]
+    }
+
+    inside, _ = bus_policy.evaluate(policy, org.members[0].account_id, has_role=True)
+    outside, unevaluated = bus_policy.evaluate(policy, "999999999999", has_role=True)
+
+    assert inside.allowed and not outside.allowed
+    assert unevaluated == ["statement unknown: condition not modelled, not applied"]
+
+
+def test_an_explicit_deny_wins(org):
+    member = org.members[0].account_id
+    policy = {
+        "Statement": [
+            {"Sid": "all", "Effect": "Allow", "Principal": "*", "Action": "events:*"},
+            {"Sid": "no", "Effect": "Deny", "Principal": {"AWS": member}, "Action": "*"},
+        ]
+    }
+
+    verdict, _ = bus_policy.evaluate(policy, member, has_role=True)
+
+    assert not verdict.allowed and verdict.reason == "denied by statement no"

@@ -61,6 +61,7 @@ def test_each_function_package_is_uploaded_once_as_a_zip(aws, org, hub):
     assert keys == ["code/sandbox_fixture-0.zip"]
     assert sorted(zipfile.ZipFile(io.BytesIO(body)).namelist()) == [
         "sandbox_fixture/__init__.py",
+        "sandbox_fixture/coldstart.py",
         "sandbox_fixture/forward.py",
         "sandbox_fixture/record.py",
     ]
