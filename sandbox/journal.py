@@ -44,6 +44,10 @@ class Journal:
     def now(self) -> float:
         return self._clock()
 
+    def from_wall_clock(self, epoch_seconds: float) -> float:
+        """A wall-clock time (e.g. a Kinesis ApproximateArrivalTimestamp) on this clock."""
+        return self._clock() - (time.time() - epoch_seconds)
+
     def record(
         self, event_id: str, step: str, where: str, note: str = "", at: float | None = None
     ) -> None:

@@ -125,6 +125,7 @@ class Delivery:
     failed: list[str] = field(default_factory=list)  # message ids / sequence numbers handed back
     whole_batch_failed: bool = False
     event_ids: list[str] = field(default_factory=list)
+    started: float = 0.0  # on the journal's clock
 
 
 @dataclass
@@ -241,8 +242,11 @@ class EventSourceMappingPoller:
             return None
         event = {"Records": [self._sqs_record(mapping, m) for m in messages]}
         event_ids = [i for i in (_event_id(m["Body"]) for m in messages) if i]
+        started = self._journal.now()
         invocation = self._runtime.invoke(mapping.function, event)
-        delivery = Delivery(mapping, invocation, len(messages), event_ids=event_ids)
+        delivery = Delivery(
+            mapping, invocation, len(messages), event_ids=event_ids, started=started
+        )
         by_id = {m["MessageId"]: m for m in messages}
         failed: list[str] | None = list(by_id) if not invocation.ok else []
         if invocation.ok and mapping.report_batch_item_failures:
@@ -344,6 +348,7 @@ class EventSourceMappingPoller:
         if not records:
             return None
         event = {"Records": [self._kinesis_record(mapping, shard_id, r) for r in records]}
+        started = self._journal.now()
         invocation = self._runtime.invoke(mapping.function, event)
         sequence_numbers = [r["SequenceNumber"] for r in records]
         delivery = Delivery(
@@ -351,6 +356,7 @@ class EventSourceMappingPoller:
             invocation,
             len(records),
             event_ids=[i for i in (_event_id(r["Data"]) for r in records) if i],
+            started=started,
         )
         failed: list[str] | None = [] if invocation.ok else None
         if invocation.ok and mapping.report_batch_item_failures:
@@ -453,5 +459,12 @@ class EventSourceMappingPoller:
         step = f"{mapping.kind} mapping → {mapping.function.name}"
         where = f"{mapping.function.account_id} {mapping.region}"
         note = outcome if delivery.invocation.ok else f"error: {delivery.invocation.error}"
+        took = f"{delivery.invocation.duration_seconds * 1000:.0f} ms"
         for event_id in delivery.event_ids:
-            self._journal.record(event_id, step, where, f"batch of {delivery.records}, {note}")
+            self._journal.record(
+                event_id,
+                step,
+                where,
+                f"batch of {delivery.records}, {note} in {took}",
+                at=delivery.started,
+            )

@@ -425,10 +425,11 @@ class Story:
             arrival.records.append(record)
             self.journal.record(
                 arrival.event_id,
-                "read back",
+                "in the destination stream",
                 f"{org.security.account_id} {self.options.home_region} "
                 f"stream {self.result.destination_name}",
                 f"{record['ShardId']} seq {record['SequenceNumber']}",
+                at=self.journal.from_wall_clock(record["ApproximateArrivalTimestamp"].timestamp()),
             )
         regional_streams = {
             d.region: d.outputs.get("RegionalStreamArn", "")
