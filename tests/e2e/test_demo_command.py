@@ -1,0 +1,54 @@
+"""`watershed demo` / `python -m sandbox` / `make demo`: the verdict line and the exit code."""
+
+from sandbox.cli import main
+
+
+def test_the_command_says_n_of_n_and_exits_0(capsys):
+    code = main(["--regions", "2", "--accounts", "2", "--quiet"])
+
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0, out
+    assert out == ["demo: 5 of 5 events reached watershed in eu-west-1"]
+
+
+def test_a_lost_event_exits_1_and_says_which(monkeypatch, capsys):
+    # Fault injected: EventBridge fails to put us-east-1's events on the regional stream.
+    from sandbox.shims import EventBridgeToKinesisShim
+
+    deliver = EventBridgeToKinesisShim.deliver
+
+    def flaky(self, rule, target, event):
+        if event["region"] != "us-east-1":
+            deliver(self, rule, target, event)
+
+    monkeypatch.setattr(EventBridgeToKinesisShim, "deliver", flaky)
+
+    code = main(["--regions", "2", "--accounts", "1", "--quiet"])
+
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert code == 1
+    assert line.startswith("demo: 1 of 4 events reached watershed in eu-west-1; ")
+    assert "lost CloudTrail API call (us-east-1" in line
+    assert "lost Trusted Advisor check (us-east-1" in line
+
+
+def test_a_forwarded_event_that_should_not_be_exits_1_and_says_which(monkeypatch, capsys):
+    # Fault injected: the "EC2 state change" the story raises is in fact a GuardDuty finding,
+    # which the members' forwarding rule does forward.
+    import sandbox.events
+
+    original = sandbox.events.instance_state_change
+
+    def disguised(member, region, why):
+        event = original(member, region, why)
+        event.entry["Source"] = "aws.guardduty"
+        return event
+
+    monkeypatch.setattr(sandbox.events, "instance_state_change", disguised)
+
+    code = main(["--regions", "2", "--accounts", "1", "--quiet"])
+
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert code == 1
+    assert line.startswith("demo: 4 of 4 events reached watershed in eu-west-1; ")
+    assert "forwarded EC2 state change (us-east-1) that should not be" in line
