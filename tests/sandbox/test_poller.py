@@ -171,3 +171,35 @@ def test_an_invalid_partial_response_fails_the_whole_batch(response):
     from sandbox.poller import _batch_item_failures
 
     assert _batch_item_failures(response, {"1", "2"}) is None
+
+
+def test_a_latest_mapping_starts_after_what_the_stream_already_holds(
+    aws, org, runtime, fixture_app
+):
+    from sandbox.lambda_runtime import FunctionSpec
+    from sandbox.poller import EventSourceMappingPoller, Mapping
+
+    security = aws.session(org.security.account_id)
+    kinesis = security.client("kinesis", region_name=REGION)
+    kinesis.create_stream(StreamName="latest", ShardCount=1)
+    arn = kinesis.describe_stream_summary(StreamName="latest")["StreamDescriptionSummary"][
+        "StreamARN"
+    ]
+    kinesis.put_record(StreamARN=arn, Data=b"old", PartitionKey="k")
+    role = security.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument="{}")
+    function = FunctionSpec(
+        account_id=org.security.account_id,
+        region=REGION,
+        name="latest-reader",
+        arn=f"arn:aws:lambda:{REGION}:{org.security.account_id}:function:latest-reader",
+        handler="sandbox_fixture.coldstart.lambda_handler",
+        role_arn=role["Role"]["Arn"],
+        timeout_seconds=10,
+    )
+    mapping = Mapping("m", function, arn, 10, False, starting_position="LATEST")
+    poller = EventSourceMappingPoller(aws, runtime, [mapping])
+
+    assert poller.drain() == []
+    kinesis.put_record(StreamARN=arn, Data=b"new", PartitionKey="k")
+    (delivery,) = poller.drain()
+    assert delivery.records == 1
