@@ -210,3 +210,29 @@ def test_an_sqs_event_source_mapping_consumes_messages_itself():
         listed = lam.list_event_source_mappings()["EventSourceMappings"]
     assert attributes["ApproximateNumberOfMessages"] == "0"
     assert [m["EventSourceArn"] for m in listed] == [arn]
+
+
+def test_assume_role_chains_cross_accounts_and_each_hop_lands_in_the_role_s_account(
+    two_accounts,
+):
+    # what the onboarding chain (function role → launcher → member role) relies on
+    security_id, _ = two_accounts["security"]
+    member_id, member = two_accounts["member"]
+    hop = member.client("sts", region_name="eu-west-1").assume_role(
+        RoleArn=f"arn:aws:iam::{security_id}:role/OrganizationAccountAccessRole",
+        RoleSessionName="second-hop",
+    )["Credentials"]
+    chained = boto3.Session(
+        aws_access_key_id=hop["AccessKeyId"],
+        aws_secret_access_key=hop["SecretAccessKey"],
+        aws_session_token=hop["SessionToken"],
+    )
+
+    identity = chained.client("sts", region_name="eu-west-1").get_caller_identity()
+    queues = chained.client("sqs", region_name="eu-west-1").list_queues().get("QueueUrls", [])
+    member.client("sqs", region_name="eu-west-1").create_queue(QueueName="member-only")
+
+    assert identity["Account"] == security_id != member_id
+    assert identity["Arn"].endswith(":assumed-role/OrganizationAccountAccessRole/second-hop")
+    assert queues == []  # each account has its own backends
+    assert chained.client("sqs", region_name="eu-west-1").list_queues().get("QueueUrls", []) == []
