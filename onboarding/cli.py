@@ -1,0 +1,92 @@
+"""The `watershed` command line.
+
+    watershed onboard ACCOUNT... [--regions r1,r2] [--dry-run] [--json]
+    watershed plan ACCOUNT... [--regions r1,r2] [--json]
+
+Configuration comes from the same environment variables as the Lambda function (see
+docs/configuration.md); the flags below override them. Works against real AWS credentials and
+against any endpoint set with AWS_ENDPOINT_URL (e.g. a moto server). Exit codes: 0 everything
+ok, 1 an account was refused or a region failed, 2 bad configuration or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+
+from onboarding.errors import ConfigError, InvalidRequest
+from onboarding.events import parse_manual
+from onboarding.report import render_table
+from onboarding.service import Onboarder
+from onboarding.settings import Settings
+
+# flag → environment variable it overrides
+OVERRIDES = {
+    "security_account_id": "SECURITY_ACCOUNT_ID",
+    "management_account_id": "MANAGEMENT_ACCOUNT_ID",
+    "hub_regions": "HUB_REGIONS",
+    "launcher_role_arn": "LAUNCHER_ROLE_ARN",
+    "member_role_names": "MEMBER_ROLE_NAMES",
+    "workers": "REGION_WORKERS",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="watershed",
+        description="Onboard AWS accounts: GuardDuty and event forwarding in every hub region.",
+    )
+    config = argparse.ArgumentParser(add_help=False)
+    group = config.add_argument_group("configuration (overrides the environment variable)")
+    for dest, variable in OVERRIDES.items():
+        flag = "--" + dest.replace("_", "-")
+        group.add_argument(flag, dest=dest, metavar=variable, help=f"overrides {variable}")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("accounts", nargs="+", metavar="ACCOUNT", help="12-digit account ids")
+    common.add_argument("--regions", help="comma-separated subset of the hub regions")
+    common.add_argument("--json", action="store_true", help="print the JSON report")
+
+    commands = parser.add_subparsers(dest="command", required=True)
+    onboard = commands.add_parser(
+        "onboard", parents=[common, config], help="configure accounts (writes only differences)"
+    )
+    onboard.add_argument("--dry-run", action="store_true", help="show changes, write nothing")
+    commands.add_parser(
+        "plan", parents=[common, config], help="show what onboarding would change; writes nothing"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    environ = dict(os.environ)
+    for dest, variable in OVERRIDES.items():
+        value = getattr(args, dest)
+        if value is not None:
+            environ[variable] = value
+    dry_run = args.command == "plan" or bool(getattr(args, "dry_run", False))
+
+    try:
+        settings = Settings.from_env(environ)
+        request: dict[str, object] = {"accounts": args.accounts, "dry_run": dry_run}
+        request["reason"] = "cli"
+        if args.regions:
+            request["regions"] = [r.strip() for r in args.regions.split(",") if r.strip()]
+        requests = parse_manual(request, settings)
+    except ConfigError as err:
+        print(f"watershed: configuration error: {err}", file=sys.stderr)
+        return 2
+    except InvalidRequest as err:
+        print(f"watershed: {err}", file=sys.stderr)
+        return 2
+
+    report = Onboarder(settings).handle(requests)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(render_table(report, plan=dry_run))
+    return 0 if report.ok else 1

@@ -1,0 +1,302 @@
+"""Every trigger becomes one `OnboardingRequest`; everything else is `Ignored` with a reason.
+
+Inputs, as the onboarding function receives them:
+- EventBridge events exactly as AWS sends them (Organizations, Control Tower, Account
+  Management), forwarded from the management account;
+- manual requests `{"accounts": [...] | "ALL", "regions"?: [...], "dry_run"?: bool}`;
+- SQS records whose bodies are either of the above (see `parse_sqs_record`).
+
+Events that are not ours are *ignored* (returned as `Ignored`, logged by the caller, never
+raised). Malformed manual requests are *refused* with `InvalidRequest` naming the offending
+value, before any AWS call.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import boto3
+
+from onboarding.errors import InvalidRequest
+from onboarding.settings import ACCOUNT_ID, REGION_NAME, Settings
+
+MANUAL_KEYS = frozenset({"accounts", "regions", "dry_run", "reason", "attempt"})
+ALL_ACCOUNTS = "ALL"
+_REASON = re.compile(r"^[\w .:/@()+-]{1,128}$")
+
+
+@dataclass(frozen=True)
+class OnboardingRequest:
+    """Onboard one account: all hub regions, or only `regions` (a retry, an opt-in event)."""
+
+    account_id: str
+    regions: tuple[str, ...] | None = None
+    reason: str = "manual"
+    attempt: int = 1
+    dry_run: bool = False
+
+    def as_message(self) -> dict[str, Any]:
+        """The manual-request form of this request (what a queue message or replay carries)."""
+        message: dict[str, Any] = {
+            "accounts": [self.account_id],
+            "reason": self.reason,
+            "attempt": self.attempt,
+        }
+        if self.regions is not None:
+            message["regions"] = list(self.regions)
+        if self.dry_run:
+            message["dry_run"] = True
+        return message
+
+
+@dataclass(frozen=True)
+class AllAccountsRequest:
+    """`{"accounts": "ALL"}`: every ACTIVE account of the organization (schedule, backfill)."""
+
+    regions: tuple[str, ...] | None = None
+    reason: str = "manual"
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """An input that is not ours. Logged with its reason; causes no AWS call and no retry."""
+
+    reason: str
+    event: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+Request = OnboardingRequest | AllAccountsRequest
+Parsed = OnboardingRequest | AllAccountsRequest | Ignored
+
+
+# Entry points --------------------------------------------------------------------------------
+
+
+def is_sqs_batch(payload: Any) -> bool:
+    records = payload.get("Records") if isinstance(payload, Mapping) else None
+    return bool(records) and all(
+        isinstance(r, Mapping) and r.get("eventSource") == "aws:sqs" for r in records
+    )
+
+
+def parse_input(payload: Any, settings: Settings) -> list[Parsed]:
+    """A direct invocation: one EventBridge event or one manual request (not an SQS batch)."""
+    if not isinstance(payload, Mapping):
+        raise InvalidRequest(
+            f"input must be a JSON object, got {type(payload).__name__}: {payload!r:.80}"
+        )
+    if "accounts" in payload:
+        return list(parse_manual(payload, settings))
+    if "detail-type" in payload and "source" in payload:
+        return [parse_event(payload, settings)]
+    raise InvalidRequest(
+        f"unrecognised input (keys {sorted(payload)!r}): expected an EventBridge event "
+        'or {"accounts": [...]}'
+    )
+
+
+def parse_sqs_record(record: Mapping[str, Any], settings: Settings) -> list[Parsed]:
+    """One SQS message whose body is an EventBridge event or a manual request."""
+    body = record.get("body")
+    try:
+        payload = json.loads(body) if isinstance(body, str) else None
+    except json.JSONDecodeError as err:
+        raise InvalidRequest(
+            f"message {record.get('messageId')!r}: body is not JSON ({err.msg})"
+        ) from err
+    if is_sqs_batch(payload):
+        raise InvalidRequest(f"message {record.get('messageId')!r}: nested SQS batch")
+    return parse_input(payload, settings)
+
+
+# Manual requests -----------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=1)
+def _known_regions() -> frozenset[str]:
+    session = boto3.session.Session()
+    regions: set[str] = set()
+    for partition in session.get_available_partitions():
+        regions.update(session.get_available_regions("ec2", partition_name=partition))
+    return frozenset(regions)
+
+
+def validate_regions(value: Any, settings: Settings) -> tuple[str, ...]:
+    """A request's region list: known region names, all of them hub regions, no duplicates."""
+    if not isinstance(value, list | tuple) or not value:
+        raise InvalidRequest(f"regions must be a non-empty list of region names, got {value!r}")
+    regions: list[str] = []
+    for region in value:
+        if not isinstance(region, str) or not REGION_NAME.match(region):
+            raise InvalidRequest(f"region {region!r} is not a region name (e.g. eu-west-1)")
+        if region not in settings.hub_regions:
+            if region not in _known_regions():
+                raise InvalidRequest(f"region {region!r} is not a known AWS region")
+            raise InvalidRequest(
+                f"region {region!r} is not in HUB_REGIONS ({','.join(settings.hub_regions)})"
+            )
+        if region not in regions:
+            regions.append(region)
+    return tuple(regions)
+
+
+def validate_account_id(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidRequest(
+            f"account id {value!r} must be a string of 12 digits, not {type(value).__name__}"
+        )
+    if not ACCOUNT_ID.match(value):
+        raise InvalidRequest(f"account id {value!r} is not 12 digits")
+    return value
+
+
+def parse_manual(
+    payload: Mapping[str, Any], settings: Settings
+) -> list[OnboardingRequest] | list[AllAccountsRequest]:
+    """`{"accounts": [...] | "ALL", "regions"?, "dry_run"?, "reason"?, "attempt"?}`."""
+    unknown = sorted(set(payload) - MANUAL_KEYS)
+    if unknown:
+        raise InvalidRequest(
+            f"unknown key(s) {unknown!r} in request; allowed: {sorted(MANUAL_KEYS)}"
+        )
+
+    regions = None
+    if payload.get("regions") is not None:
+        regions = validate_regions(payload["regions"], settings)
+
+    dry_run = payload.get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise InvalidRequest(f"dry_run must be true or false, got {dry_run!r}")
+
+    reason = payload.get("reason", "manual")
+    if not isinstance(reason, str) or not _REASON.match(reason):
+        raise InvalidRequest(f"reason {reason!r} must be a short printable string")
+
+    attempt = payload.get("attempt", 1)
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise InvalidRequest(f"attempt {attempt!r} must be a positive integer")
+
+    accounts = payload["accounts"]
+    if accounts == ALL_ACCOUNTS:
+        return [AllAccountsRequest(regions=regions, reason=reason, dry_run=dry_run)]
+    if not isinstance(accounts, list | tuple) or not accounts:
+        raise InvalidRequest(
+            f'accounts must be a non-empty list of account ids or "ALL", got {accounts!r}'
+        )
+    ids = list(dict.fromkeys(validate_account_id(a) for a in accounts))
+    return [
+        OnboardingRequest(
+            account_id=a, regions=regions, reason=reason, attempt=attempt, dry_run=dry_run
+        )
+        for a in ids
+    ]
+
+
+# EventBridge events --------------------------------------------------------------------------
+
+
+def _get(document: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(document, Mapping):
+            return None
+        document = document.get(key)
+    return document
+
+
+def _find_account_ids(document: Any) -> list[str]:
+    """Every 12-digit `accountId`/`AccountId` value anywhere inside `document`, in order."""
+    found: list[str] = []
+    if isinstance(document, Mapping):
+        for key, value in document.items():
+            if key in ("accountId", "AccountId") and isinstance(value, str):
+                if ACCOUNT_ID.match(value):
+                    found.append(value)
+            else:
+                found.extend(_find_account_ids(value))
+    elif isinstance(document, list):
+        for item in document:
+            found.extend(_find_account_ids(item))
+    return found
+
+
+def _request(event: Mapping[str, Any], account: Any, reason: str, **kw: Any) -> Parsed:
+    if not isinstance(account, str) or not ACCOUNT_ID.match(account):
+        return Ignored(f"{reason}: no valid account id in the event ({account!r})", event)
+    return OnboardingRequest(account_id=account, reason=reason, **kw)
+
+
+def parse_event(event: Mapping[str, Any], settings: Settings) -> Parsed:
+    """One EventBridge event → an OnboardingRequest, or Ignored with the reason."""
+    source = event.get("source")
+    detail_type = event.get("detail-type")
+    detail = event.get("detail") if isinstance(event.get("detail"), Mapping) else {}
+    name = detail.get("eventName")
+    origin = event.get("account")
+    from_management = origin == settings.management_account_id
+    not_management = f"{name or detail_type} from account {origin!r}, not the management account"
+
+    if source == "aws.organizations":
+        if detail.get("errorCode"):
+            return Ignored(f"{name} failed with {detail.get('errorCode')}", event)
+        if name == "AcceptHandshake":
+            # Logged only in the invited account's own trail, so it comes from that account.
+            recipient = detail.get("recipientAccountId")
+            if origin != recipient:
+                return Ignored(
+                    f"AcceptHandshake for {recipient!r} sent by account {origin!r}", event
+                )
+            return _request(event, recipient, "AcceptHandshake")
+        if not from_management:
+            return Ignored(not_management, event)
+        if name == "CreateAccountResult":
+            status = _get(detail, "serviceEventDetails", "createAccountStatus") or {}
+            state = status.get("state")
+            if state != "SUCCEEDED":
+                why = f": {status['failureReason']}" if status.get("failureReason") else ""
+                return Ignored(f"CreateAccountResult state {state}{why}", event)
+            return _request(event, status.get("accountId"), "CreateAccountResult")
+        if name == "AccountJoinedOrganization":
+            # Shape not verified against a real event: take the first account id that is not
+            # the management account's from anywhere in serviceEventDetails.
+            ids = [
+                a
+                for a in _find_account_ids(detail.get("serviceEventDetails"))
+                if a != settings.management_account_id
+            ]
+            return _request(event, ids[0] if ids else None, "AccountJoinedOrganization")
+        if name == "CreateAccount":
+            return Ignored("CreateAccount carries no account id yet (IN_PROGRESS)", event)
+        return Ignored(f"organizations event {name!r} is not a trigger", event)
+
+    if source == "aws.controltower":
+        if name not in ("CreateManagedAccount", "UpdateManagedAccount"):
+            return Ignored(f"control tower event {name!r} is not a trigger", event)
+        if not from_management:
+            return Ignored(not_management, event)
+        key = (
+            "createManagedAccountStatus"
+            if name == "CreateManagedAccount"
+            else ("updateManagedAccountStatus")
+        )
+        status = _get(detail, "serviceEventDetails", key) or {}
+        if status.get("state") != "SUCCEEDED":
+            return Ignored(f"{name} state {status.get('state')}", event)
+        return _request(event, _get(status, "account", "accountId"), name)
+
+    if source == "aws.account" and detail_type == "Region Opt-In Status Change":
+        if not from_management:
+            return Ignored(not_management, event)
+        status, region = detail.get("status"), detail.get("regionName")
+        if status != "ENABLED":
+            return Ignored(f"region opt-in status {status} (only ENABLED onboards)", event)
+        if region not in settings.hub_regions:
+            return Ignored(f"region {region!r} opted in, but it is not a hub region", event)
+        return _request(event, detail.get("accountId"), "RegionOptIn", regions=(region,))
+
+    return Ignored(f"not a trigger: source={source!r} detail-type={detail_type!r}", event)

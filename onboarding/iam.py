@@ -1,0 +1,157 @@
+"""The forwarder role in a member account (IAM is global: once per account, not per region).
+
+Trusted by `events.amazonaws.com` only when acting for this very account (`aws:SourceAccount`),
+allowed `events:PutEvents` on the Security account's default bus in the hub regions — nothing
+else. `read_*` / `plan_*` never write; `ensure_forwarder_role` writes only the difference.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from botocore.exceptions import ClientError
+
+from onboarding.errors import error_code
+from onboarding.report import Change
+from onboarding.settings import Settings, canonical_json
+
+POLICY_NAME = "watershed-put-events"
+ROLE_DESCRIPTION = "watershed: lets EventBridge forward this account's events to the Security bus"
+
+
+@dataclass(frozen=True)
+class RoleState:
+    exists: bool
+    trust_policy: dict[str, Any] | None = None
+    permissions_policy: dict[str, Any] | None = None
+
+
+def trust_policy(account_id: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+            }
+        ],
+    }
+
+
+def permissions_policy(settings: Settings) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PutEventsOnSecurityBus",
+                "Effect": "Allow",
+                "Action": "events:PutEvents",
+                "Resource": [settings.security_bus_arn(r) for r in settings.hub_regions],
+            }
+        ],
+    }
+
+
+def _document(value: Any) -> dict[str, Any] | None:
+    """IAM returns policy documents URL-encoded as text or (boto3) already decoded."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return json.loads(unquote(value))
+    return dict(value)
+
+
+def _normalise(document: Any) -> Any:
+    """Compare policies by meaning: one-element lists equal scalars, list order is irrelevant."""
+    if isinstance(document, dict):
+        return {k: _normalise(v) for k, v in document.items()}
+    if isinstance(document, list):
+        items = [_normalise(v) for v in document]
+        if len(items) == 1:
+            return items[0]
+        return sorted(items, key=canonical_json)
+    return document
+
+
+def same_policy(a: Any, b: Any) -> bool:
+    return canonical_json(_normalise(a)) == canonical_json(_normalise(b))
+
+
+def read_forwarder_role(iam: Any, settings: Settings) -> RoleState:
+    name = settings.forwarder_role_name
+    try:
+        role = iam.get_role(RoleName=name)["Role"]
+    except ClientError as err:
+        if error_code(err) == "NoSuchEntity":
+            return RoleState(exists=False)
+        raise
+    try:
+        policy = iam.get_role_policy(RoleName=name, PolicyName=POLICY_NAME)["PolicyDocument"]
+    except ClientError as err:
+        if error_code(err) != "NoSuchEntity":
+            raise
+        policy = None
+    return RoleState(True, _document(role.get("AssumeRolePolicyDocument")), _document(policy))
+
+
+def plan_forwarder_role(state: RoleState, settings: Settings, account_id: str) -> list[Change]:
+    if not state.exists:
+        return [
+            Change("forwarder-role", "create", settings.forwarder_role_name),
+            Change("role-policy", "create", f"{POLICY_NAME}: events:PutEvents on Security bus"),
+        ]
+    changes = []
+    if not same_policy(state.trust_policy, trust_policy(account_id)):
+        changes.append(Change("forwarder-role", "update", "trust policy differs"))
+    if state.permissions_policy is None:
+        changes.append(Change("role-policy", "create", f"{POLICY_NAME} missing"))
+    elif not same_policy(state.permissions_policy, permissions_policy(settings)):
+        changes.append(Change("role-policy", "update", f"{POLICY_NAME} differs"))
+    return changes
+
+
+def apply_forwarder_role(
+    iam: Any, settings: Settings, account_id: str, changes: list[Change]
+) -> None:
+    name = settings.forwarder_role_name
+    kinds = {(c.resource, c.action) for c in changes}
+    if ("forwarder-role", "create") in kinds:
+        try:
+            iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=canonical_json(trust_policy(account_id)),
+                Description=ROLE_DESCRIPTION,
+                Tags=[{"Key": "managed-by", "Value": "watershed"}],
+            )
+        except ClientError as err:
+            if error_code(err) != "EntityAlreadyExists":
+                raise
+            # Lost a race with a concurrent onboarding: make sure the trust is ours.
+            iam.update_assume_role_policy(
+                RoleName=name, PolicyDocument=canonical_json(trust_policy(account_id))
+            )
+    elif ("forwarder-role", "update") in kinds:
+        iam.update_assume_role_policy(
+            RoleName=name, PolicyDocument=canonical_json(trust_policy(account_id))
+        )
+    if any(c.resource == "role-policy" for c in changes):
+        iam.put_role_policy(
+            RoleName=name,
+            PolicyName=POLICY_NAME,
+            PolicyDocument=canonical_json(permissions_policy(settings)),
+        )
+
+
+def ensure_forwarder_role(
+    iam: Any, settings: Settings, account_id: str, dry_run: bool = False
+) -> list[Change]:
+    """Read, compare, write only the difference. Returns the changes made (or planned)."""
+    changes = plan_forwarder_role(read_forwarder_role(iam, settings), settings, account_id)
+    if changes and not dry_run:
+        apply_forwarder_role(iam, settings, account_id, changes)
+    return changes

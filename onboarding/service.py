@@ -1,0 +1,235 @@
+"""Orchestration: one request → one account configured in every hub region, as a report.
+
+    membership (management side) → session into the account → forwarder role (global)
+    → the member's enabled regions ∩ requested hub regions
+    → per region, in parallel: GuardDuty detector | forwarding rule + target
+    → AccountReport
+
+`Onboarder.plan()` runs the same reads and comparisons and writes nothing: it is the
+state-reading code that `watershed plan` and the audit use. Errors in one region never stop the
+others; every failure is reported with its code and whether it is retryable.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from onboarding import forwarding, guardduty, iam, organization, regions
+from onboarding.errors import (
+    AccountRefused,
+    StepFailed,
+    error_code,
+    is_scp_denial,
+    step_failed,
+)
+from onboarding.events import AllAccountsRequest, Ignored, OnboardingRequest, Parsed
+from onboarding.report import AccountReport, Change, RegionResult, Report
+from onboarding.sessions import AccountSession, SessionFactory
+from onboarding.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+STEP_GUARDDUTY = "guardduty"
+STEP_FORWARDING = "forwarding"
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    region: str
+    step: str
+    changes: tuple[Change, ...] = ()
+    skipped: str | None = None  # reason, e.g. denied by an SCP
+    failure: StepFailed | None = None
+
+
+class Onboarder:
+    """Onboards accounts. Pass a SessionFactory to substitute how accounts are reached."""
+
+    def __init__(self, settings: Settings, sessions: SessionFactory | None = None) -> None:
+        self.settings = settings
+        self.sessions = sessions or SessionFactory(settings)
+
+    # Entry points -------------------------------------------------------------------------
+
+    def handle(self, items: Iterable[Parsed]) -> Report:
+        """Process parsed inputs inline: ignored ones are logged, requests are onboarded."""
+        reports: list[AccountReport] = []
+        seen: set[tuple[str, tuple[str, ...] | None, bool]] = set()
+        for item in items:
+            if isinstance(item, Ignored):
+                logger.info("ignored input", extra={"reason": item.reason})
+                continue
+            for request in self._expand(item):
+                key = (request.account_id, request.regions, request.dry_run)
+                if key in seen:  # Control Tower sends two triggers for one account: do it once
+                    continue
+                seen.add(key)
+                reports.append(
+                    self.onboard(request, known_active=isinstance(item, AllAccountsRequest))
+                )
+        return Report(tuple(reports))
+
+    def plan(self, request: OnboardingRequest, known_active: bool = False) -> AccountReport:
+        """What onboarding would change in the account. Reads only; writes nothing.
+
+        Each change's `action` says `create` (missing) or `update` (drifted); an empty plan for
+        an `ok` region means the region is configured as desired."""
+        return self.onboard(replace(request, dry_run=True), known_active)
+
+    def onboard(self, request: OnboardingRequest, known_active: bool = False) -> AccountReport:
+        """Configure one account (or, with request.dry_run, only report what would change)."""
+        report = self._onboard(request, known_active)
+        logger.info(
+            "account report",
+            extra={
+                "account_id": request.account_id,
+                "reason": request.reason,
+                "attempt": request.attempt,
+                "dry_run": request.dry_run,
+                "report": report.as_dict(),
+            },
+        )
+        return report
+
+    # Steps --------------------------------------------------------------------------------
+
+    def _expand(self, item: OnboardingRequest | AllAccountsRequest) -> list[OnboardingRequest]:
+        if isinstance(item, OnboardingRequest):
+            return [item]
+        # Inline backfill: fine for a small organization; the work queue (issue 5) fans out.
+        management = self.sessions.management()
+        orgs = management.client("organizations", self.settings.home_region)
+        return [
+            OnboardingRequest(a, item.regions, item.reason, dry_run=item.dry_run)
+            for a in organization.list_active_accounts(orgs)
+        ]
+
+    def _onboard(self, request: OnboardingRequest, known_active: bool) -> AccountReport:
+        account_id, home = request.account_id, self.settings.home_region
+        try:
+            if not known_active:
+                management = self.sessions.management_or_fail(account_id)
+                organization.check_active_member(
+                    management.client("organizations", home), account_id
+                )
+            session = self.sessions.for_account(account_id)
+        except AccountRefused as refused:
+            return AccountReport.refused(account_id, refused.reason)
+        except StepFailed as failed:
+            return _account_failed(failed)
+        except (ClientError, BotoCoreError) as err:
+            return _account_failed(step_failed(err, account_id, None, "membership"))
+
+        is_security = account_id == self.settings.security_account_id
+        account_changes: list[Change] = []
+        if not is_security:  # the Security account's events are already on its own bus
+            try:
+                account_changes = iam.ensure_forwarder_role(
+                    session.client("iam", home), self.settings, account_id, request.dry_run
+                )
+            except (ClientError, BotoCoreError) as err:
+                return _account_failed(step_failed(err, account_id, None, "iam"))
+
+        try:
+            statuses = regions.region_statuses(session.client("ec2", home))
+        except (ClientError, BotoCoreError) as err:
+            return _account_failed(step_failed(err, account_id, None, "regions"))
+        selection = regions.select_regions(request.regions or self.settings.hub_regions, statuses)
+
+        steps: list[tuple[str, str, Callable[[], list[Change]]]] = []
+        for region in selection.configure:
+            steps.append((region, STEP_GUARDDUTY, self._guardduty(session, region, request)))
+            if not is_security:
+                steps.append((region, STEP_FORWARDING, self._forwarding(session, region, request)))
+        outcomes = self._run(account_id, steps)
+
+        results = [RegionResult(r, "skipped", reason=why) for r, why in selection.skipped.items()]
+        results += [_region_result(r, outcomes.get(r, [])) for r in selection.configure]
+        return AccountReport.build(account_id, results, account_changes, request.dry_run)
+
+    def _guardduty(
+        self, session: AccountSession, region: str, request: OnboardingRequest
+    ) -> Callable[[], list[Change]]:
+        def step() -> list[Change]:
+            client = session.client("guardduty", region)
+            return guardduty.ensure_detector(client, self.settings, request.dry_run)
+
+        return step
+
+    def _forwarding(
+        self, session: AccountSession, region: str, request: OnboardingRequest
+    ) -> Callable[[], list[Change]]:
+        def step() -> list[Change]:
+            client = session.client("events", region)
+            return forwarding.ensure_forwarding(
+                client, self.settings, request.account_id, region, request.dry_run
+            )
+
+        return step
+
+    def _run(
+        self, account_id: str, steps: list[tuple[str, str, Callable[[], list[Change]]]]
+    ) -> dict[str, list[StepOutcome]]:
+        """Run every (region, step) on a bounded thread pool; one failure never stops another."""
+        outcomes: dict[str, list[StepOutcome]] = {}
+        if not steps:
+            return outcomes
+        workers = max(1, min(self.settings.region_workers, len(steps)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="region") as pool:
+            futures = [
+                (region, name, pool.submit(_outcome, account_id, region, name, fn))
+                for region, name, fn in steps
+            ]
+            for region, _, future in futures:
+                outcomes.setdefault(region, []).append(future.result())
+        return outcomes
+
+
+def _outcome(
+    account_id: str, region: str, step: str, fn: Callable[[], list[Change]]
+) -> StepOutcome:
+    try:
+        return StepOutcome(region, step, tuple(fn()))
+    except StepFailed as failed:
+        return StepOutcome(region, step, failure=failed)
+    except (ClientError, BotoCoreError) as err:
+        if is_scp_denial(err):
+            return StepOutcome(
+                region,
+                step,
+                skipped=f"denied by a service control policy ({step}: {error_code(err)})",
+            )
+        return StepOutcome(region, step, failure=step_failed(err, account_id, region, step))
+    except Exception as err:  # a bug must not take the other regions down with it
+        logger.exception("unexpected error", extra={"account_id": account_id, "region": region})
+        failure = step_failed(err, account_id, region, step)
+        return StepOutcome(region, step, failure=failure)
+
+
+def _region_result(region: str, outcomes: list[StepOutcome]) -> RegionResult:
+    changes = tuple(c for o in outcomes for c in o.changes)
+    failures = [o.failure for o in outcomes if o.failure is not None]
+    if failures:
+        return RegionResult(
+            region,
+            "failed",
+            changes,
+            reason="; ".join(f"{f.step}: {f.message or f.code}" for f in failures),
+            error=failures[0].code,
+            retryable=all(f.retryable for f in failures),
+        )
+    skipped = [o.skipped for o in outcomes if o.skipped]
+    if skipped:
+        return RegionResult(region, "skipped", changes, reason="; ".join(skipped))
+    return RegionResult(region, "ok", changes)
+
+
+def _account_failed(failed: StepFailed) -> AccountReport:
+    return AccountReport.account_failed(
+        failed.account_id, failed.step, failed.code, failed.message, failed.retryable
+    )

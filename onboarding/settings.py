@@ -1,0 +1,264 @@
+"""Typed, frozen configuration, read once from the environment and validated at cold start.
+
+`Settings.from_env()` is the only place in the package that reads `os.environ`. Every error
+names the variable at fault, so a misconfigured deployment fails on its first invocation with
+a message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import boto3
+
+from onboarding.errors import ConfigError
+
+ACCOUNT_ID = re.compile(r"^\d{12}$")
+REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
+ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
+RULE_NAME = re.compile(r"^[.\-_A-Za-z0-9]{1,64}$")
+ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):role/[\w+=,.@/-]{1,128}$")
+FEATURE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
+
+PUBLISHING_FREQUENCIES = ("FIFTEEN_MINUTES", "ONE_HOUR", "SIX_HOURS")
+MAX_PATTERN_CHARS = 2048  # EventBridge limit on an event pattern
+
+DEFAULT_MEMBER_ROLE_NAMES = ("OrganizationAccountAccessRole", "AWSControlTowerExecution")
+DEFAULT_FORWARDER_ROLE_NAME = "watershed-forwarder"
+DEFAULT_FORWARD_RULE_NAME = "watershed-forward"
+DEFAULT_PUBLISHING_FREQUENCY = "FIFTEEN_MINUTES"
+DEFAULT_REGION_WORKERS = 20
+MAX_REGION_WORKERS = 64
+
+DEFAULT_FORWARD_EVENT_PATTERN: dict[str, Any] = {
+    "$or": [
+        {"source": ["aws.guardduty"]},
+        {"source": ["aws.trustedadvisor"]},
+        {
+            "detail-type": [
+                "AWS API Call via CloudTrail",
+                "AWS Console Sign In via CloudTrail",
+                "AWS Console Signin via CloudTrail",
+            ]
+        },
+    ]
+}
+
+# The paid GuardDuty protection plans. CreateDetector without `Features` turns every one of
+# them on; watershed always sends an explicit list, and by default keeps them all off (the
+# foundational detector — CloudTrail, VPC flow logs, DNS logs — is always on and is what the
+# findings pipeline needs). Enable plans with GUARDDUTY_FEATURES, e.g. "S3_DATA_EVENTS".
+KNOWN_PAID_FEATURES = (
+    "S3_DATA_EVENTS",
+    "EKS_AUDIT_LOGS",
+    "EBS_MALWARE_PROTECTION",
+    "RDS_LOGIN_EVENTS",
+    "LAMBDA_NETWORK_LOGS",
+    "RUNTIME_MONITORING",
+)
+FEATURE_STATUSES = ("ENABLED", "DISABLED")
+
+
+def _require(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(name, "is required and not set")
+    return value
+
+
+def _account(env: Mapping[str, str], name: str) -> str:
+    value = _require(env, name)
+    if not ACCOUNT_ID.match(value):
+        raise ConfigError(name, f"{value!r} is not a 12-digit AWS account id")
+    return value
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def parse_regions(name: str, value: str) -> tuple[str, ...]:
+    regions = _csv(value)
+    if not regions:
+        raise ConfigError(name, "needs at least one region")
+    for region in regions:
+        if not REGION_NAME.match(region):
+            raise ConfigError(name, f"{region!r} is not a region name (e.g. eu-west-1)")
+    if len(set(regions)) != len(regions):
+        raise ConfigError(name, f"lists a region twice: {value!r}")
+    return regions
+
+
+def parse_features(name: str, value: str) -> tuple[tuple[str, str], ...]:
+    """`NAME[=ENABLED|DISABLED],...` merged over the default (every known paid plan DISABLED)."""
+    features = dict.fromkeys(KNOWN_PAID_FEATURES, "DISABLED")
+    for item in _csv(value):
+        feature, _, status = item.partition("=")
+        feature, status = feature.strip().upper(), (status.strip().upper() or "ENABLED")
+        if not FEATURE_NAME.match(feature):
+            raise ConfigError(name, f"{feature!r} is not a GuardDuty feature name")
+        if status not in FEATURE_STATUSES:
+            raise ConfigError(name, f"{item!r}: status must be ENABLED or DISABLED")
+        if feature == "EKS_RUNTIME_MONITORING":
+            raise ConfigError(name, "use RUNTIME_MONITORING (EKS_RUNTIME_MONITORING is legacy)")
+        features[feature] = status
+    return tuple(sorted(features.items()))
+
+
+def parse_pattern(name: str, value: str) -> dict[str, Any]:
+    try:
+        pattern = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise ConfigError(name, f"is not valid JSON ({err.msg} at char {err.pos})") from err
+    if not isinstance(pattern, dict) or not pattern:
+        raise ConfigError(name, "must be a non-empty JSON object (an EventBridge pattern)")
+    if len(canonical_json(pattern)) > MAX_PATTERN_CHARS:
+        raise ConfigError(name, f"is longer than EventBridge's {MAX_PATTERN_CHARS} characters")
+    return pattern
+
+
+@lru_cache(maxsize=64)
+def partition_for(region: str) -> str:
+    """`aws`, `aws-cn`, `aws-us-gov`… from botocore's bundled endpoint data (read once)."""
+    return boto3.session.Session().get_partition_for_region(region)
+
+
+def canonical_json(document: Any) -> str:
+    """One serialisation for comparing and writing JSON documents (patterns, policies)."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything onboarding needs to know, validated. Build with `Settings.from_env()`."""
+
+    security_account_id: str
+    management_account_id: str
+    hub_regions: tuple[str, ...]
+    launcher_role_arn: str | None = None
+    member_role_names: tuple[str, ...] = DEFAULT_MEMBER_ROLE_NAMES
+    forwarder_role_name: str = DEFAULT_FORWARDER_ROLE_NAME
+    forward_rule_name: str = DEFAULT_FORWARD_RULE_NAME
+    forward_event_pattern: Mapping[str, Any] = field(
+        default_factory=lambda: DEFAULT_FORWARD_EVENT_PATTERN
+    )
+    finding_publishing_frequency: str = DEFAULT_PUBLISHING_FREQUENCY
+    guardduty_features: tuple[tuple[str, str], ...] = field(
+        default_factory=lambda: parse_features("GUARDDUTY_FEATURES", "")
+    )
+    region_workers: int = DEFAULT_REGION_WORKERS
+    # Where the function's own STS, IAM and Organizations calls go (Lambda's AWS_REGION).
+    home_region: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.home_region:
+            object.__setattr__(self, "home_region", self.hub_regions[0])
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every setting; raises ConfigError naming the variable at fault."""
+        env = os.environ if environ is None else environ
+        security = _account(env, "SECURITY_ACCOUNT_ID")
+        management = _account(env, "MANAGEMENT_ACCOUNT_ID")
+        hub_regions = parse_regions("HUB_REGIONS", _require(env, "HUB_REGIONS"))
+
+        launcher = env.get("LAUNCHER_ROLE_ARN", "").strip() or None
+        if launcher:
+            match = ROLE_ARN.match(launcher)
+            if not match:
+                raise ConfigError("LAUNCHER_ROLE_ARN", f"{launcher!r} is not an IAM role ARN")
+            if match.group(2) != management:
+                raise ConfigError(
+                    "LAUNCHER_ROLE_ARN",
+                    f"{launcher!r} is not in the management account {management}",
+                )
+
+        member_roles = _csv(env.get("MEMBER_ROLE_NAMES", "")) or DEFAULT_MEMBER_ROLE_NAMES
+        for role in member_roles:
+            if not ROLE_NAME.match(role):
+                raise ConfigError("MEMBER_ROLE_NAMES", f"{role!r} is not an IAM role name")
+
+        forwarder = env.get("FORWARDER_ROLE_NAME", "").strip() or DEFAULT_FORWARDER_ROLE_NAME
+        if not ROLE_NAME.match(forwarder):
+            raise ConfigError("FORWARDER_ROLE_NAME", f"{forwarder!r} is not an IAM role name")
+
+        rule = env.get("FORWARD_RULE_NAME", "").strip() or DEFAULT_FORWARD_RULE_NAME
+        if not RULE_NAME.match(rule):
+            raise ConfigError("FORWARD_RULE_NAME", f"{rule!r} is not an EventBridge rule name")
+
+        raw_pattern = env.get("FORWARD_EVENT_PATTERN", "").strip()
+        pattern = (
+            parse_pattern("FORWARD_EVENT_PATTERN", raw_pattern)
+            if raw_pattern
+            else DEFAULT_FORWARD_EVENT_PATTERN
+        )
+
+        frequency = (
+            env.get("FINDING_PUBLISHING_FREQUENCY", "").strip().upper()
+            or DEFAULT_PUBLISHING_FREQUENCY
+        )
+        if frequency not in PUBLISHING_FREQUENCIES:
+            raise ConfigError(
+                "FINDING_PUBLISHING_FREQUENCY",
+                f"{frequency!r} is not one of {', '.join(PUBLISHING_FREQUENCIES)}",
+            )
+
+        features = parse_features("GUARDDUTY_FEATURES", env.get("GUARDDUTY_FEATURES", ""))
+
+        raw_workers = env.get("REGION_WORKERS", "").strip() or str(DEFAULT_REGION_WORKERS)
+        try:
+            workers = int(raw_workers)
+        except ValueError:
+            raise ConfigError("REGION_WORKERS", f"{raw_workers!r} is not an integer") from None
+        if not 1 <= workers <= MAX_REGION_WORKERS:
+            raise ConfigError("REGION_WORKERS", f"{workers} is not between 1 and 64")
+
+        home = (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip()
+        if home and not REGION_NAME.match(home):
+            raise ConfigError("AWS_REGION", f"{home!r} is not a region name")
+
+        return cls(
+            security_account_id=security,
+            management_account_id=management,
+            hub_regions=hub_regions,
+            launcher_role_arn=launcher,
+            member_role_names=member_roles,
+            forwarder_role_name=forwarder,
+            forward_rule_name=rule,
+            forward_event_pattern=pattern,
+            finding_publishing_frequency=frequency,
+            guardduty_features=features,
+            region_workers=workers,
+            home_region=home or hub_regions[0],
+        )
+
+    # Derived values -----------------------------------------------------------------------
+
+    def partition(self, region: str | None = None) -> str:
+        """`aws`, `aws-cn`, `aws-us-gov`… for a region (default: the home region)."""
+        return partition_for(region or self.home_region)
+
+    def security_bus_arn(self, region: str) -> str:
+        """The Security account's default bus in `region`: where a member's rule forwards to."""
+        return (
+            f"arn:{self.partition(region)}:events:{region}:{self.security_account_id}"
+            ":event-bus/default"
+        )
+
+    def forwarder_role_arn(self, account_id: str) -> str:
+        return f"arn:{self.partition()}:iam::{account_id}:role/{self.forwarder_role_name}"
+
+    @property
+    def forward_pattern_json(self) -> str:
+        return canonical_json(self.forward_event_pattern)
+
+    @property
+    def features_list(self) -> list[dict[str, str]]:
+        """The GuardDuty `Features` parameter: every configured feature with its status."""
+        return [{"Name": name, "Status": status} for name, status in self.guardduty_features]

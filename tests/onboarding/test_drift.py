@@ -1,0 +1,177 @@
+"""Drift repair: whatever changed in the member is put back, and only that is written."""
+
+import json
+
+import pytest
+
+from onboarding.events import OnboardingRequest
+from onboarding.iam import POLICY_NAME
+
+
+@pytest.fixture
+def onboarded(org, onboarder, recorder):
+    onboarder.onboard(OnboardingRequest(org.member))
+    recorder.clear()
+    return org.member
+
+
+def test_suspended_detector_is_re_enabled(onboarded, onboarder, reader, recorder):
+    gd = reader.client(onboarded, "guardduty", "eu-west-1")
+    gd.update_detector(
+        DetectorId=reader.detector(onboarded, "eu-west-1")["DetectorId"], Enable=False
+    )
+
+    report = onboarder.onboard(OnboardingRequest(onboarded))
+
+    assert reader.detector(onboarded, "eu-west-1")["Status"] == "ENABLED"
+    assert [str(c) for c in report.regions["eu-west-1"].changes] == [
+        "update detector: enable (was DISABLED)"
+    ]
+    assert recorder.writes == [("UpdateDetector", "eu-west-1")]
+
+
+def test_drifted_frequency_and_paid_feature_are_put_back(onboarded, onboarder, reader, recorder):
+    gd = reader.client(onboarded, "guardduty", "us-east-1")
+    detector_id = reader.detector(onboarded, "us-east-1")["DetectorId"]
+    gd.update_detector(
+        DetectorId=detector_id,
+        FindingPublishingFrequency="SIX_HOURS",
+        Features=[{"Name": "EBS_MALWARE_PROTECTION", "Status": "ENABLED"}],
+    )
+
+    onboarder.onboard(OnboardingRequest(onboarded))
+
+    detector = reader.detector(onboarded, "us-east-1")
+    assert detector["FindingPublishingFrequency"] == "FIFTEEN_MINUTES"
+    features = {f["Name"]: f["Status"] for f in detector["Features"]}
+    assert features["EBS_MALWARE_PROTECTION"] == "DISABLED"
+    assert recorder.writes == [("UpdateDetector", "us-east-1")]
+
+
+def test_changed_pattern_is_restored(onboarded, onboarder, reader, recorder, settings):
+    events = reader.client(onboarded, "events", "eu-central-1")
+    events.put_rule(
+        Name="watershed-forward", EventPattern='{"source": ["aws.ec2"]}', State="ENABLED"
+    )
+
+    report = onboarder.onboard(OnboardingRequest(onboarded))
+
+    rule = reader.rule(onboarded, "eu-central-1")
+    assert json.loads(rule["EventPattern"]) == settings.forward_event_pattern
+    assert report.regions["eu-central-1"].changes[0].resource == "rule"
+    assert recorder.writes == [("PutRule", "eu-central-1")]
+    assert len(reader.targets(onboarded, "eu-central-1")) == 1  # target survived the update
+
+
+def test_disabled_rule_is_enabled(onboarded, onboarder, reader, recorder):
+    reader.client(onboarded, "events", "us-east-1").disable_rule(Name="watershed-forward")
+
+    onboarder.onboard(OnboardingRequest(onboarded))
+
+    assert reader.rule(onboarded, "us-east-1")["State"] == "ENABLED"
+    assert recorder.writes == [("PutRule", "us-east-1")]
+
+
+def test_removed_target_is_put_back(onboarded, onboarder, reader, recorder, settings):
+    events = reader.client(onboarded, "events", "eu-west-1")
+    events.remove_targets(Rule="watershed-forward", Ids=["security-bus"])
+    assert reader.targets(onboarded, "eu-west-1") == []
+
+    onboarder.onboard(OnboardingRequest(onboarded))
+
+    [target] = reader.targets(onboarded, "eu-west-1")
+    assert target["Arn"] == settings.security_bus_arn("eu-west-1")
+    assert recorder.writes == [("PutTargets", "eu-west-1")]
+
+
+def test_target_pointing_elsewhere_is_redirected(onboarded, onboarder, reader, recorder, settings):
+    events = reader.client(onboarded, "events", "us-east-1")
+    events.put_targets(
+        Rule="watershed-forward",
+        Targets=[
+            {
+                "Id": "security-bus",
+                "Arn": "arn:aws:events:us-east-1:999988887777:event-bus/default",
+                "RoleArn": f"arn:aws:iam::{onboarded}:role/watershed-forwarder",
+            }
+        ],
+    )
+
+    onboarder.onboard(OnboardingRequest(onboarded))
+
+    [target] = reader.targets(onboarded, "us-east-1")
+    assert target["Arn"] == settings.security_bus_arn("us-east-1")
+    assert recorder.writes == [("PutTargets", "us-east-1")]
+
+
+def test_changed_role_policy_is_restored(onboarded, onboarder, reader, recorder, settings):
+    iam = reader.client(onboarded, "iam")
+    iam.put_role_policy(
+        RoleName="watershed-forwarder",
+        PolicyName=POLICY_NAME,
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [{"Effect": "Allow", "Action": "events:*", "Resource": "*"}],
+            }
+        ),
+    )
+
+    report = onboarder.onboard(OnboardingRequest(onboarded))
+
+    [statement] = reader.role(onboarded)["policies"][POLICY_NAME]["Statement"]
+    assert statement["Action"] == "events:PutEvents"
+    assert len(statement["Resource"]) == len(settings.hub_regions)
+    assert [str(c) for c in report.changes] == [f"update role-policy: {POLICY_NAME} differs"]
+    assert recorder.writes == [("PutRolePolicy", "aws-global")]
+
+
+def test_loosened_trust_is_pinned_again(onboarded, onboarder, reader, recorder):
+    reader.client(onboarded, "iam").update_assume_role_policy(
+        RoleName="watershed-forwarder",
+        PolicyDocument=json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "events.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        ),
+    )
+
+    onboarder.onboard(OnboardingRequest(onboarded))
+
+    [statement] = reader.role(onboarded)["trust"]["Statement"]
+    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": onboarded}}
+    assert recorder.writes == [("UpdateAssumeRolePolicy", "aws-global")]
+
+
+def test_a_detector_managed_by_a_guardduty_administrator_is_only_re_enabled(
+    onboarded, onboarder, reader, recorder, faults
+):
+    # moto cannot build a GuardDuty administrator relationship: inject GetAdministratorAccount.
+    faults.add(
+        "GetAdministratorAccount",
+        None,
+        response={
+            "Administrator": {
+                "AccountId": "222233334444",
+                "InvitationId": "inv-1",
+                "RelationshipStatus": "Enabled",
+            }
+        },
+    )
+    gd = reader.client(onboarded, "guardduty", "eu-west-1")
+    detector_id = reader.detector(onboarded, "eu-west-1")["DetectorId"]
+    gd.update_detector(DetectorId=detector_id, Enable=False, FindingPublishingFrequency="ONE_HOUR")
+
+    onboarder.onboard(OnboardingRequest(onboarded))
+
+    detector = reader.detector(onboarded, "eu-west-1")
+    assert detector["Status"] == "ENABLED"
+    assert detector["FindingPublishingFrequency"] == "ONE_HOUR"  # the administrator's choice
+    assert recorder.writes == [("UpdateDetector", "eu-west-1")]
