@@ -90,7 +90,13 @@ class EmbeddedAws:
         self._sessions: dict[tuple[str, str], boto3.Session] = {}
 
     def __enter__(self) -> Self:
-        from moto import mock_aws
+        try:
+            from moto import mock_aws
+        except ImportError as err:
+            raise SandboxError(
+                "the sandbox needs moto and aws-sam-translator: pip install -e '.[dev]' "
+                "(make demo does it)"
+            ) from err
 
         self._saved_environ = dict(os.environ)
         for name in list(os.environ):

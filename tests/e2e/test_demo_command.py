@@ -52,3 +52,15 @@ def test_a_forwarded_event_that_should_not_be_exits_1_and_says_which(monkeypatch
     assert code == 1
     assert line.startswith("demo: 4 of 4 events reached watershed in eu-west-1; ")
     assert "forwarded EC2 state change (us-east-1) that should not be" in line
+
+
+def test_watershed_demo_dispatches_to_the_sandbox_with_one_region(capsys):
+    from onboarding.cli import main as watershed
+
+    code = watershed(["demo", "--regions", "1", "--accounts", "1", "--quiet"])
+
+    # one hub region: us-east-1's IAM call and Trusted Advisor check are not collected
+    assert capsys.readouterr().out.strip().splitlines() == [
+        "demo: 2 of 2 events reached watershed in eu-west-1"
+    ]
+    assert code == 0
