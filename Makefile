@@ -9,10 +9,16 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
+# uv installs the same requirements as pip several times faster (parallel downloads, bytecode
+# compiled on first import instead of for every file): a fresh `make demo` stays well under a
+# minute. pip remains the fallback wherever uv cannot be installed.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	if $(BIN)/pip install --quiet --disable-pip-version-check uv; then \
+		$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'; \
+	else \
+		$(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet -e '.[dev]'; \
+	fi
 	touch $(STAMP)
 
 lint: $(STAMP)
