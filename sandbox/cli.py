@@ -1,6 +1,9 @@
 """`python -m sandbox` / `watershed demo`: play the story and print the journey.
 
-    watershed demo [--regions N|r1,r2,...] [--accounts N] [--quiet] [--logs]
+    watershed demo [--regions N|r1,r2,...] [--accounts N] [--quiet] [--logs] [--serve]
+
+With --serve the same story runs behind a local HTTP endpoint (moto's server, 127.0.0.1), which
+stays up afterwards for the aws CLI or `watershed plan` until Ctrl-C.
 
 Exit codes: 0 every expected event reached the destination stream, byte-identical, and nothing
 else did; 1 an event was lost, damaged or forwarded when it should not have been, or a member
@@ -11,7 +14,9 @@ play the story (for instance a template that does not deploy).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import threading
 import time
 import traceback
 from collections import Counter
@@ -66,6 +71,12 @@ def parser(prog: str = "watershed demo") -> argparse.ArgumentParser:
     )
     result.add_argument("--quiet", action="store_true", help="print the verdict line only")
     result.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the embedded AWS on a local HTTP endpoint and keep it up after the story "
+        "(Ctrl-C ends it), to look around with the aws CLI or `watershed plan`",
+    )
+    result.add_argument(
         "--logs", action="store_true", help="print the functions' logs (stdout) at the end"
     )
     return result
@@ -88,12 +99,16 @@ def main(argv: Sequence[str] | None = None, prog: str = "watershed demo") -> int
     story: Story | None = None
     act = "setup"
     try:
-        with EmbeddedAws() as aws:
+        with EmbeddedAws(server=args.serve) as aws:
             story = Story(aws, options, on_act=lambda name, result: _render(printer, name, result))
             result = story.play()
             act = "verdict"
             if args.logs:
                 _render_logs(printer, story)
+            code = _verdict(printer, result, time.perf_counter() - started)
+            if args.serve:
+                _serve(printer, aws, result)
+            return code
     except Exception as err:
         printer.line()
         printer.line(traceback.format_exc().rstrip())
@@ -101,8 +116,34 @@ def main(argv: Sequence[str] | None = None, prog: str = "watershed demo") -> int
             act = f"after {story.result.acts[-1].name}"
         printer.verdict(f"demo: could not finish ({act}): {type(err).__name__}: {err}")
         return 2
-    elapsed = time.perf_counter() - started
-    return _verdict(printer, result, elapsed)
+
+
+def wait_for_interrupt() -> None:
+    """Block until Ctrl-C (tests replace this)."""
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+
+
+def _serve(printer: Printer, aws: EmbeddedAws, result: DemoResult) -> None:
+    org = result.organization
+    assert org is not None and aws.endpoint_url
+    home = result.options.home_region
+    printer.verdict(
+        f"serving the embedded AWS at {aws.endpoint_url} until Ctrl-C; in another shell:"
+    )
+    printer.verdict(
+        f"  export AWS_ENDPOINT_URL={aws.endpoint_url} AWS_ACCESS_KEY_ID=testing "
+        f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={home}"
+    )
+    printer.verdict(
+        "  aws organizations list-accounts   # these credentials are the management account's"
+    )
+    printer.verdict(
+        f"  watershed plan {org.members[0].account_id} --security-account-id "
+        f"{org.security.account_id} --management-account-id {org.management.account_id} "
+        f"--hub-regions {','.join(result.options.regions)}"
+    )
+    wait_for_interrupt()
 
 
 # --- rendering ------------------------------------------------------------------------------
@@ -286,6 +327,7 @@ def _render_logs(printer: Printer, story: Story) -> None:
 
 
 def _verdict(printer: Printer, result: DemoResult, elapsed: float) -> int:
+    """Print the last line (`demo: N of N events reached ...`) and return the exit code."""
     expected, delivered = len(result.expected), len(result.delivered)
     where = f"{result.destination_name} in {result.options.home_region}"
     printer.line()

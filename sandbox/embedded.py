@@ -2,14 +2,20 @@
 
 Everything the sandbox and the handlers it runs call goes to moto: the environment is
 scrubbed of profiles and endpoints and carries fake credentials for as long as the sandbox is
-open, and restored afterwards. Accounts are reached the way AWS reaches them, with
-AssumeRole from the management account (moto's default account, the one that creates the
-organization); `MOTO_ACCOUNT_ID` is never set, since it would override assumed credentials.
+open, and restored afterwards. By default botocore's requests are intercepted in-process
+(`mock_aws`); with `server=True` the same moto backends are served on a local HTTP endpoint
+(moto's ThreadedMotoServer on 127.0.0.1, a free port) and AWS_ENDPOINT_URL points every client
+at it — so other tools (the aws CLI, `watershed plan`) can look at the sandbox while it is open.
+
+Accounts are reached the way AWS reaches them, with AssumeRole from the management account
+(moto's default account, the one that creates the organization); `MOTO_ACCOUNT_ID` is never
+set, since it would override assumed credentials.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -80,8 +86,12 @@ class EmbeddedAws:
         journal: Journal | None = None,
         strict_assume_role: bool = True,
         enforce_bus_policies: bool = True,
+        server: bool = False,
     ) -> None:
         self.journal = journal or Journal()
+        self._server_mode = server
+        self._server: Any = None
+        self.endpoint_url: str | None = None
         self._strict_assume_role = strict_assume_role
         self._enforce_bus_policies = enforce_bus_policies
         self._saved_environ: dict[str, str] | None = None
@@ -92,11 +102,17 @@ class EmbeddedAws:
     def __enter__(self) -> Self:
         try:
             from moto import mock_aws
+            from moto.core.base_backend import BackendDict
         except ImportError as err:
             raise SandboxError(
                 "the sandbox needs moto and aws-sam-translator: pip install -e '.[dev]' "
                 "(make demo does it)"
             ) from err
+        if self._server_mode:
+            try:
+                from moto.server import ThreadedMotoServer
+            except ImportError as err:
+                raise SandboxError("server mode needs moto[server] (flask)") from err
 
         self._saved_environ = dict(os.environ)
         for name in list(os.environ):
@@ -106,7 +122,17 @@ class EmbeddedAws:
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
         self._model_cache = _shared_botocore_models()
         self._model_cache.__enter__()
-        self._mock = mock_aws()
+        if self._server_mode:
+            BackendDict.reset()
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no line per request
+            self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            self._server.start()
+            host, port = self._server.get_host_and_port()
+            self.endpoint_url = f"http://{host}:{port}"
+            os.environ["AWS_ENDPOINT_URL"] = self.endpoint_url
+            self._mock = contextlib.nullcontext()
+        else:
+            self._mock = mock_aws()
         self._mock.__enter__()  # type: ignore[attr-defined]
         self._patches = shims.installed(
             self.journal,
@@ -132,6 +158,12 @@ class EmbeddedAws:
             self._patches.__exit__(exc_type, exc, tb)  # type: ignore[attr-defined]
         finally:
             self._mock.__exit__(exc_type, exc, tb)  # type: ignore[attr-defined]
+            if self._server is not None:
+                from moto.core.base_backend import BackendDict
+
+                self._server.stop()
+                self._server = None
+                BackendDict.reset()
             self._model_cache.__exit__(None, None, None)
             self._restore_environ()
             self._sessions.clear()

@@ -64,3 +64,34 @@ def test_watershed_demo_dispatches_to_the_sandbox_with_one_region(capsys):
         "demo: 2 of 2 events reached watershed in eu-west-1"
     ]
     assert code == 0
+
+
+def test_serve_keeps_the_sandbox_up_for_other_tools(monkeypatch, capsys):
+    # The story runs behind moto's HTTP server on 127.0.0.1; while it waits for Ctrl-C, other
+    # clients reach it through AWS_ENDPOINT_URL — here the aws SDK and `watershed plan`.
+    import os
+
+    import boto3
+
+    import sandbox.cli
+    from onboarding.cli import main as watershed
+
+    seen = {}
+
+    def look_around():
+        seen["endpoint"] = os.environ["AWS_ENDPOINT_URL"]
+        organizations = boto3.client("organizations", region_name="us-east-1")
+        seen["accounts"] = len(organizations.list_accounts()["Accounts"])
+        out = capsys.readouterr().out
+        plan = next(line for line in out.splitlines() if "watershed plan" in line)
+        seen["plan"] = watershed(plan.split("watershed ", 1)[1].split())
+
+    monkeypatch.setattr(sandbox.cli, "wait_for_interrupt", look_around)
+
+    code = main(["--regions", "2", "--accounts", "1", "--quiet", "--serve"])
+
+    assert code == 0
+    assert seen["endpoint"].startswith("http://127.0.0.1:")
+    assert seen["accounts"] == 3  # management, security, one member
+    assert seen["plan"] == 0  # the member is configured: nothing to change, nothing failed
+    assert "AWS_ENDPOINT_URL" not in os.environ
