@@ -109,3 +109,9 @@ def test_events_that_must_not_be_forwarded_stayed_where_they_were_raised(played)
     assert {a.event.label for a in kept} == {"EC2 state change", "GuardDuty finding"}
     assert not any(a.arrived for a in kept)
     assert result.ok
+
+
+def test_nothing_was_refused_dropped_or_left_to_moto_on_the_way(played):
+    # notices: bus policy refusals, hop-limit drops, dead-lettered or unrun targets
+    _, result = played
+    assert result.notices == []
