@@ -20,8 +20,9 @@ ways that would break the story (each one checked by tests/sandbox/test_moto_beh
 6. AssumeRole succeeds for a role that does not exist, so an account vended by Control Tower
    (which has `AWSControlTowerExecution`, not `OrganizationAccountAccessRole`) cannot be told
    apart from a created one.
+7. Event bus policies are stored but never consulted.
 
-The sandbox changes moto in exactly two places, both reverted on exit:
+The sandbox changes moto in three places, all reverted on exit (`installed`):
 
 - `Rule.send_to_targets` is replaced by `EventBridgeDelivery.send_to_targets`, which does what
   AWS does for the target kinds watershed uses: skips disabled and scheduled rules, delivers
@@ -29,16 +30,17 @@ The sandbox changes moto in exactly two places, both reverted on exit:
   hop is dropped as AWS drops it, with THIRD_ACCOUNT_HOP_DETECTED / THIRD_REGION_HOP_DETECTED,
   a *model* of the limit, not a proof), sends SQS targets the whole event, and hands Kinesis
   targets to `EventBridgeToKinesisShim` — the one step of the pipeline that moto cannot do at
-  all. Every other target kind goes to moto's own code unchanged.
+  all. A matched Lambda target is reported as not run (a notice) instead of failing PutEvents;
+  every other target kind goes to moto's own code unchanged. A cross-account delivery is
+  checked against a model of the receiving bus's policy (sandbox.bus_policy, on by default):
+  no policy, one that does not name the sender's organization or account, or an organization
+  grant to a target without RoleArn refuse it.
 - `LambdaBackend.create_event_source_mapping` still creates and lists the mapping, but detaches
   it from the queue or stream, so that moto no longer invokes functions itself: the sandbox's
   poller (sandbox.poller) stands in for the event source mapping, and runs the handler
   in-process.
-- Optionally (on by default in the sandbox) `STSBackend.assume_role` refuses a role that does
-  not exist in the target account, with AccessDenied, as AWS does.
-- Optionally (on by default) a cross-account bus-to-bus delivery is checked against a model of
-  the receiving bus's policy (sandbox.bus_policy): no policy, a policy that does not name the
-  sender's organization, or an organization grant to a target without RoleArn refuse it.
+- `STSBackend.assume_role` (on by default) refuses a role that does not exist in the target
+  account, with AccessDenied, as AWS does.
 
 What none of this can prove: IAM policies are not evaluated (the roles' permissions, trust
 policies, PassRole), bus policies are checked only by our model of the few conditions watershed
