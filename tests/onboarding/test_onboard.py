@@ -122,6 +122,9 @@ def test_the_security_account_gets_guardduty_only(org, settings, onboarder, read
 def test_the_management_account_is_onboarded_with_its_own_credentials(
     org, settings, onboarder, reader, recorder
 ):
+    # No launcher: own credentials are the management account's (e.g. the CLI run there by an
+    # administrator). moto does not enforce IAM; what the deployed onboarding role may do is
+    # checked in test_permissions.py.
     report = onboarder.onboard(OnboardingRequest(org.management))
 
     assert report.status == "ok"
