@@ -45,7 +45,10 @@ def test_every_hub_region_of_the_member_is_configured(org, settings, onboarder, 
     role = reader.role(org.member)
     [statement] = role["trust"]["Statement"]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
-    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": org.member}}
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": org.member},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:events:*:{org.member}:rule/watershed-forward"},
+    }
     [allow] = role["policies"][POLICY_NAME]["Statement"]
     assert allow["Action"] == "events:PutEvents"
     assert sorted(allow["Resource"]) == sorted(
