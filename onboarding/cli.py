@@ -2,6 +2,7 @@
 
     watershed onboard ACCOUNT... [--regions r1,r2] [--dry-run] [--json]
     watershed plan ACCOUNT... [--regions r1,r2] [--json]
+    watershed audit [--all | --accounts ID...] [--regions r1,r2] [--json FILE] [--html FILE] [--fix]
     watershed demo [--regions N|r1,r2] [--accounts N]   (the sandbox, see sandbox/cli.py)
 
 Configuration comes from the same environment variables as the Lambda function (see
@@ -18,6 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from onboarding import audit_cli
 from onboarding.errors import ConfigError, InvalidRequest
 from onboarding.events import parse_manual
 from onboarding.report import render_table
@@ -59,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "plan", parents=[common, config], help="show what onboarding would change; writes nothing"
     )
+    audit_cli.add_parser(commands, parents=[config])  # coverage audit (docs/operations.md)
     commands.add_parser(
         "demo", help="the whole pipeline on an embedded AWS (watershed demo --help)"
     )
@@ -78,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, dest)
         if value is not None:
             environ[variable] = value
+    if args.command == "audit":
+        return audit_cli.run(args, environ)
     dry_run = args.command == "plan" or bool(getattr(args, "dry_run", False))
 
     try:

@@ -39,3 +39,9 @@ def list_active_accounts(organizations: Any) -> Iterator[str]:
         for account in page.get("Accounts", []):
             if _is_active(account):
                 yield account["Id"]
+
+
+def list_active_members(organizations: Any) -> Iterator[dict[str, Any]]:
+    """Every ACTIVE account of the organization as ListAccounts describes it (Id, Name, ...)."""
+    for page in organizations.get_paginator("list_accounts").paginate():
+        yield from (account for account in page.get("Accounts", []) if _is_active(account))

@@ -1,0 +1,433 @@
+"""The coverage audit: is every account collecting in every hub region right now, and if not, why.
+
+    ListAccounts (ACTIVE, page by page) or DescribeAccount for named accounts
+    → per account, in parallel: `Onboarder.plan()` — the very reads and comparisons onboarding
+      makes, writing nothing — classified into one state per hub region
+    → the Security account's side per region (onboarding.hub)
+    → AuditReport (JSON schema below, rendered to HTML by onboarding.audit_html)
+
+Cell states, one per account x region:
+
+- `ok`: configured as desired;
+- `drift`: something of ours is there but differs (each difference is a *finding* with a `kind`,
+  see FINDING_KINDS); forwarder-role problems are global (IAM) and make every configured region
+  drift, which the detail says;
+- `missing`: nothing of ours there (no forwarding rule, and whatever exists — e.g. a detector
+  created by GuardDuty's organization auto-enable — matches);
+- `skipped`: not configurable by design — region not enabled, denied by a service control
+  policy, account not ACTIVE — with the reason;
+- `error`: could not look, with the AWS error code.
+
+JSON (schema_version 1): see `AuditReport.as_dict` and docs/operations.md "Coverage audit".
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from onboarding import hub, organization
+from onboarding.errors import AccountRefused, StepFailed, error_code, step_failed
+from onboarding.events import OnboardingRequest
+from onboarding.report import AccountReport, Change
+from onboarding.service import Onboarder
+from onboarding.sessions import SessionFactory
+from onboarding.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # UTC
+State = Literal["ok", "drift", "missing", "skipped", "error"]
+STATES: tuple[State, ...] = ("ok", "drift", "missing", "skipped", "error")
+# Which state an account shows when its regions differ (most urgent first).
+SEVERITY: tuple[State, ...] = ("error", "drift", "missing", "skipped", "ok")
+DEFAULT_ACCOUNT_WORKERS = 16
+
+# kind → what it means. A finding's kind is derived from the plan's Change (resource, action).
+FINDING_KINDS = {
+    "detector-missing": "GuardDuty detector missing",
+    "detector-suspended": "GuardDuty detector suspended",
+    "detector-frequency": "GuardDuty publishing frequency differs",
+    "detector-features": "GuardDuty protection plans differ",
+    "rule-missing": "forwarding rule missing",
+    "rule-pattern": "forwarding rule pattern changed",
+    "rule-disabled": "forwarding rule disabled",
+    "target-missing": "forwarding target missing",
+    "target-elsewhere": "forwarding target points elsewhere",
+    "role-missing": "forwarder role missing",
+    "role-trust": "forwarder role trust policy changed",
+    "role-policy-missing": "forwarder role policy missing",
+    "role-policy-changed": "forwarder role policy changed",
+}
+GLOBAL_NOTE = "global: IAM is account-wide, so every region drifts"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One difference between an account and the desired state."""
+
+    kind: str
+    detail: str
+    is_global: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "detail": self.detail, "global": self.is_global}
+
+    def __str__(self) -> str:
+        return f"{self.detail} ({GLOBAL_NOTE})" if self.is_global else self.detail
+
+
+def finding(change: Change, is_global: bool = False) -> Finding:
+    """Classify one planned change (what onboarding would do) as an audit finding."""
+    resource, action, detail = change.resource, change.action, change.detail
+    kind = f"{resource}-{action}"
+    if resource == "detector":
+        if action == "create":
+            kind = "detector-missing"
+        elif detail.startswith("enable"):
+            kind = "detector-suspended"
+        elif detail.startswith("publishing frequency"):
+            kind = "detector-frequency"
+        elif detail.startswith("feature"):
+            kind = "detector-features"
+    elif resource == "rule":
+        if action == "create":
+            kind = "rule-missing"
+        elif "pattern" in detail:
+            kind = "rule-pattern"
+        else:
+            kind = "rule-disabled"
+    elif resource == "target":
+        kind = "target-missing" if action == "create" else "target-elsewhere"
+    elif resource == "forwarder-role":
+        kind = "role-missing" if action == "create" else "role-trust"
+    elif resource == "role-policy":
+        kind = "role-policy-missing" if action == "create" else "role-policy-changed"
+    label = FINDING_KINDS.get(kind, f"{resource} would be {action}d")
+    return Finding(kind, f"{label}: {detail}" if detail else label, is_global)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """The state of one account in one region."""
+
+    state: State
+    detail: str = ""
+    findings: tuple[Finding, ...] = ()
+    error: str | None = None
+    retryable: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"state": self.state}
+        if self.state == "ok":
+            return out
+        out["detail"] = self.detail
+        if self.findings:
+            out["findings"] = [f.as_dict() for f in self.findings]
+        if self.state == "error":
+            out["error"] = self.error or "Unknown"
+            out["retryable"] = self.retryable
+        return out
+
+
+@dataclass(frozen=True)
+class Member:
+    """An account to audit, as the organization lists it."""
+
+    account_id: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class AccountAudit:
+    account_id: str
+    name: str
+    regions: dict[str, Cell]
+    findings: tuple[Finding, ...] = ()  # account-wide (forwarder role)
+
+    @property
+    def state(self) -> State:
+        states = {c.state for c in self.regions.values()}
+        return next((s for s in SEVERITY if s in states), "ok")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "account_id": self.account_id,
+            "name": self.name,
+            "state": self.state,
+            "findings": [f.as_dict() for f in self.findings],
+            "regions": {region: cell.as_dict() for region, cell in self.regions.items()},
+        }
+
+
+@dataclass(frozen=True)
+class AuditReport:
+    generated_at: datetime
+    regions: tuple[str, ...]
+    accounts: tuple[AccountAudit, ...]
+    security: tuple[hub.HubRegion, ...]
+    management_account_id: str
+    security_account_id: str
+    organization_id: str | None = None
+    duration_seconds: float = 0.0
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Number of account x region cells in each state (every state present, 0 included)."""
+        totals = dict.fromkeys(STATES, 0)
+        for account in self.accounts:
+            for cell in account.regions.values():
+                totals[cell.state] += 1
+        return totals
+
+    @property
+    def security_state(self) -> str:
+        states = {r.state for r in self.security}
+        return next((s for s in SEVERITY if s in states), "ok")
+
+    @property
+    def ok(self) -> bool:
+        return self.security_state == "ok" and all(a.state == "ok" for a in self.accounts)
+
+    def not_ok(self) -> Iterator[tuple[AccountAudit, str, Cell]]:
+        for account in self.accounts:
+            for region, cell in account.regions.items():
+                if cell.state != "ok":
+                    yield account, region, cell
+
+    def as_dict(self) -> dict[str, Any]:
+        """The documented JSON (schema_version 1). Keys are only ever added, never renamed."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "generated_at": self.generated_at.strftime(TIMESTAMP_FORMAT),
+            "duration_seconds": round(self.duration_seconds, 3),
+            "organization_id": self.organization_id,
+            "management_account_id": self.management_account_id,
+            "security_account_id": self.security_account_id,
+            "regions": list(self.regions),
+            "ok": self.ok,
+            "totals": self.totals,
+            "security": {
+                "state": self.security_state,
+                "regions": {r.region: r.as_dict() for r in self.security},
+            },
+            "accounts": [a.as_dict() for a in self.accounts],
+        }
+
+
+# Classification ---------------------------------------------------------------------------------
+
+
+def classify(
+    member: Member, report: AccountReport, regions: Sequence[str], settings: Settings
+) -> AccountAudit:
+    """One state per region from the plan of one account (what onboarding would change)."""
+    if report.status == "refused":
+        cells = {r: Cell("skipped", report.reason or "account refused") for r in regions}
+        return AccountAudit(member.account_id, member.name, cells)
+    if report.status == "failed" and not report.regions:  # assume-role, iam, regions
+        detail = report.reason or "account could not be read"
+        cell = Cell("error", detail, error=report.error, retryable=report.retryable)
+        return AccountAudit(member.account_id, member.name, dict.fromkeys(regions, cell))
+
+    role = tuple(finding(c, is_global=True) for c in report.changes)
+    is_security = member.account_id == settings.security_account_id
+    cells: dict[str, Cell] = {}
+    for region in regions:
+        result = report.regions.get(region)
+        if result is None:
+            cells[region] = Cell("error", "region was not examined", error="NotExamined")
+            continue
+        local = tuple(finding(c) for c in result.changes)
+        if result.status == "skipped":
+            cells[region] = Cell("skipped", result.reason or "skipped")
+        elif result.status == "failed":
+            detail = result.reason or result.error or "failed"
+            if local:
+                detail += "; also: " + "; ".join(str(f) for f in local)
+            cells[region] = Cell("error", detail, local, result.error, result.retryable)
+        elif not local and not role:
+            cells[region] = Cell("ok")
+        elif _nothing_of_ours(local, is_security):
+            missing = [FINDING_KINDS[f.kind] for f in local]
+            missing += [f"{FINDING_KINDS.get(f.kind, f.kind)} (account-wide)" for f in role]
+            cells[region] = Cell("missing", "not onboarded: " + ", ".join(missing), (*role, *local))
+        else:
+            findings = (*role, *local)
+            cells[region] = Cell("drift", "; ".join(str(f) for f in findings), findings)
+    return AccountAudit(member.account_id, member.name, cells, role)
+
+
+def _nothing_of_ours(local: tuple[Finding, ...], is_security: bool) -> bool:
+    """Missing, not drifted: our anchor (the forwarding rule; for the Security account, which
+    forwards nothing, the detector) is absent and nothing present would be updated."""
+    anchor = "detector-missing" if is_security else "rule-missing"
+    kinds = {f.kind for f in local}
+    creates = {"detector-missing", "rule-missing", "target-missing"}
+    return anchor in kinds and kinds <= creates
+
+
+# Scanning ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """Shared progress counters; `total` is None while ListAccounts is still paging."""
+
+    done: int = 0
+    not_ok: int = 0
+    total: int | None = None
+    listed: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+
+class Auditor:
+    """Audits accounts. Pass the SessionFactory to substitute how accounts are reached (tests
+    count every call through its hooks); `Onboarder` is built on the same factory."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: SessionFactory | None = None,
+        account_workers: int = DEFAULT_ACCOUNT_WORKERS,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions or SessionFactory(settings)
+        self.onboarder = Onboarder(settings, self.sessions)
+        self.account_workers = max(1, account_workers)
+
+    def run(
+        self,
+        accounts: Sequence[str] | None = None,
+        regions: Sequence[str] | None = None,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> AuditReport:
+        """Audit `accounts` (None: every ACTIVE account) in `regions` (None: the hub regions).
+
+        Raises StepFailed if the management account cannot be reached or listed."""
+        started = time.monotonic()
+        generated_at = datetime.now(UTC)
+        regions = tuple(regions or self.settings.hub_regions)
+        home = self.settings.home_region
+        management = self.sessions.management_or_fail(self.settings.management_account_id)
+        orgs = management.client("organizations", home)
+        organization_id = self._organization_id(orgs)
+
+        state = Progress()
+        results: list[Future[AccountAudit]] = []
+
+        def done(future: Future[AccountAudit]) -> None:
+            audit = future.result()
+            with state.lock:
+                state.done += 1
+                state.not_ok += audit.state != "ok"
+            if progress:
+                progress(state)
+
+        with ThreadPoolExecutor(self.account_workers, thread_name_prefix="account") as pool:
+            security = pool.submit(self._security_side, regions, organization_id)
+            try:
+                for member in self._members(orgs, accounts):
+                    future = pool.submit(self._audit_account, orgs, member, regions, accounts)
+                    future.add_done_callback(done)
+                    results.append(future)
+                    state.listed += 1
+            except (ClientError, BotoCoreError) as err:
+                for future in results:
+                    future.cancel()
+                raise step_failed(err, self.settings.management_account_id, None, "list") from err
+            state.total = len(results)
+            audits = sorted((f.result() for f in results), key=lambda a: a.account_id)
+            hub_regions = security.result()
+
+        return AuditReport(
+            generated_at=generated_at,
+            regions=regions,
+            accounts=tuple(audits),
+            security=hub_regions,
+            management_account_id=self.settings.management_account_id,
+            security_account_id=self.settings.security_account_id,
+            organization_id=organization_id,
+            duration_seconds=time.monotonic() - started,
+        )
+
+    # Accounts ----------------------------------------------------------------------------------
+
+    def _members(self, orgs: Any, accounts: Sequence[str] | None) -> Iterable[Member]:
+        if accounts is None:  # membership and names from the ListAccounts pages (8 req/s)
+            for account in organization.list_active_members(orgs):
+                yield Member(account["Id"], account.get("Name", ""))
+        else:
+            yield from (Member(a) for a in dict.fromkeys(accounts))
+
+    def _audit_account(
+        self, orgs: Any, member: Member, regions: tuple[str, ...], named: Sequence[str] | None
+    ) -> AccountAudit:
+        if named is not None:  # named accounts: DescribeAccount (membership and name)
+            try:
+                described = organization.check_active_member(orgs, member.account_id)
+                member = Member(member.account_id, described.get("Name", ""))
+            except AccountRefused as refused:
+                return classify(
+                    member, AccountReport.refused(member.account_id, refused.reason), regions,
+                    self.settings,
+                )  # fmt: skip
+            except (ClientError, BotoCoreError) as err:
+                failed = step_failed(err, member.account_id, None, "membership")
+                return classify(member, _failed(failed), regions, self.settings)
+        try:
+            request = OnboardingRequest(member.account_id, regions, reason="audit")
+            report = self.onboarder.plan(request, known_active=True)
+        except Exception as err:  # a bug must not cost the audit of the other accounts
+            logger.exception("audit failed", extra={"account_id": member.account_id})
+            report = _failed(step_failed(err, member.account_id, None, "audit"))
+        return classify(member, report, regions, self.settings)
+
+    # Organization and Security side -------------------------------------------------------------
+
+    def _organization_id(self, orgs: Any) -> str | None:
+        try:
+            return str(orgs.describe_organization()["Organization"]["Id"])
+        except (ClientError, BotoCoreError) as err:
+            logger.warning("organization id unknown", extra={"error": error_code(err)})
+            return None
+
+    def _security_side(
+        self, regions: tuple[str, ...], organization_id: str | None
+    ) -> tuple[hub.HubRegion, ...]:
+        try:
+            session = self.sessions.for_account(self.settings.security_account_id)
+        except StepFailed as failed:
+            return tuple(
+                hub.HubRegion(r, "error", error=failed.code, detail=str(failed)) for r in regions
+            )
+
+        def one(region: str) -> hub.HubRegion:
+            try:
+                return hub.read_hub_region(
+                    session.client("events", region),
+                    lambda where: session.client("kinesis", where),
+                    region,
+                    organization_id,
+                )
+            except Exception as err:
+                logger.exception("security side failed", extra={"region": region})
+                return hub.HubRegion(region, "error", error=error_code(err), detail=str(err))
+
+        with ThreadPoolExecutor(len(regions), thread_name_prefix="hub") as pool:
+            return tuple(pool.map(one, regions))
+
+
+def _failed(failed: StepFailed) -> AccountReport:
+    return AccountReport.account_failed(
+        failed.account_id, failed.step, failed.code, failed.message, failed.retryable
+    )

@@ -1,0 +1,195 @@
+"""`watershed audit`: the coverage audit on the command line.
+
+    watershed audit [--all | --accounts ID [ID ...]] [--regions r1,r2]
+                    [--json FILE|-] [--html FILE] [--fix] [--account-workers N]
+
+Read-only unless `--fix`. Prints every account x region that is not `ok` with the reason, then
+the totals (a progress line goes to stderr while it runs, on a terminal only). Exit codes:
+0 every cell and the Security side ok, 1 something is not ok (the audit's finding — before any
+`--fix`: audit again to confirm a fix), 2 bad configuration or arguments, 3 the audit could not
+run (the management account could not be reached or listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import boto3
+
+from onboarding.audit import DEFAULT_ACCOUNT_WORKERS, STATES, Auditor, AuditReport, Progress
+from onboarding.audit_fix import FixResult, enqueue, fix_requests, onboard_inline
+from onboarding.audit_html import render_html
+from onboarding.errors import ConfigError, InvalidRequest, StepFailed
+from onboarding.events import validate_regions
+from onboarding.sessions import CLIENT_CONFIG
+from onboarding.settings import ACCOUNT_ID, Settings
+
+EXIT_OK, EXIT_NOT_OK, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+_SQS_REGION = re.compile(r"sqs[.-]([a-z]{2}(?:-[a-z]+)+-\d+)\.")
+
+
+def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    """Register the `audit` subcommand on the CLI's subparsers."""
+    audit = commands.add_parser(
+        "audit",
+        parents=parents,
+        help="report every account x hub region: ok, drift, missing, skipped or error",
+        description="Read-only coverage audit of the organization (writes only with --fix).",
+    )
+    which = audit.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every ACTIVE account (the default)")
+    which.add_argument(
+        "--accounts", nargs="+", metavar="ACCOUNT", help="only these 12-digit account ids"
+    )
+    audit.add_argument("--regions", help="comma-separated subset of the hub regions")
+    audit.add_argument("--json", dest="json_file", metavar="FILE", help="write JSON (- = stdout)")
+    audit.add_argument("--html", dest="html_file", metavar="FILE", help="write the HTML report")
+    audit.add_argument(
+        "--fix",
+        action="store_true",
+        help="hand every account that is not ok to onboarding (the work queue if "
+        "WORK_QUEUE_URL is set, inline otherwise)",
+    )
+    audit.add_argument("--queue-url", metavar="WORK_QUEUE_URL", help="overrides WORK_QUEUE_URL")
+    audit.add_argument(
+        "--account-workers",
+        type=int,
+        default=DEFAULT_ACCOUNT_WORKERS,
+        metavar="N",
+        help=f"accounts audited at once (default {DEFAULT_ACCOUNT_WORKERS})",
+    )
+
+
+def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    try:
+        settings = Settings.from_env(environ)
+        accounts = _accounts(args.accounts)
+        regions = _regions(args.regions, settings)
+        if not 1 <= args.account_workers <= 64:
+            raise InvalidRequest(f"--account-workers {args.account_workers} is not 1..64")
+    except ConfigError as err:
+        print(f"watershed: configuration error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except InvalidRequest as err:
+        print(f"watershed: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+    auditor = Auditor(settings, account_workers=args.account_workers)
+    meter = _ProgressLine(sys.stderr) if sys.stderr.isatty() else None
+    try:
+        report = auditor.run(accounts, regions, progress=meter)
+    except StepFailed as err:
+        print(f"watershed: audit could not run: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        if meter:
+            meter.close()
+
+    fix: FixResult | None = None
+    if args.fix:
+        requests = fix_requests(report)
+        queue_url = args.queue_url or environ.get("WORK_QUEUE_URL", "").strip()
+        if queue_url:
+            sqs = boto3.client(
+                "sqs", region_name=_queue_region(queue_url, settings), config=CLIENT_CONFIG
+            )
+            fix = enqueue(sqs, queue_url, requests)
+        else:
+            fix = onboard_inline(auditor.onboarder, requests, args.account_workers)
+
+    document: dict[str, Any] = report.as_dict()
+    if fix is not None:
+        document["fix"] = fix.as_dict()
+    if args.html_file:
+        Path(args.html_file).write_text(render_html(report), encoding="utf-8")
+    if args.json_file == "-":
+        print(json.dumps(document, indent=2))
+    else:
+        if args.json_file:
+            Path(args.json_file).write_text(json.dumps(document, indent=2) + "\n")
+        print(render_text(report))
+        if fix is not None:
+            print(fix.summary())
+    return EXIT_OK if report.ok else EXIT_NOT_OK
+
+
+def _accounts(values: list[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    accounts = [a.strip() for value in values for a in value.split(",") if a.strip()]
+    for account in accounts:
+        if not ACCOUNT_ID.match(account):
+            raise InvalidRequest(f"account id {account!r} is not 12 digits")
+    return accounts
+
+
+def _regions(value: str | None, settings: Settings) -> tuple[str, ...] | None:
+    if not value:
+        return None
+    return validate_regions([r.strip() for r in value.split(",") if r.strip()], settings)
+
+
+def _queue_region(queue_url: str, settings: Settings) -> str:
+    match = _SQS_REGION.search(queue_url)
+    return match.group(1) if match else settings.home_region
+
+
+def render_text(report: AuditReport) -> str:
+    """What is not ok, one line per account x region, then the totals."""
+    lines = [
+        f"audit: {len(report.accounts)} account(s) x {len(report.regions)} region(s), "
+        f"organization {report.organization_id or '(unknown)'}: "
+        + ("all ok" if report.ok else "NOT OK")
+    ]
+    lines.append(f"security account {report.security_account_id}: {report.security_state}")
+    for hub in report.security:
+        if hub.state != "ok":
+            error = f" [{hub.error}]" if hub.error else ""
+            lines.append(f"  {hub.region:<15} {hub.state:<8}{error} {hub.detail}")
+    problems = list(report.not_ok())
+    if problems:
+        lines.append(f"{'ACCOUNT':<12}  {'REGION':<15} {'STATE':<8} DETAIL")
+        for account, region, cell in problems:
+            error = f"[{cell.error}] " if cell.error else ""
+            name = f" ({account.name})" if account.name else ""
+            lines.append(
+                f"{account.account_id:<12}  {region:<15} {cell.state:<8} {error}{cell.detail}{name}"
+            )
+    totals = report.totals
+    lines.append("cells: " + ", ".join(f"{totals[s]} {s}" for s in STATES))
+    return "\n".join(lines)
+
+
+class _ProgressLine:
+    """A single self-rewriting line on a terminal: `audit: 120/2000 accounts, 3 not ok`."""
+
+    def __init__(self, stream: TextIO, interval: float = 0.2) -> None:
+        self.stream = stream
+        self.interval = interval
+        self._last = 0.0
+        self._shown = False
+        self._lock = threading.Lock()  # called from the account threads
+
+    def __call__(self, state: Progress) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.interval:
+                return
+            self._last = now
+            total = state.total if state.total is not None else f"{state.listed}+"
+            self.stream.write(f"\raudit: {state.done}/{total} accounts, {state.not_ok} not ok ")
+            self.stream.flush()
+            self._shown = True
+
+    def close(self) -> None:
+        if self._shown:
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,171 @@
+"""The Security account's side of one hub region, as template.yaml deploys it (read only).
+
+Three checks per region, each `ok` or not with the reason:
+
+- `bus_policy`: the default bus has a policy statement that allows `events:PutEvents` to
+  `Principal: "*"` on condition `aws:PrincipalOrgID` = this organization (what members need:
+  their forwarding targets are refused without it);
+- `collect_rule`: rule `watershed-collect` exists on the default bus, is ENABLED and has a
+  Kinesis target;
+- `collect_stream`: that target's stream exists and is ACTIVE (or UPDATING).
+
+The region's state: `ok` (all three), `missing` (no statement granting anyone and no collect
+rule: the template is not deployed there), `drift` (anything else not ok), `error` (a read
+failed; the code is kept).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from onboarding.errors import error_code, error_message
+
+COLLECT_RULE_NAME = "watershed-collect"
+LIVE_STREAM_STATUSES = frozenset({"ACTIVE", "UPDATING"})
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    detail: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "detail": self.detail}
+
+
+@dataclass(frozen=True)
+class HubRegion:
+    """The Security side of one region: its state and the three checks (empty on error)."""
+
+    region: str
+    state: str  # ok | drift | missing | error
+    checks: dict[str, Check] = field(default_factory=dict)
+    error: str | None = None
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "state": self.state,
+            "checks": {name: check.as_dict() for name, check in self.checks.items()},
+        }
+        if self.state != "ok":
+            out["detail"] = self.detail
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _grants_everyone(statement: dict[str, Any]) -> bool:
+    """`Principal: "*"` (how AWS stores it), `{"AWS": "*"}` or any account's root (moto)."""
+    principal = statement.get("Principal")
+    if principal == "*":
+        return True
+    aws = principal.get("AWS") if isinstance(principal, dict) else None
+    return any(p == "*" or re.fullmatch(r"arn:[a-z-]+:iam::\*:root", p) for p in _as_list(aws))
+
+
+def _allows_put_events(statement: dict[str, Any]) -> bool:
+    actions = _as_list(statement.get("Action"))
+    return statement.get("Effect") == "Allow" and any(
+        a in ("events:PutEvents", "events:*", "*") for a in actions
+    )
+
+
+def _org_ids(statement: dict[str, Any]) -> list[str]:
+    condition = statement.get("Condition") or {}
+    return [
+        str(v)
+        for operator in ("StringEquals", "ForAnyValue:StringEquals")
+        for v in _as_list((condition.get(operator) or {}).get("aws:PrincipalOrgID"))
+    ]
+
+
+def check_bus_policy(policy_text: str | None, organization_id: str | None) -> Check:
+    """Does the default bus policy let every account of the organization put events?"""
+    if not policy_text:
+        return Check(False, "no policy on the default bus: members' events are refused")
+    statements = _as_list(json.loads(policy_text).get("Statement"))
+    candidates = [s for s in statements if _allows_put_events(s) and _grants_everyone(s)]
+    orgs = sorted({org for s in candidates for org in _org_ids(s)})
+    if organization_id and organization_id in orgs:
+        return Check(True, f"grants events:PutEvents to organization {organization_id}")
+    if organization_id is None and orgs:
+        return Check(True, f"grants events:PutEvents to organization {', '.join(orgs)}")
+    if orgs:
+        return Check(
+            False,
+            f"grants organization {', '.join(orgs)}, not this organization ({organization_id})",
+        )
+    return Check(False, "no statement grants events:PutEvents by aws:PrincipalOrgID")
+
+
+def _stream(arn: str) -> tuple[str, str] | None:
+    """(region, stream name) of a Kinesis stream ARN, None if the ARN is not a stream."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or parts[2] != "kinesis" or not parts[5].startswith("stream/"):
+        return None
+    return parts[3], parts[5].removeprefix("stream/")
+
+
+def read_hub_region(
+    events: Any, kinesis_for: Any, region: str, organization_id: str | None
+) -> HubRegion:
+    """Read and judge one region. `kinesis_for(region)` returns a Kinesis client."""
+    try:
+        bus = events.describe_event_bus(Name="default")
+        policy = check_bus_policy(bus.get("Policy"), organization_id)
+        try:
+            rule = events.describe_rule(Name=COLLECT_RULE_NAME)
+        except ClientError as err:
+            if error_code(err) != "ResourceNotFoundException":
+                raise
+            rule = None
+        if rule is None:
+            collect = Check(False, f"rule {COLLECT_RULE_NAME} missing")
+            stream = Check(False, "no collect rule, so no stream to deliver to")
+        else:
+            collect, stream = _check_collect(events, kinesis_for, rule)
+    except (ClientError, BotoCoreError) as err:
+        return HubRegion(region, "error", error=error_code(err), detail=error_message(err))
+
+    checks = {"bus_policy": policy, "collect_rule": collect, "collect_stream": stream}
+    if all(c.ok for c in checks.values()):
+        return HubRegion(region, "ok", checks)
+    detail = "; ".join(c.detail for c in checks.values() if not c.ok)
+    nothing_there = rule is None and not bus.get("Policy")
+    return HubRegion(region, "missing" if nothing_there else "drift", checks, detail=detail)
+
+
+def _check_collect(events: Any, kinesis_for: Any, rule: dict[str, Any]) -> tuple[Check, Check]:
+    targets = events.list_targets_by_rule(Rule=COLLECT_RULE_NAME).get("Targets", [])
+    streams = [s for s in (_stream(t.get("Arn", "")) for t in targets) if s]
+    if rule.get("State") != "ENABLED":
+        collect = Check(False, f"rule {COLLECT_RULE_NAME} is {rule.get('State')}")
+    elif not streams:
+        collect = Check(False, f"rule {COLLECT_RULE_NAME} has no Kinesis target")
+    else:
+        collect = Check(True, f"rule {COLLECT_RULE_NAME} enabled")
+    if not streams:
+        return collect, Check(False, "no stream target")
+    region, name = streams[0]
+    try:
+        summary = kinesis_for(region).describe_stream_summary(StreamName=name)
+    except ClientError as err:
+        if error_code(err) != "ResourceNotFoundException":
+            raise
+        return collect, Check(False, f"stream {name} ({region}) does not exist")
+    status = summary["StreamDescriptionSummary"].get("StreamStatus", "")
+    if status not in LIVE_STREAM_STATUSES:
+        return collect, Check(False, f"stream {name} ({region}) is {status}")
+    return collect, Check(True, f"stream {name} ({region}) {status}")

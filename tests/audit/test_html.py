@@ -1,0 +1,118 @@
+"""The HTML report: self-contained, autoescaped (hostile account names stay text), and every
+cell that is not ok carries its detail. Built from core report objects, no AWS needed."""
+
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+
+from jinja2 import StrictUndefined
+
+from onboarding.audit import AuditReport, Member, classify
+from onboarding.audit_html import environment, render_html
+from onboarding.hub import Check, HubRegion
+from onboarding.report import AccountReport, Change, RegionResult
+from onboarding.settings import Settings
+
+SETTINGS = Settings("222222222222", "111111111111", ("us-east-1", "eu-west-1"))
+HOSTILE = [
+    "<script>window.pwned=1</script>",
+    '"><img src=x onerror="window.pwned=1">',
+    "' onmouseover='window.pwned=1",
+]
+
+
+class Tags(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags: list[tuple[str, dict]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.text.append(data)
+
+
+def report_with(names: list[str]) -> AuditReport:
+    accounts = []
+    for n, name in enumerate(names):
+        account = f"{333333333333 + n}"
+        plan = AccountReport.build(
+            account,
+            [
+                RegionResult("us-east-1", "ok"),
+                RegionResult("eu-west-1", "ok", (Change("detector", "update", f"enable {name}"),)),
+            ],
+        )
+        accounts.append(classify(Member(account, name), plan, SETTINGS.hub_regions, SETTINGS))
+    checks = {
+        "bus_policy": Check(True, "grants o-x"),
+        "collect_rule": Check(True, "enabled"),
+        "collect_stream": Check(False, "stream watershed (us-east-1) does not exist"),
+    }
+    security = (
+        HubRegion("us-east-1", "drift", checks, detail="stream missing"),
+        HubRegion("eu-west-1", "error", error="AccessDenied", detail="<b>denied</b>"),
+    )
+    return AuditReport(
+        datetime(2026, 3, 2, tzinfo=UTC),
+        SETTINGS.hub_regions,
+        tuple(accounts),
+        security,
+        "111111111111",
+        "222222222222",
+        "o-abcdefghij",
+    )
+
+
+def parse(page: str) -> Tags:
+    tags = Tags()
+    tags.feed(page)
+    return tags
+
+
+def test_hostile_account_names_are_rendered_as_text():
+    page = render_html(report_with(HOSTILE))
+    tags = parse(page)
+
+    assert [t for t, _ in tags.tags].count("script") == 1  # ours, at the end
+    assert [t for t, _ in tags.tags].count("img") == 0
+    assert not [a for _, attrs in tags.tags for a in attrs if a.startswith("on")]
+    text = "".join(tags.text)
+    for name in HOSTILE:
+        assert name in text  # shown as the name it is
+    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page
+    assert "&lt;b&gt;denied&lt;/b&gt;" in page
+
+
+def test_the_page_is_self_contained():
+    tags = parse(render_html(report_with(["a", "b"])))
+
+    assert not [t for t, _ in tags.tags if t in ("link", "img", "iframe", "object", "embed")]
+    assert not [attrs for _, attrs in tags.tags if "src" in attrs]
+    assert {attrs["href"][0] for _, attrs in tags.tags if "href" in attrs} == {"#"}
+
+
+def test_every_cell_that_is_not_ok_says_why():
+    report = report_with(["alpha", "beta"])
+    page = render_html(report)
+    tags = parse(page)
+
+    cells = [a for t, a in tags.tags if t == "td" and "c" in a.get("class", "").split()]
+    assert [c["class"] for c in cells] == ["c ok", "c drift"] * 2
+    assert [c.get("title") for c in cells if c["class"] == "c drift"] == [
+        "GuardDuty detector suspended: enable alpha",
+        "GuardDuty detector suspended: enable beta",
+    ]
+    why = [a["id"] for t, a in tags.tags if t == "li" and a.get("id", "").startswith("p-")]
+    assert why == ["p-333333333333", "p-333333333334"]
+    assert "stream watershed (us-east-1) does not exist" in page
+    assert report.totals == {"ok": 2, "drift": 2, "missing": 0, "skipped": 0, "error": 0}
+    assert 'id="total-drift">2<' in page
+
+
+def test_rendering_is_strict_and_autoescaped():
+    env = environment()
+
+    assert env.undefined is StrictUndefined
+    assert env.autoescape("audit.html") is True
