@@ -2,6 +2,8 @@
 
     watershed onboard ACCOUNT... [--regions r1,r2] [--dry-run] [--json]
     watershed plan ACCOUNT... [--regions r1,r2] [--json]
+    watershed backfill --all [--regions r1,r2] [--queue-url URL | --inline] [--concurrency N]
+    watershed replay --dlq-url URL [--queue-url URL] [--max N] [--dry-run]
 
 Configuration comes from the same environment variables as the Lambda function (see
 docs/configuration.md); the flags below override them. Works against real AWS credentials and
@@ -17,6 +19,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from onboarding import queue_cli
 from onboarding.errors import ConfigError, InvalidRequest
 from onboarding.events import parse_manual
 from onboarding.report import render_table
@@ -58,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "plan", parents=[common, config], help="show what onboarding would change; writes nothing"
     )
+    queue_cli.add_commands(commands, config)  # backfill, replay (organization scale)
     return parser
 
 
@@ -68,6 +72,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         value = getattr(args, dest)
         if value is not None:
             environ[variable] = value
+    if args.command in queue_cli.COMMANDS:
+        try:
+            settings = Settings.from_env(environ)
+        except ConfigError as err:
+            print(f"watershed: configuration error: {err}", file=sys.stderr)
+            return 2
+        return queue_cli.run(args, settings)
     dry_run = args.command == "plan" or bool(getattr(args, "dry_run", False))
 
     try:

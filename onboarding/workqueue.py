@@ -252,9 +252,14 @@ class Dispatcher:
         return result
 
     def select(self) -> Selection:
-        management = self.onboarder.sessions.management()
-        orgs = management.client("organizations", self.onboarder.settings.home_region)
-        return select_accounts(orgs, self.onboarder.exclusions)
+        return organization_selection(self.onboarder)
+
+
+def organization_selection(onboarder: Onboarder) -> Selection:
+    """The backfill selection, read through the management account (launcher)."""
+    management = onboarder.sessions.management()
+    orgs = management.client("organizations", onboarder.settings.home_region)
+    return select_accounts(orgs, onboarder.exclusions)
 
 
 def backfill_requests(selection: Selection, item: AllAccountsRequest) -> list[OnboardingRequest]:
@@ -490,3 +495,62 @@ def _log_outcome(outcome: Outcome) -> None:
         extra["retry_in_seconds"] = outcome.delay
         extra["retry_regions"] = list(outcome.retry_regions or ())
     logger.info("request outcome", extra=extra)
+
+
+# Replaying the dead-letter queue ----------------------------------------------------------------
+
+
+@dataclass
+class Replayed:
+    replayed: list[dict[str, Any] | str] = field(default_factory=list)  # what went back
+    skipped: list[str] = field(default_factory=list)  # why a message stayed on the DLQ
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"replayed": len(self.replayed), "skipped": self.skipped}
+
+
+def replay_dead_letters(
+    sqs: Any,
+    dead_letter_url: str,
+    queue_url: str,
+    limit: int | None = None,
+    dry_run: bool = False,
+    hold_seconds: int = 300,
+) -> Replayed:
+    """Move dead letters back to the work queue: a watershed dead letter as its request with
+    attempt 1 (a fresh retry budget), a message SQS redrove after maxReceiveCount as it was.
+    Invalid messages stay where they are. Each message is deleted from the DLQ only after it
+    was sent; messages looked at are hidden for `hold_seconds`, so one run sees each once."""
+    result = Replayed()
+    queue = WorkQueue(sqs, queue_url)
+    while limit is None or len(result.replayed) + len(result.skipped) < limit:
+        wanted = (
+            10 if limit is None else min(10, limit - len(result.replayed) - len(result.skipped))
+        )
+        messages = sqs.receive_message(
+            QueueUrl=dead_letter_url, MaxNumberOfMessages=wanted, VisibilityTimeout=hold_seconds
+        ).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            body = message["Body"]
+            try:
+                payload = json.loads(body)
+            except json.JSONDecodeError:
+                payload = None
+            replay: dict[str, Any] | str | None = body
+            if not isinstance(payload, Mapping):
+                result.skipped.append(f"{message['MessageId']}: body is not a JSON object")
+                continue
+            if is_dead_letter(payload):
+                replay = replay_body(payload)
+                if replay is None:
+                    result.skipped.append(
+                        f"{message['MessageId']}: {payload.get('kind')}: {payload.get('reason')}"
+                    )
+                    continue
+            if not dry_run:
+                queue.resend(replay if isinstance(replay, str) else json.dumps(replay))
+                sqs.delete_message(QueueUrl=dead_letter_url, ReceiptHandle=message["ReceiptHandle"])
+            result.replayed.append(replay)
+    return result
