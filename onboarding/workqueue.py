@@ -520,9 +520,31 @@ def replay_dead_letters(
     """Move dead letters back to the work queue: a watershed dead letter as its request with
     attempt 1 (a fresh retry budget), a message SQS redrove after maxReceiveCount as it was.
     Invalid messages stay where they are. Each message is deleted from the DLQ only after it
-    was sent; messages looked at are hidden for `hold_seconds`, so one run sees each once."""
+    was sent. Messages are hidden for `hold_seconds` while the run looks at them, so a run sees
+    each once; those left (invalid, or all of them in a dry run) are made visible again."""
     result = Replayed()
     queue = WorkQueue(sqs, queue_url)
+    left: list[str] = []
+    try:
+        _replay(sqs, dead_letter_url, queue, limit, dry_run, hold_seconds, result, left)
+    finally:
+        for receipt in left:
+            sqs.change_message_visibility(
+                QueueUrl=dead_letter_url, ReceiptHandle=receipt, VisibilityTimeout=0
+            )
+    return result
+
+
+def _replay(
+    sqs: Any,
+    dead_letter_url: str,
+    queue: WorkQueue,
+    limit: int | None,
+    dry_run: bool,
+    hold_seconds: int,
+    result: Replayed,
+    left: list[str],
+) -> None:
     while limit is None or len(result.replayed) + len(result.skipped) < limit:
         wanted = (
             10 if limit is None else min(10, limit - len(result.replayed) - len(result.skipped))
@@ -541,6 +563,7 @@ def replay_dead_letters(
             replay: dict[str, Any] | str | None = body
             if not isinstance(payload, Mapping):
                 result.skipped.append(f"{message['MessageId']}: body is not a JSON object")
+                left.append(message["ReceiptHandle"])
                 continue
             if is_dead_letter(payload):
                 replay = replay_body(payload)
@@ -548,9 +571,11 @@ def replay_dead_letters(
                     result.skipped.append(
                         f"{message['MessageId']}: {payload.get('kind')}: {payload.get('reason')}"
                     )
+                    left.append(message["ReceiptHandle"])
                     continue
-            if not dry_run:
+            if dry_run:
+                left.append(message["ReceiptHandle"])
+            else:
                 queue.resend(replay if isinstance(replay, str) else json.dumps(replay))
                 sqs.delete_message(QueueUrl=dead_letter_url, ReceiptHandle=message["ReceiptHandle"])
             result.replayed.append(replay)
-    return result

@@ -277,3 +277,9 @@ def big_org(org) -> BigOrg:
     tagged = create("tagged")
     client.tag_resource(ResourceId=tagged, Tags=[{"Key": "watershed", "Value": "skip"}])
     return BigOrg(org, extra, suspended, removed, ou["Id"], child["Id"], in_ou, in_child, tagged)
+
+
+@pytest.fixture
+def raw():
+    """`raw(*bodies)`: an SQS event with hand-written bodies (see raw_records)."""
+    return raw_records
