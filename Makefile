@@ -5,14 +5,20 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint venv clean build-OnboardingFunction build-RelayFunction
+.PHONY: test lint venv demo clean build-OnboardingFunction build-RelayFunction
 
 venv: $(STAMP)
 
+# uv installs the same requirements as pip about twice as fast here (parallel downloads and
+# bytecode compilation), which keeps a fresh `make demo` well under a minute. pip remains the
+# fallback wherever uv cannot be installed.
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	if $(BIN)/pip install --quiet --disable-pip-version-check uv; then \
+		$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -e '.[dev]'; \
+	else \
+		$(BIN)/pip install --quiet --upgrade pip && $(BIN)/pip install --quiet -e '.[dev]'; \
+	fi
 	touch $(STAMP)
 
 lint: $(STAMP)
@@ -23,6 +29,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The whole pipeline on an embedded AWS (moto, in-process): `make demo ARGS="--regions 5 --accounts 10"`
+demo: $(STAMP)
+	$(BIN)/python -m sandbox $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .aws-sam build

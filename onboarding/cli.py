@@ -4,6 +4,7 @@
     watershed plan ACCOUNT... [--regions r1,r2] [--json]
     watershed backfill --all [--regions r1,r2] [--queue-url URL | --inline] [--concurrency N]
     watershed replay --dlq-url URL [--queue-url URL] [--max N] [--dry-run]
+    watershed demo [--regions N|r1,r2] [--accounts N]   (the sandbox, see sandbox/cli.py)
 
 Configuration comes from the same environment variables as the Lambda function (see
 docs/configuration.md); the flags below override them. Works against real AWS credentials and
@@ -62,10 +63,19 @@ def _parser() -> argparse.ArgumentParser:
         "plan", parents=[common, config], help="show what onboarding would change; writes nothing"
     )
     queue_cli.add_commands(commands, config)  # backfill, replay (organization scale)
+    commands.add_parser(
+        "demo", help="the whole pipeline on an embedded AWS (watershed demo --help)"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:
+        # Imported only here: the sandbox needs moto and aws-sam-translator (the dev extra).
+        from sandbox.cli import main as demo
+
+        return demo(argv[1:])
     args = _parser().parse_args(argv)
     environ = dict(os.environ)
     for dest, variable in OVERRIDES.items():

@@ -92,15 +92,6 @@ class PermanentStepFailed(StepFailed):
     retryable = False
 
 
-class RegionSkipped(WatershedError):
-    """The region cannot be configured by design (not enabled, denied by an SCP)."""
-
-    def __init__(self, region: str, reason: str) -> None:
-        super().__init__(f"{region}: {reason}")
-        self.region = region
-        self.reason = reason
-
-
 def error_code(err: BaseException) -> str:
     """The AWS error code of a ClientError, else the exception's class name."""
     if isinstance(err, ClientError):

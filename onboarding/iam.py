@@ -1,8 +1,10 @@
 """The forwarder role in a member account (IAM is global: once per account, not per region).
 
-Trusted by `events.amazonaws.com` only when acting for this very account (`aws:SourceAccount`),
-allowed `events:PutEvents` on the Security account's default bus in the hub regions — nothing
-else. `read_*` / `plan_*` never write; `ensure_forwarder_role` writes only the difference.
+Trusted by `events.amazonaws.com` only when acting for this very account (`aws:SourceAccount`)
+and for its forwarding rule (`aws:SourceArn`: EventBridge sets it to the ARN of the rule whose
+target assumes the role), allowed `events:PutEvents` on the Security account's default bus in
+the hub regions — nothing else. `read_*` / `plan_*` never write; `ensure_forwarder_role` writes
+only the difference.
 """
 
 from __future__ import annotations
@@ -29,7 +31,12 @@ class RoleState:
     permissions_policy: dict[str, Any] | None = None
 
 
-def trust_policy(account_id: str) -> dict[str, Any]:
+def forward_rule_arn_pattern(settings: Settings, account_id: str) -> str:
+    """The forwarding rule of `account_id` in any region (one rule name in every hub region)."""
+    return f"arn:{settings.partition()}:events:*:{account_id}:rule/{settings.forward_rule_name}"
+
+
+def trust_policy(settings: Settings, account_id: str) -> dict[str, Any]:
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -37,7 +44,10 @@ def trust_policy(account_id: str) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Principal": {"Service": "events.amazonaws.com"},
                 "Action": "sts:AssumeRole",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account_id}},
+                "Condition": {
+                    "StringEquals": {"aws:SourceAccount": account_id},
+                    "ArnLike": {"aws:SourceArn": forward_rule_arn_pattern(settings, account_id)},
+                },
             }
         ],
     }
@@ -106,7 +116,7 @@ def plan_forwarder_role(state: RoleState, settings: Settings, account_id: str) -
             Change("role-policy", "create", f"{POLICY_NAME}: events:PutEvents on Security bus"),
         ]
     changes = []
-    if not same_policy(state.trust_policy, trust_policy(account_id)):
+    if not same_policy(state.trust_policy, trust_policy(settings, account_id)):
         changes.append(Change("forwarder-role", "update", "trust policy differs"))
     if state.permissions_policy is None:
         changes.append(Change("role-policy", "create", f"{POLICY_NAME} missing"))
@@ -124,7 +134,7 @@ def apply_forwarder_role(
         try:
             iam.create_role(
                 RoleName=name,
-                AssumeRolePolicyDocument=canonical_json(trust_policy(account_id)),
+                AssumeRolePolicyDocument=canonical_json(trust_policy(settings, account_id)),
                 Description=ROLE_DESCRIPTION,
                 Tags=[{"Key": "managed-by", "Value": "watershed"}],
             )
@@ -133,11 +143,11 @@ def apply_forwarder_role(
                 raise
             # Lost a race with a concurrent onboarding: make sure the trust is ours.
             iam.update_assume_role_policy(
-                RoleName=name, PolicyDocument=canonical_json(trust_policy(account_id))
+                RoleName=name, PolicyDocument=canonical_json(trust_policy(settings, account_id))
             )
     elif ("forwarder-role", "update") in kinds:
         iam.update_assume_role_policy(
-            RoleName=name, PolicyDocument=canonical_json(trust_policy(account_id))
+            RoleName=name, PolicyDocument=canonical_json(trust_policy(settings, account_id))
         )
     if any(c.resource == "role-policy" for c in changes):
         iam.put_role_policy(

@@ -146,7 +146,43 @@ def test_loosened_trust_is_pinned_again(onboarded, onboarder, reader, recorder):
     onboarder.onboard(OnboardingRequest(onboarded))
 
     [statement] = reader.role(onboarded)["trust"]["Statement"]
-    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": onboarded}}
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": onboarded},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:events:*:{onboarded}:rule/watershed-forward"},
+    }
+    assert recorder.writes == [("UpdateAssumeRolePolicy", "aws-global")]
+
+
+def test_a_role_pinned_by_account_only_gets_pinned_to_the_forward_rule(
+    onboarded, onboarder, reader, recorder
+):
+    # Given a forwarder role created by an older watershed: trust pinned with aws:SourceAccount
+    # only, so any rule of the member (not just watershed-forward) could use it
+    account_only = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"aws:SourceAccount": onboarded}},
+            }
+        ],
+    }
+    reader.client(onboarded, "iam").update_assume_role_policy(
+        RoleName="watershed-forwarder", PolicyDocument=json.dumps(account_only)
+    )
+
+    # When the account is reconciled
+    report = onboarder.onboard(OnboardingRequest(onboarded))
+
+    # Then the trust also names the forwarding rule, and only the trust was written
+    [statement] = reader.role(onboarded)["trust"]["Statement"]
+    assert statement["Condition"]["ArnLike"] == {
+        "aws:SourceArn": f"arn:aws:events:*:{onboarded}:rule/watershed-forward"
+    }
+    assert statement["Condition"]["StringEquals"] == {"aws:SourceAccount": onboarded}
+    assert [str(c) for c in report.changes] == ["update forwarder-role: trust policy differs"]
     assert recorder.writes == [("UpdateAssumeRolePolicy", "aws-global")]
 
 

@@ -45,7 +45,10 @@ def test_every_hub_region_of_the_member_is_configured(org, settings, onboarder, 
     role = reader.role(org.member)
     [statement] = role["trust"]["Statement"]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
-    assert statement["Condition"] == {"StringEquals": {"aws:SourceAccount": org.member}}
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:SourceAccount": org.member},
+        "ArnLike": {"aws:SourceArn": f"arn:aws:events:*:{org.member}:rule/watershed-forward"},
+    }
     [allow] = role["policies"][POLICY_NAME]["Statement"]
     assert allow["Action"] == "events:PutEvents"
     assert sorted(allow["Resource"]) == sorted(
@@ -122,6 +125,9 @@ def test_the_security_account_gets_guardduty_only(org, settings, onboarder, read
 def test_the_management_account_is_onboarded_with_its_own_credentials(
     org, settings, onboarder, reader, recorder
 ):
+    # No launcher: own credentials are the management account's (e.g. the CLI run there by an
+    # administrator). moto does not enforce IAM; what the deployed onboarding role may do is
+    # checked in test_permissions.py.
     report = onboarder.onboard(OnboardingRequest(org.management))
 
     assert report.status == "ok"

@@ -78,6 +78,8 @@ def test_the_launcher_session_is_reused_across_accounts(org, launcher_settings):
 def test_the_management_account_is_reached_through_the_launcher_not_itself(
     org, launcher_settings, reader
 ):
+    # moto does not enforce IAM: this shows which session is used, not that the launcher may do
+    # it - test_permissions.py checks every call against the launcher's resolved policy.
     factory = SpyingFactory(launcher_settings)
 
     report = Onboarder(launcher_settings, factory).onboard(OnboardingRequest(org.management))

@@ -247,13 +247,15 @@ def relay_env(monkeypatch) -> Callable[..., None]:
 
 @pytest.fixture
 def handler(relay_env):
-    """relay.handler, imported once the environment is in place (Powertools reads it), with the
-    per-environment Relay cache cleared before and after the test."""
+    """relay.handler, with the per-environment Relay and Metrics caches cleared before and after
+    the test (each is built from the environment on first use)."""
     module = importlib.import_module("relay.handler")
-    cached = module.relay
-    cached.cache_clear()
+    caches = (module.relay, module.metrics)  # before a test replaces them with monkeypatch
+    for cached in caches:
+        cached.cache_clear()
     yield module
-    cached.cache_clear()
+    for cached in caches:
+        cached.cache_clear()
 
 
 # Helpers reach the tests as fixtures: under --import-mode=importlib a conftest is not importable.

@@ -13,8 +13,10 @@ def test_importing_the_handler_builds_no_client_and_reads_no_setting():
     # Given an interpreter where building any botocore client fails, and no relay variables
     probe = (
         "import botocore.session\n"
-        "def refuse(*a, **k): raise AssertionError('client built at import time')\n"
+        "import aws_lambda_powertools\n"
+        "def refuse(*a, **k): raise AssertionError('client or Metrics built at import time')\n"
         "botocore.session.Session.create_client = refuse\n"
+        "aws_lambda_powertools.Metrics.__init__ = refuse\n"
         "import relay.handler\n"
         "print('imported')\n"
     )
@@ -34,17 +36,18 @@ def test_importing_the_handler_builds_no_client_and_reads_no_setting():
 
 
 def test_each_batch_publishes_its_figures(
-    destination, handler, make_event, make_records, context, capsys
+    destination, handler, make_event, make_records, context, capsys, monkeypatch
 ):
     pairs = make_records(30)
-    handler.metrics.namespace = "watershed-test"
+    # The namespace is read when the function first runs, not when the module was imported.
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "watershed-relay-test")
 
     handler.lambda_handler(make_event(pairs, arrival=1772852400.0), context)
 
     blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert len(blobs) == 1
     emf = blobs[0]
-    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "watershed-test"
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "watershed-relay-test"
     assert emf["RecordsRelayed"] == [30.0]
     assert emf["RecordsHandedBack"] == [0.0]
     assert emf["BytesRelayed"] == [float(sum(len(k.encode()) + len(d) for k, d in pairs))]

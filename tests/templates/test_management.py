@@ -157,15 +157,50 @@ def test_launcher_assumes_only_the_member_role_names_inside_the_organization(
         "arn:aws:iam::*:role/Admin",
     ]
     assert assume["Condition"] == {"StringEquals": {"aws:ResourceOrgID": ORGANIZATION_ID}}
-    reads = {a for s in statements.values() if s is not assume for a in _as_list(s["Action"])}
-    assert reads == {
+    organization = {
+        a
+        for s in statements.values()
+        for a in _as_list(s["Action"])
+        if s is not assume and not s["Sid"].startswith(("Own", "PassOwn", "GuardDuty"))
+    }
+    assert organization == {
         "organizations:DescribeAccount",
         "organizations:ListAccounts",
         "organizations:ListParents",
         "organizations:ListAccountsForParent",
         "organizations:ListOrganizationalUnitsForParent",
         "organizations:ListTagsForResource",
-        "account:ListRegions",
+    }
+
+
+def test_launcher_onboards_the_management_account_on_its_own_resources_only(
+    management_template,
+):
+    # The management account is onboarded like a member, through the launcher itself (every
+    # call it makes there is checked in tests/onboarding/test_permissions.py): here, that those
+    # grants name only this account's forwarder role, forward rule and detectors.
+    deployment = Deployment(
+        management_template,
+        "us-east-1",
+        MANAGEMENT,
+        {**MANAGEMENT_PARAMETERS, "ForwarderRoleName": "fwd", "ForwardRuleName": "fwd-rule"},
+    )
+    role = deployment.resolve(management_template["Resources"]["LauncherRole"]["Properties"])
+    statements = {s["Sid"]: s for s in role["Policies"][0]["PolicyDocument"]["Statement"]}
+    assert statements["OwnForwarderRole"]["Resource"] == f"arn:aws:iam::{MANAGEMENT}:role/fwd"
+    passing = statements["PassOwnForwarderRoleToEventBridgeOnly"]
+    assert passing["Action"] == "iam:PassRole"
+    assert passing["Resource"] == f"arn:aws:iam::{MANAGEMENT}:role/fwd"
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "events.amazonaws.com"}}
+    assert (
+        statements["OwnForwardRule"]["Resource"] == f"arn:aws:events:*:{MANAGEMENT}:rule/fwd-rule"
+    )
+    assert statements["OwnDetector"]["Resource"] == f"arn:aws:guardduty:*:{MANAGEMENT}:detector/*"
+    linked = statements["GuardDutyServiceLinkedRoles"]
+    assert all(f"::{MANAGEMENT}:role/aws-service-role/" in arn for arn in linked["Resource"])
+    assert set(linked["Condition"]["StringEquals"]["iam:AWSServiceName"]) == {
+        "guardduty.amazonaws.com",
+        "malware-protection.guardduty.amazonaws.com",
     }
 
 

@@ -1,0 +1,355 @@
+"""`python -m sandbox` / `watershed demo`: play the story and print the journey.
+
+    watershed demo [--regions N|r1,r2,...] [--accounts N] [--quiet] [--logs] [--serve]
+
+With --serve the same story runs behind a local HTTP endpoint (moto's server, 127.0.0.1), which
+stays up afterwards for the aws CLI or `watershed plan` until Ctrl-C.
+
+Exit codes: 0 every expected event reached the destination stream, byte-identical, and nothing
+else did; 1 an event was lost, damaged or forwarded when it should not have been, or a member
+region was left unconfigured (the last line says which); 2 bad arguments or the sandbox could not
+play the story (for instance a template that does not deploy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import threading
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from sandbox.embedded import EmbeddedAws
+from sandbox.journal import Hop
+from sandbox.journey import FAIL, OK, Printer, hop_lines, table
+from sandbox.story import REGION_ORDER, DemoOptions, DemoResult, Story, describe_record
+
+
+def _regions(value: str) -> tuple[str, ...]:
+    if value.isdigit():
+        count = int(value)
+        if not 1 <= count <= len(REGION_ORDER):
+            raise argparse.ArgumentTypeError(f"--regions N: N is 1..{len(REGION_ORDER)}")
+        return REGION_ORDER[:count]
+    regions = tuple(dict.fromkeys(r.strip() for r in value.split(",") if r.strip()))
+    if not regions:
+        raise argparse.ArgumentTypeError("--regions: a count or a comma-separated list")
+    return regions
+
+
+def _accounts(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 50:
+        raise argparse.ArgumentTypeError("--accounts N: N is 1..50")
+    return int(value)
+
+
+def parser(prog: str = "watershed demo") -> argparse.ArgumentParser:
+    result = argparse.ArgumentParser(
+        prog=prog,
+        description="Run the whole watershed pipeline on an embedded AWS (moto, in this "
+        "process): an organization is created, its accounts onboarded in every hub region, "
+        "and security events raised in them travel to the destination stream.",
+    )
+    result.add_argument(
+        "--regions",
+        type=_regions,
+        default=REGION_ORDER[:3],
+        metavar="N|LIST",
+        help="hub regions: a count (from "
+        + ",".join(REGION_ORDER[:4])
+        + ",...) or a list; the first is the home region (default: 3)",
+    )
+    result.add_argument(
+        "--accounts",
+        type=_accounts,
+        default=3,
+        metavar="N",
+        help="member accounts; the last one is vended by Control Tower (default: 3)",
+    )
+    result.add_argument("--quiet", action="store_true", help="print the verdict line only")
+    result.add_argument(
+        "--serve",
+        action="store_true",
+        help="serve the embedded AWS on a local HTTP endpoint and keep it up after the story "
+        "(Ctrl-C ends it), to look around with the aws CLI or `watershed plan`",
+    )
+    result.add_argument(
+        "--logs", action="store_true", help="print the functions' logs (stdout) at the end"
+    )
+    return result
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "watershed demo") -> int:
+    args = parser(prog).parse_args(argv)
+    options = DemoOptions(
+        regions=args.regions,
+        members=args.accounts,
+        control_tower_members=1 if args.accounts > 1 else 0,
+    )
+    printer = Printer(quiet=args.quiet)
+    started = time.perf_counter()
+    printer.line("watershed demo: the whole pipeline on an embedded AWS (moto, in this process)")
+    printer.line(
+        f"hub regions {', '.join(options.regions)} (home {options.home_region}); "
+        f"{options.members} member account(s)"
+    )
+    story: Story | None = None
+    act = "setup"
+    try:
+        with EmbeddedAws(server=args.serve) as aws:
+            story = Story(aws, options, on_act=lambda name, result: _render(printer, name, result))
+            result = story.play()
+            act = "verdict"
+            if args.logs:
+                _render_logs(printer, story)
+            code = _verdict(printer, result, time.perf_counter() - started)
+            if args.serve:
+                _serve(printer, aws, result)
+            return code
+    except Exception as err:
+        printer.line()
+        printer.line(traceback.format_exc().rstrip())
+        if story is not None and story.result.acts:
+            act = f"after {story.result.acts[-1].name}"
+        printer.verdict(f"demo: could not finish ({act}): {type(err).__name__}: {err}")
+        return 2
+
+
+def wait_for_interrupt() -> None:
+    """Block until Ctrl-C (tests replace this)."""
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()
+
+
+def _serve(printer: Printer, aws: EmbeddedAws, result: DemoResult) -> None:
+    org = result.organization
+    assert org is not None and aws.endpoint_url
+    home = result.options.home_region
+    printer.verdict(
+        f"serving the embedded AWS at {aws.endpoint_url} until Ctrl-C; in another shell:"
+    )
+    printer.verdict(
+        f"  export AWS_ENDPOINT_URL={aws.endpoint_url} AWS_ACCESS_KEY_ID=testing "
+        f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={home}"
+    )
+    printer.verdict(
+        "  aws organizations list-accounts   # these credentials are the management account's"
+    )
+    printer.verdict(
+        f"  watershed plan {org.members[0].account_id} --security-account-id "
+        f"{org.security.account_id} --management-account-id {org.management.account_id} "
+        f"--hub-regions {','.join(result.options.regions)}"
+    )
+    wait_for_interrupt()
+
+
+# --- rendering ------------------------------------------------------------------------------
+
+
+def _render(printer: Printer, act: str, result: DemoResult) -> None:
+    seconds = result.acts[-1].seconds
+    {
+        "organization": _render_organization,
+        "deploy": _render_deploy,
+        "onboarding": _render_onboarding,
+        "events": _render_events,
+    }[act](printer, result, seconds)
+
+
+def _render_organization(printer: Printer, result: DemoResult, seconds: float) -> None:
+    org = result.organization
+    assert org is not None
+    printer.section(f"1. organization {org.organization_id}", f"{seconds:.1f} s")
+    rows = [("account", "id", "reached through", "")]
+    rows.append((org.management.name, org.management.account_id, "its own credentials", ""))
+    for account in (org.security, *org.members):
+        how = (
+            f"vended by Control Tower (OU {account.ou_name})"
+            if account.vended_by == "control tower"
+            else "created by Organizations"
+        )
+        rows.append((account.name, account.account_id, account.admin_role, how))
+    printer.lines(table(rows))
+
+
+def _render_deploy(printer: Printer, result: DemoResult, seconds: float) -> None:
+    printer.section(
+        "2. deployed",
+        f"{seconds:.1f} s; SAM translated by aws-sam-translator, created by moto's CloudFormation",
+    )
+    org = result.organization
+    assert org is not None
+    rows = [("template", "account", "region", "resources", "functions")]
+    for stack in result.deployed:
+        template = (
+            "management.yaml"
+            if stack.account_id == org.management.account_id
+            else ("template.yaml")
+        )
+        home = (
+            " (home)"
+            if stack.region == result.options.home_region and template != ("management.yaml")
+            else ""
+        )
+        functions = ", ".join(sorted(stack.of_type("AWS::Lambda::Function").values()))
+        rows.append(
+            (
+                template,
+                stack.account_id,
+                stack.region + home,
+                str(sum(1 for _, physical in stack.resources.values() if physical)),
+                functions,
+            )
+        )
+    printer.lines(table(rows))
+    applied = Counter(
+        s.resource_type
+        for stack in result.deployed
+        for s in stack.stand_ins
+        if "applied" in s.action
+    )
+    skipped = Counter(
+        s.resource_type
+        for stack in result.deployed
+        for s in stack.stand_ins
+        if "applied" not in s.action
+    )
+    for kind, count in sorted(applied.items()):
+        printer.line(f"  stand-in: {kind} x{count}, which moto skips, applied with PutPermission")
+    if skipped:
+        listed = ", ".join(f"{kind} x{count}" for kind, count in sorted(skipped.items()))
+        printer.line(f"  not created by moto (nothing in the local flow reads them): {listed}")
+    printer.line(f"  destination stream: {result.destination_arn}")
+
+
+def _hops(result: DemoResult) -> Callable[[str], list[Hop]]:
+    """The journal's hops of an event, with account ids replaced by the accounts' names."""
+    org = result.organization
+    names = {a.account_id: a.name for a in org.accounts} if org else {}
+
+    def named(text: str) -> str:
+        for account_id, name in names.items():
+            text = text.replace(account_id, name)
+        return text
+
+    def hops(event_id: str) -> list[Hop]:
+        return [
+            dataclasses.replace(hop, where=named(hop.where), note=named(hop.note))
+            for hop in result.journal.hops(event_id)
+        ]
+
+    return hops
+
+
+def _render_onboarding(printer: Printer, result: DemoResult, seconds: float) -> None:
+    printer.section("3. onboarding", f"{seconds:.1f} s")
+    journal_hops = _hops(result)
+    for trigger in result.triggers:
+        printer.line(f"  {trigger.label} for {trigger.member.name} ({trigger.member.account_id})")
+        printer.lines(hop_lines(journal_hops(trigger.event_id), trigger.raised_at))
+    invocations = [d for d in result.onboarding if d.mapping.kind == "sqs"]
+    errors = [d for d in invocations if not d.invocation.ok]
+    printer.line(
+        f"  onboarding function: {len(invocations)} invocation(s), "
+        f"{sum(d.records for d in invocations)} message(s), {len(errors)} error(s)"
+    )
+    for delivery in errors:
+        printer.line(f"    {FAIL} {delivery.invocation.error}")
+    changes: Counter[tuple[str, str]] = Counter()
+    for delivery in invocations:
+        report = delivery.invocation.result if isinstance(delivery.invocation.result, dict) else {}
+        for account in report.get("accounts", []):
+            for region, outcome in (account.get("regions") or {}).items():
+                changes[(account.get("account_id", "?"), region)] += len(
+                    outcome.get("changes") or []
+                )
+    org = result.organization
+    assert org is not None
+    regions = result.options.regions
+    rows = [("read back", *regions)]
+    for member in org.members:
+        cells = []
+        for region in regions:
+            state = result.configured.get((member.account_id, region))
+            if state and state.detector == "enabled" and state.rule == "ok":
+                count = changes.get((member.account_id, region), 0)
+                cells.append(f"{OK} ({count} changes)")
+            elif state:
+                cells.append(f"{FAIL} detector {state.detector}, rule {state.rule}")
+            else:
+                cells.append(f"{FAIL} not read")
+        rows.append((f"{member.name} {member.account_id}", *cells))
+    printer.lines(table(rows))
+    printer.line(
+        f"  {OK} = GuardDuty detector enabled, and rule watershed-forward → the Security bus of "
+        "the same region, as watershed-forwarder"
+    )
+
+
+def _render_events(printer: Printer, result: DemoResult, seconds: float) -> None:
+    printer.section("4. events", f"{seconds:.1f} s")
+    hops = _hops(result)
+    for arrival in result.arrivals:
+        event = arrival.event
+        if arrival.expected:
+            mark = OK if arrival.arrived and not arrival.problem else FAIL
+            verdict = arrival.problem or ("arrived byte-identical" if arrival.arrived else "LOST")
+        else:
+            mark = FAIL if arrival.arrived else OK
+            verdict = (
+                "FORWARDED, but should not be" if arrival.arrived else "stayed home, as designed"
+            )
+        printer.line(
+            f"  {mark} {event.label} in {event.account.name} {event.region}: {verdict}"
+            f" — {event.why}"
+        )
+        printer.lines(hop_lines(hops(arrival.event_id), arrival.raised_at))
+    for record in result.unknown_records:
+        printer.line(f"  {FAIL} unknown record at the destination: {describe_record(record)}")
+    for notice in result.notices:
+        printer.line(f"  sandbox notice: {notice}")
+
+
+def _render_logs(printer: Printer, story: Story) -> None:
+    printer.section("function logs")
+    assert story.poller is not None
+    seen = set()
+    for mapping in story.poller.mappings:
+        if mapping.function.arn in seen:
+            continue
+        seen.add(mapping.function.arn)
+        printer.line(f"  {mapping.function.name} ({mapping.function.region})")
+        for line in story.runtime.log(mapping.function):
+            printer.line(f"    {line}")
+
+
+def _verdict(printer: Printer, result: DemoResult, elapsed: float) -> int:
+    """Print the last line (`demo: N of N events reached ...`) and return the exit code."""
+    expected, delivered = len(result.expected), len(result.delivered)
+    where = f"{result.destination_name} in {result.options.home_region}"
+    printer.line()
+    printer.line(f"done in {elapsed:.1f} s")
+    if result.ok:
+        printer.verdict(f"demo: {delivered} of {expected} events reached {where}")
+        return 0
+    problems = []
+    for arrival in result.lost:
+        problems.append(f"lost {arrival.event.label} ({arrival.event.region}, {arrival.event_id})")
+    for arrival in result.unexpected:
+        problems.append(
+            f"forwarded {arrival.event.label} ({arrival.event.region}) that should not be"
+        )
+    for arrival in result.damaged:
+        problems.append(f"{arrival.event.label} ({arrival.event.region}): {arrival.problem}")
+    for record in result.unknown_records:
+        problems.append(f"unknown record {describe_record(record)}")
+    for account_id, region in result.unconfigured:
+        problems.append(f"{account_id} not configured in {region}")
+    if not result.configured:
+        problems.append("no member was read back")
+    shown = problems[:6] + ([f"and {len(problems) - 6} more"] if len(problems) > 6 else [])
+    printer.verdict(f"demo: {delivered} of {expected} events reached {where}; " + "; ".join(shown))
+    return 1

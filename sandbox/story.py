@@ -1,0 +1,492 @@
+"""The demo story: an organization on an embedded AWS, onboarded and streaming, end to end.
+
+1. An organization: management, Security and members (the last one vended by Control Tower).
+2. management.yaml deployed in the management account (us-east-1 and the Control Tower home
+   region); template.yaml translated and deployed in the Security account in every hub region,
+   home region first — the project's own templates, with the stand-ins sandbox.stacks lists.
+3. Organizations CreateAccountResult (us-east-1) and Control Tower CreateManagedAccount (home
+   region) events put on the management account's buses, as AWS emits them → forwarded by
+   management.yaml's rules to the Security home bus → trigger rule → work queue → the poller
+   invokes the onboarding handler → every member configured in every hub region, read back.
+4. Events raised in the members → their watershed-forward rule (written by onboarding) → the
+   Security bus of the same region → collect rule → Kinesis (the shim) → the poller invokes the
+   relay handler → destination stream in the home region, read back and matched byte for byte.
+
+Nothing here decides what watershed does: the handlers, the rules and the templates do. The
+story only puts events where AWS would, drains the pollers, and reads the world back.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandbox import events as shapes
+from sandbox import stacks
+from sandbox.embedded import EmbeddedAws, SandboxError
+from sandbox.journal import Journal
+from sandbox.lambda_runtime import LambdaRuntime
+from sandbox.organization import Account, Organization, create_organization
+from sandbox.poller import Delivery, EventSourceMappingPoller, read_mappings
+from sandbox.shims import envelope_bytes
+from sandbox.streams import read_stream
+
+# Regions in the order `--regions N` takes them: home first, then us-east-1 (Trusted Advisor
+# and global-service API calls appear only there), then farther and farther away.
+REGION_ORDER = (
+    "eu-west-1",
+    "us-east-1",
+    "ap-southeast-2",
+    "us-west-2",
+    "eu-central-1",
+    "ap-northeast-1",
+    "sa-east-1",
+    "ca-central-1",
+    "eu-north-1",
+    "ap-south-1",
+)
+# A region no hub covers, for the event that must stay where it was raised.
+OUTSIDE_REGION_CANDIDATES = ("sa-east-1", "eu-north-1", "ap-south-1", "ca-central-1")
+
+STACK_NAME = "watershed"
+MANAGEMENT_STACK_NAME = "watershed-management"
+FORWARD_RULE = "watershed-forward"
+FORWARD_TARGET_ID = "security-bus"
+FORWARDER_ROLE = "watershed-forwarder"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    """What to simulate: hub regions (the first is home), members, and where the project is."""
+
+    regions: tuple[str, ...] = REGION_ORDER[:3]
+    members: int = 3
+    control_tower_members: int = 1
+    project_dir: Path = Path(__file__).resolve().parent.parent
+
+    @property
+    def home_region(self) -> str:
+        return self.regions[0]
+
+
+@dataclass
+class Act:
+    """One act of the story and how long it took."""
+
+    name: str
+    seconds: float = 0.0
+
+
+@dataclass
+class RegionState:
+    """A member's configuration in one hub region, as read back after onboarding."""
+
+    detector: str  # "enabled" | "missing" | the detector's status
+    rule: str  # "ok" | what is wrong with watershed-forward
+
+
+@dataclass
+class Arrival:
+    """One raised event and what became of it."""
+
+    event: shapes.RaisedEvent
+    event_id: str
+    raised_at: float
+    expected: bool
+    records: list[dict[str, Any]] = field(default_factory=list)  # at the destination
+    first_hop: dict[str, Any] | None = None  # the record the shim wrote on the first stream
+    problem: str = ""
+
+    @property
+    def arrived(self) -> bool:
+        return bool(self.records)
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A lifecycle event put on the management account's bus."""
+
+    label: str
+    member: Account
+    event_id: str
+    raised_at: float
+
+
+@dataclass
+class DemoResult:
+    """Everything the story observed; `ok` says whether it ended as designed."""
+
+    options: DemoOptions
+    journal: Journal = field(default_factory=Journal)
+    organization: Organization | None = None
+    deployed: list[stacks.DeployedStack] = field(default_factory=list)
+    triggers: list[Trigger] = field(default_factory=list)
+    onboarding: list[Delivery] = field(default_factory=list)
+    configured: dict[tuple[str, str], RegionState] = field(default_factory=dict)
+    arrivals: list[Arrival] = field(default_factory=list)
+    unknown_records: list[dict[str, Any]] = field(default_factory=list)
+    acts: list[Act] = field(default_factory=list)
+    destination_arn: str = ""
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def expected(self) -> list[Arrival]:
+        return [a for a in self.arrivals if a.expected]
+
+    @property
+    def delivered(self) -> list[Arrival]:
+        return [a for a in self.expected if a.arrived and not a.problem]
+
+    @property
+    def lost(self) -> list[Arrival]:
+        return [a for a in self.expected if not a.arrived]
+
+    @property
+    def unexpected(self) -> list[Arrival]:
+        return [a for a in self.arrivals if not a.expected and a.arrived]
+
+    @property
+    def damaged(self) -> list[Arrival]:
+        return [a for a in self.arrivals if a.arrived and a.problem]
+
+    @property
+    def unconfigured(self) -> list[tuple[str, str]]:
+        return [
+            key
+            for key, state in self.configured.items()
+            if state.detector != "enabled" or state.rule != "ok"
+        ]
+
+    @property
+    def ok(self) -> bool:
+        return (
+            bool(self.configured)
+            and not self.unconfigured
+            and not self.lost
+            and not self.unexpected
+            and not self.damaged
+            and not self.unknown_records
+        )
+
+    @property
+    def destination_name(self) -> str:
+        return self.destination_arn.rsplit("/", 1)[-1]
+
+
+class Story:
+    """Plays the demo on an open EmbeddedAws; each act also reports through `on_act`."""
+
+    def __init__(
+        self,
+        aws: EmbeddedAws,
+        options: DemoOptions,
+        on_act: Callable[[str, DemoResult], None] | None = None,
+    ) -> None:
+        self.aws = aws
+        self.options = options
+        self.journal: Journal = aws.journal
+        self.runtime = LambdaRuntime(aws)
+        self.result = DemoResult(options, journal=aws.journal)
+        self._on_act = on_act or (lambda name, result: None)
+        self.poller: EventSourceMappingPoller | None = None
+
+    # --- the acts --------------------------------------------------------------------------
+
+    def play(self) -> DemoResult:
+        for name, act in (
+            ("organization", self.create_organization),
+            ("deploy", self.deploy),
+            ("onboarding", self.onboard),
+            ("events", self.raise_events),
+        ):
+            started = time.perf_counter()
+            act()
+            self.result.acts.append(Act(name, time.perf_counter() - started))
+            self._on_act(name, self.result)
+        self.result.notices = [f"{n.kind}: {n.message}" for n in self.journal.notices()]
+        return self.result
+
+    def create_organization(self) -> None:
+        self.result.organization = create_organization(
+            self.aws, self.options.members, self.options.control_tower_members
+        )
+
+    def deploy(self) -> None:
+        org = self._org()
+        options = self.options
+        project = options.project_dir
+        management = self.aws.management_session()
+        security_id = org.security.account_id
+        management_parameters = {
+            "SecurityAccountId": org.security.account_id,
+            "SecurityHomeRegion": options.home_region,
+            # fixed name, so known before the Security stack exists (docs/deploy.md, step 1)
+            "OnboardingRoleArn": f"arn:aws:iam::{security_id}:role/watershed-onboarding",
+            "OrganizationId": org.organization_id,
+            "ControlTowerHomeRegion": options.home_region,
+        }
+        management_template = stacks.load_template(project / "management.yaml")
+        launcher_arn = ""
+        for region in dict.fromkeys(("us-east-1", options.home_region)):
+            deployed = stacks.deploy(
+                management,
+                org.management.account_id,
+                region,
+                MANAGEMENT_STACK_NAME,
+                management_template,
+                management_parameters,
+            )
+            launcher_arn = deployed.outputs.get("LauncherRoleArn", launcher_arn)
+            self.result.deployed.append(deployed)
+        if not launcher_arn:
+            raise SandboxError("management.yaml created no LauncherRoleArn output in us-east-1")
+
+        security = self.aws.session(org.security.account_id)
+        sam = stacks.load_template(project / "template.yaml")
+        parameters = {
+            "OrganizationId": org.organization_id,
+            "ManagementAccountId": org.management.account_id,
+            "HomeRegion": options.home_region,
+            "HubRegions": ",".join(options.regions),
+            "LauncherRoleArn": launcher_arn,
+        }
+        for region in options.regions:
+            bucket = f"watershed-artifacts-{org.security.account_id}-{region}"
+            packaged = stacks.package(sam, project, security, region, bucket)
+            translated = stacks.translate(packaged, region, org.security.account_id, parameters)
+            deployed = stacks.deploy(
+                security, org.security.account_id, region, STACK_NAME, translated, parameters
+            )
+            self.result.deployed.append(deployed)
+            if region == options.home_region:
+                self.result.destination_arn = deployed.outputs.get("DestinationStreamArn", "")
+        if not self.result.destination_arn:
+            raise SandboxError("template.yaml's home stack has no DestinationStreamArn output")
+        mappings = read_mappings(self.aws, org.security.account_id, list(options.regions))
+        self.poller = EventSourceMappingPoller(self.aws, self.runtime, mappings, self.journal)
+
+    def onboard(self) -> None:
+        org = self._org()
+        events = self.aws.management_session()
+        for member in org.members:
+            self._trigger(
+                "CreateAccountResult",
+                member,
+                events,
+                "us-east-1",
+                shapes.create_account_result(org.management, member),
+            )
+            if member.vended_by == "control tower":
+                # Control Tower accounts produce both: the duplicate must cost reads only
+                self._trigger(
+                    "CreateManagedAccount",
+                    member,
+                    events,
+                    self.options.home_region,
+                    shapes.create_managed_account(org.management, member, self.options.home_region),
+                )
+        self.result.onboarding = self._drain()
+        for member in org.members:
+            for region in self.options.regions:
+                self.result.configured[(member.account_id, region)] = self._read_back(
+                    member, region
+                )
+
+    def raise_events(self) -> None:
+        org = self._org()
+        regions = self.options.regions
+        home, far = regions[0], regions[-1]
+        outside = next(r for r in OUTSIDE_REGION_CANDIDATES if r not in regions)
+        first = org.members[0]
+        raised: list[shapes.RaisedEvent] = []
+        for member in org.members:
+            raised.append(
+                shapes.guardduty_finding(
+                    member,
+                    far,
+                    "GuardDuty → member bus → Security bus → regional stream → relay"
+                    if far != home
+                    else "GuardDuty → member bus → Security bus → destination stream",
+                )
+            )
+        raised += [
+            shapes.guardduty_finding(first, home, "home region: collect rule → destination"),
+            shapes.cloudtrail_api_call(first, "IAM call: global service, us-east-1"),
+            shapes.trusted_advisor_check(first, far, "Trusted Advisor: us-east-1 only"),
+            shapes.instance_state_change(first, far, "not a security event: not forwarded"),
+            shapes.guardduty_finding(first, outside, "region outside the hub: not onboarded"),
+        ]
+        for event in raised:
+            session = self.aws.session(event.account.account_id, event.account.admin_role)
+            raised_at = self.journal.now()
+            event_id = self._put(
+                session.client("events", region_name=event.region),
+                event.region,
+                event.entry,
+                at=raised_at,
+                owner=event.account,
+            )
+            expected = event.forwardable and event.region in regions
+            self.result.arrivals.append(Arrival(event, event_id, raised_at, expected))
+        self._drain()
+        self._match_destination()
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _org(self) -> Organization:
+        if self.result.organization is None:
+            raise SandboxError("no organization yet")
+        return self.result.organization
+
+    def _put(
+        self,
+        client_or_session: Any,
+        region: str,
+        entry: dict[str, Any],
+        at: float | None = None,
+        owner: Account | None = None,
+    ) -> str:
+        client = (
+            client_or_session.client("events", region_name=region)
+            if hasattr(client_or_session, "client")
+            else client_or_session
+        )
+        at = self.journal.now() if at is None else at
+        response = client.put_events(Entries=[entry])
+        (result,) = response["Entries"]
+        if "EventId" not in result:
+            raise SandboxError(f"PutEvents in {region} refused {entry['DetailType']}: {result}")
+        account = owner.account_id if owner else self._org().management.account_id
+        self.journal.record(result["EventId"], "raised", f"{account} {region} default bus", "", at)
+        return result["EventId"]
+
+    def _trigger(
+        self, label: str, member: Account, session: Any, region: str, entry: dict[str, Any]
+    ) -> None:
+        raised_at = self.journal.now()
+        event_id = self._put(session, region, entry, at=raised_at)
+        self.result.triggers.append(Trigger(label, member, event_id, raised_at))
+
+    def _drain(self) -> list[Delivery]:
+        if self.poller is None:
+            raise SandboxError("nothing deployed yet")
+        return self.poller.drain()
+
+    def _read_back(self, member: Account, region: str) -> RegionState:
+        """The member's GuardDuty detector and forwarding rule in `region`, read back."""
+        org = self._org()
+        session = self.aws.session(member.account_id, member.admin_role)
+        guardduty = session.client("guardduty", region_name=region)
+        detectors = guardduty.list_detectors()["DetectorIds"]
+        if not detectors:
+            detector = "missing"
+        else:
+            status = guardduty.get_detector(DetectorId=detectors[0])["Status"]
+            detector = "enabled" if status == "ENABLED" else status.lower()
+        events = session.client("events", region_name=region)
+        try:
+            rule = events.describe_rule(Name=FORWARD_RULE)
+        except events.exceptions.ResourceNotFoundException:
+            return RegionState(detector, "no rule")
+        targets = {t["Id"]: t for t in events.list_targets_by_rule(Rule=FORWARD_RULE)["Targets"]}
+        bus = f"arn:aws:events:{region}:{org.security.account_id}:event-bus/default"
+        role = f"arn:aws:iam::{member.account_id}:role/{FORWARDER_ROLE}"
+        target = targets.get(FORWARD_TARGET_ID)
+        if rule["State"] != "ENABLED":
+            state = f"rule {rule['State']}"
+        elif target is None:
+            state = f"no target {FORWARD_TARGET_ID}"
+        elif target["Arn"] != bus or target.get("RoleArn") != role:
+            state = f"target → {target['Arn']} as {target.get('RoleArn')}"
+        else:
+            state = "ok"
+        return RegionState(detector, state)
+
+    def _match_destination(self) -> None:
+        """Read the destination stream back and match each record to the event it carries."""
+        org = self._org()
+        security = self.aws.session(org.security.account_id)
+        records = read_stream(security, self.result.destination_arn)
+        by_id = {a.event_id: a for a in self.result.arrivals}
+        for record in records:
+            try:
+                event_id = json.loads(record["Data"])["id"]
+            except (ValueError, KeyError, TypeError):
+                event_id = None
+            arrival = by_id.get(event_id) if event_id else None
+            if arrival is None:
+                self.result.unknown_records.append(record)
+                continue
+            arrival.records.append(record)
+            self.journal.record(
+                arrival.event_id,
+                "in the destination stream",
+                f"{org.security.account_id} {self.options.home_region} "
+                f"stream {self.result.destination_name}",
+                f"{record['ShardId']} seq {record['SequenceNumber']}",
+                at=self.journal.from_wall_clock(record["ApproximateArrivalTimestamp"].timestamp()),
+            )
+        regional_streams = {
+            d.region: d.outputs.get("RegionalStreamArn", "")
+            for d in self.result.deployed
+            if d.account_id == org.security.account_id
+        }
+        for arrival in self.result.arrivals:
+            if arrival.arrived:
+                arrival.problem = self._check(arrival, regional_streams.get(arrival.event.region))
+
+    def _check(self, arrival: Arrival, regional_stream: str | None) -> str:
+        """'' when the destination holds exactly the event as EventBridge wrote it, else why not."""
+        if len(arrival.records) > 1:
+            return f"{len(arrival.records)} copies at the destination"
+        (record,) = arrival.records
+        document = json.loads(record["Data"])
+        event = arrival.event
+        expected = {
+            "id": arrival.event_id,
+            "account": event.account.account_id,
+            "region": event.region,
+            "source": event.entry["Source"],
+            "detail-type": event.entry["DetailType"],
+            "detail": event.detail,
+        }
+        different = [k for k, v in expected.items() if document.get(k) != v]
+        if different:
+            return f"envelope differs in {', '.join(different)}"
+        if record["Data"] != envelope_bytes(document):
+            return "bytes are not the EventBridge serialisation of the event"
+        if regional_stream:
+            # relayed: the bytes and key must be exactly what the shim wrote on the regional stream
+            security = self.aws.session(self._org().security.account_id)
+            originals = [
+                r
+                for r in read_stream(security, regional_stream)
+                if json.loads(r["Data"]).get("id") == arrival.event_id
+            ]
+            if len(originals) != 1:
+                return f"{len(originals)} records on the regional stream"
+            arrival.first_hop = originals[0]
+            if (originals[0]["Data"], originals[0]["PartitionKey"]) != (
+                record["Data"],
+                record["PartitionKey"],
+            ):
+                return "relayed bytes or partition key differ from the regional record"
+        return ""
+
+
+def describe_record(record: dict[str, Any]) -> str:
+    """A short description of a record nobody expected."""
+    data = record["Data"]
+    try:
+        document = json.loads(data)
+        return (
+            f"{document.get('detail-type')} from {document.get('account')} "
+            f"in {document.get('region')} (id {document.get('id')})"
+        )
+    except ValueError:
+        return f"{len(data)} bytes: {base64.b64encode(data[:48]).decode()}…"

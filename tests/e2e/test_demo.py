@@ -1,0 +1,117 @@
+"""End to end: the demo story on the embedded AWS, and the final state read back.
+
+The same story as `make demo` (sandbox/story.py): the project's templates deployed in moto,
+lifecycle events onboarding the members through the work queue and the onboarding handler,
+member events travelling to the destination stream through the collect rules, the Kinesis shim
+and the relay handler. What stands in for AWS is listed in docs/architecture.md; these tests
+read the resulting world back through the AWS APIs, independently of what the story concluded.
+"""
+
+import json
+
+import pytest
+
+from sandbox.embedded import EmbeddedAws
+from sandbox.story import DemoOptions, Story
+from sandbox.streams import read_stream
+
+REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
+
+
+@pytest.fixture(scope="module")
+def played():
+    """The story played once, its embedded AWS kept open for the tests to read back."""
+    with EmbeddedAws() as aws:
+        story = Story(aws, DemoOptions(regions=REGIONS, members=3, control_tower_members=1))
+        yield aws, story.play()
+
+
+def test_every_member_is_configured_in_every_hub_region_and_nowhere_else(played):
+    aws, result = played
+    org = result.organization
+    security_bus = "arn:aws:events:{}:" + org.security.account_id + ":event-bus/default"
+    for member in org.members:
+        session = aws.session(member.account_id, member.admin_role)
+        role = session.client("iam").get_role(RoleName="watershed-forwarder")["Role"]
+        trust = role["AssumeRolePolicyDocument"]
+        trust = json.loads(trust) if isinstance(trust, str) else trust
+        assert trust["Statement"][0]["Principal"] == {"Service": "events.amazonaws.com"}
+        for region in (*REGIONS, "sa-east-1"):
+            guardduty = session.client("guardduty", region_name=region)
+            events = session.client("events", region_name=region)
+            detectors = guardduty.list_detectors()["DetectorIds"]
+            rules = [r["Name"] for r in events.list_rules()["Rules"]]
+            if region not in REGIONS:
+                assert (detectors, rules) == ([], []), f"{member.name} touched in {region}"
+                continue
+            assert len(detectors) == 1, f"{member.name} {region}"
+            assert guardduty.get_detector(DetectorId=detectors[0])["Status"] == "ENABLED"
+            (target,) = events.list_targets_by_rule(Rule="watershed-forward")["Targets"]
+            assert target["Id"] == "security-bus"
+            assert target["Arn"] == security_bus.format(region)
+            assert target["RoleArn"] == role["Arn"]
+
+
+def test_the_vended_account_was_reached_through_its_control_tower_role(played):
+    _, result = played
+    vended = result.organization.members[-1]
+    assert vended.vended_by == "control tower"
+    assert {r for (a, r), s in result.configured.items() if a == vended.account_id} == set(REGIONS)
+    assert not result.unconfigured
+
+
+def test_onboarding_ran_from_the_work_queue_without_a_function_error(played):
+    _, result = played
+    invocations = [d for d in result.onboarding if d.mapping.kind == "sqs"]
+    assert invocations
+    assert all(d.invocation.ok for d in invocations), [d.invocation.error for d in invocations]
+    assert all(d.mapping.function.name == "watershed-onboarding" for d in invocations)
+    assert sum(d.records for d in invocations) == len(result.triggers)
+
+
+def test_every_expected_event_reached_the_destination_byte_identical(played):
+    aws, result = played
+    security_id = result.organization.security.account_id
+    security = aws.session(security_id)
+    destination = read_stream(security, result.destination_arn)
+    by_id = {json.loads(r["Data"])["id"]: r for r in destination}
+    expected = {a.event_id: a for a in result.arrivals if a.expected}
+
+    assert set(by_id) == set(expected)
+    assert len(destination) == len(expected)  # no duplicates either
+    for event_id, arrival in expected.items():
+        record, event = by_id[event_id], arrival.event
+        document = json.loads(record["Data"])
+        assert document["account"] == event.account.account_id
+        assert document["region"] == event.region
+        assert (document["source"], document["detail-type"]) == (
+            event.entry["Source"],
+            event.entry["DetailType"],
+        )
+        assert document["detail"] == event.detail
+        assert record["PartitionKey"] == event_id
+        if event.region != REGIONS[0]:  # relayed: the same bytes as on the regional stream
+            regional = f"arn:aws:kinesis:{event.region}:{security_id}:stream/watershed-regional"
+            (original,) = [
+                r
+                for r in read_stream(security, regional)
+                if json.loads(r["Data"])["id"] == event_id
+            ]
+            assert (original["Data"], original["PartitionKey"]) == (
+                record["Data"],
+                record["PartitionKey"],
+            )
+
+
+def test_events_that_must_not_be_forwarded_stayed_where_they_were_raised(played):
+    _, result = played
+    kept = [a for a in result.arrivals if not a.expected]
+    assert {a.event.label for a in kept} == {"EC2 state change", "GuardDuty finding"}
+    assert not any(a.arrived for a in kept)
+    assert result.ok
+
+
+def test_nothing_was_refused_dropped_or_left_to_moto_on_the_way(played):
+    # notices: bus policy refusals, hop-limit drops, dead-lettered or unrun targets
+    _, result = played
+    assert result.notices == []

@@ -1,0 +1,418 @@
+"""Every call onboarding makes is allowed by the policy of the role that makes it.
+
+moto does not enforce IAM: a template that forgets a permission passes every other onboarding
+test. Here the management account is onboarded against moto - a first run (creates) and a
+re-run after drift (updates) - with each session's calls recorded by the role behind it. Each
+call is mapped to the IAM actions AWS authorises it with (resource ARN, condition context), and
+checked against the policies the templates give that role, resolved for this deployment with
+tests/templates/cfnmodel.py:
+
+- with a launcher: the onboarding role (template.yaml) assumes the launcher (management.yaml),
+  and the launcher onboards the management account itself;
+- without a launcher: template.yaml deployed in the management account, which is then also the
+  Security account, onboards itself with the onboarding role's own credentials.
+
+The matcher is deliberately small: Action/Resource strings with `*`/`?` wildcards and the
+condition operators the templates use. An operation it does not know fails the test, so a new
+AWS call in the onboarding code must be mapped (and granted) here.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sys
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import boto3
+import pytest
+
+from onboarding.events import OnboardingRequest
+from onboarding.service import Onboarder
+from onboarding.sessions import SessionFactory
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "templates"))
+from cfnmodel import (
+    MANAGEMENT_TEMPLATE,
+    SAM_TEMPLATE,
+    Deployment,
+    load_template,
+    policy_documents,
+)
+
+OWN = "own credentials"
+FEATURES_WITH_MALWARE_SLR = {"EBS_MALWARE_PROTECTION"}
+
+
+# -- recording: which role made which call ---------------------------------------------------
+
+
+@dataclass
+class Call:
+    service: str  # botocore service model name, e.g. "guardduty"
+    operation: str
+    region: str
+    params: dict
+
+
+@dataclass
+class CallsByRole:
+    calls: dict[str, list[Call]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def hook(self, role: str):
+        def record(model, params, context, **_):
+            call = Call(
+                model.service_model.service_name,
+                model.name,
+                context.get("client_region"),
+                dict(params),
+            )
+            with self.lock:
+                self.calls.setdefault(role, []).append(call)
+
+        return record
+
+
+class AttributingFactory(SessionFactory):
+    """Registers a recorder named after the role on every session it builds."""
+
+    def __init__(self, settings, recorded: CallsByRole):
+        base = boto3.Session(region_name=settings.home_region)
+        base.events.register("before-parameter-build", recorded.hook(OWN))
+        super().__init__(settings, base_session=base)
+        self.recorded = recorded
+
+    def _assume(self, parent, role_arn, session_name):
+        session, expires = super()._assume(parent, role_arn, session_name)
+        session.events.register("before-parameter-build", self.recorded.hook(role_arn))
+        return session, expires
+
+
+# -- mapping: API call -> IAM authorisation requests -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    action: str
+    resource: str
+    context: tuple[tuple[str, str], ...] = ()
+
+    def __str__(self) -> str:
+        extra = f" {dict(self.context)}" if self.context else ""
+        return f"{self.action} on {self.resource}{extra}"
+
+
+def authorisations(call: Call, account: str, org_id: str, management: str) -> list[Request]:
+    """What IAM evaluates for one call made in `account` (Service Authorization Reference)."""
+    p, r, op, params = "aws", call.region, call.operation, call.params
+    key = (call.service, op)
+    if key == ("sts", "AssumeRole"):
+        # The member roles are matched by aws:ResourceOrgID (the role's account's organization).
+        return [Request("sts:AssumeRole", params["RoleArn"], (("aws:ResourceOrgID", org_id),))]
+    if key == ("organizations", "DescribeAccount"):
+        arn = f"arn:{p}:organizations::{management}:account/{org_id}/{params['AccountId']}"
+        return [Request("organizations:DescribeAccount", arn)]
+    if key == ("ec2", "DescribeRegions"):
+        return [Request("ec2:DescribeRegions", "*")]
+    if call.service == "iam" and op in (
+        "GetRole",
+        "CreateRole",
+        "UpdateAssumeRolePolicy",
+        "GetRolePolicy",
+        "PutRolePolicy",
+    ):
+        arn = f"arn:{p}:iam::{account}:role/{params['RoleName']}"
+        requests = [Request(f"iam:{op}", arn)]
+        if op == "CreateRole" and params.get("Tags"):
+            requests.append(Request("iam:TagRole", arn))  # tag-on-create needs TagRole too
+        return requests
+    if call.service == "events" and op in (
+        "DescribeRule",
+        "ListTargetsByRule",
+        "PutRule",
+        "PutTargets",
+    ):
+        rule = params.get("Name") or params["Rule"]
+        requests = [Request(f"events:{op}", f"arn:{p}:events:{r}:{account}:rule/{rule}")]
+        for target in params.get("Targets", []):
+            if target.get("RoleArn"):
+                context = (("iam:PassedToService", "events.amazonaws.com"),)
+                requests.append(Request("iam:PassRole", target["RoleArn"], context))
+        return requests
+    if key in (
+        ("guardduty", "ListDetectors"),
+        ("guardduty", "GetAdministratorAccount"),
+    ):
+        return [Request(f"guardduty:{op}", "*")]  # no resource-level permissions
+    if key == ("guardduty", "CreateDetector"):
+        # GuardDuty creates its service-linked role(s) with the caller's permissions on first use.
+        slrs = [("guardduty.amazonaws.com", "AWSServiceRoleForAmazonGuardDuty")]
+        enabled = {f["Name"] for f in params.get("Features", []) if f["Status"] == "ENABLED"}
+        if enabled & FEATURES_WITH_MALWARE_SLR:
+            slrs.append(
+                (
+                    "malware-protection.guardduty.amazonaws.com",
+                    "AWSServiceRoleForAmazonGuardDutyMalwareProtection",
+                )
+            )
+        return [Request("guardduty:CreateDetector", "*")] + [
+            Request(
+                "iam:CreateServiceLinkedRole",
+                f"arn:{p}:iam::{account}:role/aws-service-role/{service}/{name}",
+                (("iam:AWSServiceName", service),),
+            )
+            for service, name in slrs
+        ]
+    if key in (("guardduty", "GetDetector"), ("guardduty", "UpdateDetector")):
+        arn = f"arn:{p}:guardduty:{r}:{account}:detector/{params['DetectorId']}"
+        return [Request(f"guardduty:{op}", arn)]
+    raise AssertionError(f"unmapped call {call.service}:{op}: map it here and grant it")
+
+
+# -- evaluation: a small identity-policy matcher -----------------------------------------------
+
+
+def _as_list(value):
+    return value if isinstance(value, list) else [value]
+
+
+def _like(pattern: str, value: str, case_sensitive: bool = True) -> bool:
+    if not case_sensitive:
+        pattern, value = pattern.lower(), value.lower()
+    return fnmatch.fnmatchcase(value, pattern)
+
+
+CONDITION_OPERATORS = {
+    "StringEquals": lambda want, have: want == have,
+    "StringLike": _like,
+    "ArnEquals": lambda want, have: want == have,
+    "ArnLike": _like,
+}
+
+
+def _conditions_hold(condition: dict, context: dict[str, str]) -> bool:
+    for operator, keys in condition.items():
+        compare = CONDITION_OPERATORS[operator]  # KeyError: teach the matcher the operator
+        for key, wanted in keys.items():
+            if key not in context:
+                return False
+            if not any(compare(str(w), context[key]) for w in _as_list(wanted)):
+                return False
+    return True
+
+
+def _matches(statement: dict, request: Request) -> bool:
+    actions = _as_list(statement.get("Action", []))
+    if not any(_like(a, request.action, case_sensitive=False) for a in actions):
+        return False
+    if not any(_like(r, request.resource) for r in _as_list(statement.get("Resource", []))):
+        return False
+    return _conditions_hold(statement.get("Condition", {}), dict(request.context))
+
+
+def allowed(documents: list[dict], request: Request) -> bool:
+    statements = [s for d in documents for s in _as_list(d["Statement"])]
+    if any(s["Effect"] == "Deny" and _matches(s, request) for s in statements):
+        return False
+    return any(s["Effect"] == "Allow" and _matches(s, request) for s in statements)
+
+
+def identity_policies(deployment: Deployment, role_logical_id: str) -> list[dict]:
+    """The identity policies attached to one role: its inline ones and AWS::IAM::Policy."""
+    resources = deployment.resources()
+    attached = []
+    for logical_id, kind, document in policy_documents(deployment):
+        if kind != "identity":
+            continue
+        if logical_id == role_logical_id:
+            attached.append(document)
+            continue
+        roles = resources[logical_id].get("Properties", {}).get("Roles", [])
+        if {"Ref": role_logical_id} in roles:
+            attached.append(document)
+    assert attached, f"{role_logical_id} has no policy in this deployment"
+    return attached
+
+
+def test_the_matcher_allows_and_refuses_what_iam_would():
+    policy = {
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Action": "events:Put*",
+                "Resource": "arn:aws:events:*:111111111111:rule/watershed-forward",
+            },
+            {
+                "Effect": "Allow",
+                "Action": "iam:PassRole",
+                "Resource": "arn:aws:iam::111111111111:role/watershed-forwarder",
+                "Condition": {"StringEquals": {"iam:PassedToService": "events.amazonaws.com"}},
+            },
+        ]
+    }
+    rule = "arn:aws:events:eu-west-1:111111111111:rule/watershed-forward"
+    role = "arn:aws:iam::111111111111:role/watershed-forwarder"
+    assert allowed([policy], Request("events:PutTargets", rule))
+    assert not allowed([policy], Request("events:DescribeRule", rule))
+    assert not allowed([policy], Request("events:PutRule", rule.replace("forward", "other")))
+    passed = (("iam:PassedToService", "events.amazonaws.com"),)
+    assert allowed([policy], Request("iam:PassRole", role, passed))
+    assert not allowed([policy], Request("iam:PassRole", role))
+    to_lambda = (("iam:PassedToService", "lambda.amazonaws.com"),)
+    assert not allowed([policy], Request("iam:PassRole", role, to_lambda))
+
+
+# -- the scenario ------------------------------------------------------------------------------
+
+
+def _drift(reader, account: str, settings) -> None:
+    """Undo a little of everything onboarding configured, so the re-run takes the Update paths."""
+    iam = reader.client(account, "iam")
+    name = settings.forwarder_role_name
+    if reader.role(account, name) is not None:
+        loose = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Effect": "Allow",
+                    "Principal": {"Service": "events.amazonaws.com"},
+                    "Action": "sts:AssumeRole",
+                }
+            ],
+        }
+        iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(loose))
+        iam.delete_role_policy(RoleName=name, PolicyName="watershed-put-events")
+    for region in settings.hub_regions:
+        detector = reader.detector(account, region)
+        reader.client(account, "guardduty", region).update_detector(
+            DetectorId=detector["DetectorId"], Enable=False, FindingPublishingFrequency="SIX_HOURS"
+        )
+        if reader.rule(account, region, settings.forward_rule_name) is not None:
+            events = reader.client(account, "events", region)
+            events.disable_rule(Name=settings.forward_rule_name)
+            events.remove_targets(Rule=settings.forward_rule_name, Ids=["security-bus"])
+
+
+def _onboard_twice(org, settings, reader) -> CallsByRole:
+    recorded = CallsByRole()
+    onboarder = Onboarder(settings, AttributingFactory(settings, recorded))
+
+    first = onboarder.onboard(OnboardingRequest(org.management))
+    assert first.status == "ok", first.as_dict()
+    _drift(reader, org.management, settings)
+    again = onboarder.onboard(OnboardingRequest(org.management))
+    assert again.status == "ok", again.as_dict()
+    assert again.all_changes, "the drift must have been repaired (Update paths taken)"
+    return recorded
+
+
+def _denied(calls: list[Call], documents: list[dict], account: str, org_id: str, management):
+    requests = {r for c in calls for r in authorisations(c, account, org_id, management)}
+    return sorted(str(r) for r in requests if not allowed(documents, r))
+
+
+@pytest.fixture
+def org_id(org, reader) -> str:
+    organization = reader.client(org.management, "organizations").describe_organization()
+    return organization["Organization"]["Id"]
+
+
+@pytest.fixture
+def launcher_arn(org, reader) -> str:
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": f"arn:aws:iam::{org.security}:root"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    iam = reader.client(org.management, "iam")
+    role = iam.create_role(
+        RoleName="watershed-launcher", AssumeRolePolicyDocument=json.dumps(trust)
+    )
+    return role["Role"]["Arn"]
+
+
+def test_the_launcher_may_do_everything_onboarding_the_management_account_does(
+    org, settings, reader, org_id, launcher_arn
+):
+    # Given management.yaml and template.yaml deployed for this organization, with a launcher
+    settings = replace(settings, launcher_role_arn=launcher_arn)
+    home = settings.home_region
+    management = Deployment(
+        load_template(MANAGEMENT_TEMPLATE),
+        "us-east-1",
+        org.management,
+        {
+            "SecurityAccountId": org.security,
+            "SecurityHomeRegion": home,
+            "OnboardingRoleArn": f"arn:aws:iam::{org.security}:role/watershed-onboarding",
+            "OrganizationId": org_id,
+        },
+    )
+    security = Deployment(
+        load_template(SAM_TEMPLATE),
+        home,
+        org.security,
+        {
+            "OrganizationId": org_id,
+            "ManagementAccountId": org.management,
+            "HomeRegion": home,
+            "HubRegions": ",".join(settings.hub_regions),
+            "LauncherRoleArn": launcher_arn,
+        },
+    )
+
+    # When the management account is onboarded, then repaired after drift
+    recorded = _onboard_twice(org, settings, reader)
+
+    # Then the onboarding role only assumed the launcher, and was allowed to
+    own = recorded.calls[OWN]
+    assert {(c.service, c.operation) for c in own} == {("sts", "AssumeRole")}
+    onboarding_role = identity_policies(security, "OnboardingRole")
+    assert _denied(own, onboarding_role, org.security, org_id, org.management) == []
+    # And the launcher was allowed every call it made in the management account
+    made = recorded.calls[launcher_arn]
+    operations = {c.operation for c in made}
+    assert {"CreateRole", "PutTargets", "CreateDetector", "UpdateDetector"} <= operations
+    assert {"UpdateAssumeRolePolicy", "PutRolePolicy", "GetAdministratorAccount"} <= operations
+    launcher = identity_policies(management, "LauncherRole")
+    assert _denied(made, launcher, org.management, org_id, org.management) == []
+    assert set(recorded.calls) == {OWN, launcher_arn}  # no role assumed into itself
+
+
+def test_without_a_launcher_the_onboarding_role_may_onboard_its_own_account(
+    org, settings, reader, org_id
+):
+    # Given template.yaml deployed in the management account itself: it is the Security account
+    settings = replace(settings, security_account_id=org.management, launcher_role_arn=None)
+    home = settings.home_region
+    security = Deployment(
+        load_template(SAM_TEMPLATE),
+        home,
+        org.management,
+        {
+            "OrganizationId": org_id,
+            "ManagementAccountId": org.management,
+            "HomeRegion": home,
+            "HubRegions": ",".join(settings.hub_regions),
+            "LauncherRoleArn": "",
+        },
+    )
+
+    # When it onboards itself, then repairs drift
+    recorded = _onboard_twice(org, settings, reader)
+
+    # Then every call was made with its own credentials, and each was allowed
+    assert set(recorded.calls) == {OWN}
+    made = recorded.calls[OWN]
+    operations = {c.operation for c in made}
+    assert {"CreateDetector", "UpdateDetector", "GetAdministratorAccount"} <= operations
+    onboarding_role = identity_policies(security, "OnboardingRole")
+    assert _denied(made, onboarding_role, org.management, org_id, org.management) == []

@@ -1,0 +1,1 @@
+"""Tiny handlers that exercise the sandbox's Lambda stand-ins (not watershed code)."""
