@@ -22,6 +22,9 @@ shape (calls per account, how concurrency scales), not real AWS speed. moto's ow
 in the times: its SQS gets slower with every message a queue holds (SendMessageBatch takes
 ~0.3 s at 1,000 messages, so "enqueue" is mostly moto), and each new account costs it fresh
 per-account backends (~0.3 s of CPU per account in all, shared by the threads under the GIL).
+With 1,000 accounts the two runs take ~13 minutes side by side on 2 cores, and the higher
+concurrency is *slower* (64 threads contending for one GIL); `--accounts 200` gives the same
+calls-per-account figures in about two minutes.
 """
 
 from __future__ import annotations
