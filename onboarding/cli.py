@@ -3,6 +3,8 @@
     watershed onboard ACCOUNT... [--regions r1,r2] [--dry-run] [--json]
     watershed plan ACCOUNT... [--regions r1,r2] [--json]
     watershed audit [--all | --accounts ID...] [--regions r1,r2] [--json FILE] [--html FILE] [--fix]
+    watershed backfill --all [--regions r1,r2] [--queue-url URL | --inline] [--concurrency N]
+    watershed replay --dlq-url URL [--queue-url URL] [--max N] [--dry-run]
     watershed demo [--regions N|r1,r2] [--accounts N]   (the sandbox, see sandbox/cli.py)
 
 Configuration comes from the same environment variables as the Lambda function (see
@@ -19,7 +21,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from onboarding import audit_cli
+from onboarding import audit_cli, queue_cli
 from onboarding.errors import ConfigError, InvalidRequest
 from onboarding.events import parse_manual
 from onboarding.report import render_table
@@ -62,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         "plan", parents=[common, config], help="show what onboarding would change; writes nothing"
     )
     audit_cli.add_parser(commands, parents=[config])  # coverage audit (docs/operations.md)
+    queue_cli.add_commands(commands, config)  # backfill, replay (organization scale)
     commands.add_parser(
         "demo", help="the whole pipeline on an embedded AWS (watershed demo --help)"
     )
@@ -83,6 +86,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             environ[variable] = value
     if args.command == "audit":
         return audit_cli.run(args, environ)
+    if args.command in queue_cli.COMMANDS:
+        try:
+            settings = Settings.from_env(environ)
+        except ConfigError as err:
+            print(f"watershed: configuration error: {err}", file=sys.stderr)
+            return 2
+        return queue_cli.run(args, settings)
     dry_run = args.command == "plan" or bool(getattr(args, "dry_run", False))
 
     try:

@@ -27,6 +27,7 @@ from onboarding.settings import ACCOUNT_ID, REGION_NAME, Settings
 
 MANUAL_KEYS = frozenset({"accounts", "regions", "dry_run", "reason", "attempt"})
 ALL_ACCOUNTS = "ALL"
+REGION_OPT_IN = "RegionOptIn"  # the reason of a Region Opt-In Status Change request
 _REASON = re.compile(r"^[\w .:/@()+-]{1,128}$")
 
 
@@ -297,6 +298,6 @@ def parse_event(event: Mapping[str, Any], settings: Settings) -> Parsed:
             return Ignored(f"region opt-in status {status} (only ENABLED onboards)", event)
         if region not in settings.hub_regions:
             return Ignored(f"region {region!r} opted in, but it is not a hub region", event)
-        return _request(event, detail.get("accountId"), "RegionOptIn", regions=(region,))
+        return _request(event, detail.get("accountId"), REGION_OPT_IN, regions=(region,))
 
     return Ignored(f"not a trigger: source={source!r} detail-type={detail_type!r}", event)

@@ -1,9 +1,17 @@
 """Lambda entry point: decorate, parse, delegate. No boto3 call here.
 
 Accepts EventBridge events, manual requests `{"accounts": [...]}` and SQS batches whose bodies
-are either. Without a work queue (issue 5) every request is processed inline and the report is
-returned. For an SQS batch the response also carries `batchItemFailures`: the messages whose
-requests ended with a retryable failure (refused and malformed messages are not retried).
+are either.
+
+With WORK_QUEUE_URL (the deployed function): a direct invocation (event, manual request, the
+reconcile schedule's `{"accounts": "ALL"}`) only enqueues — one message per account — and returns
+what it enqueued; an SQS batch is onboarded message by message (`workqueue.QueueWorker`): not
+ready → re-queued with a delay, out of retries or permanent → dead-lettered, and only a message
+whose follow-up could not be sent is handed back in `batchItemFailures`.
+
+Without a work queue (the CLI, tests, a small deployment) every request is processed inline and
+the report is returned; for an SQS batch `batchItemFailures` then lists the messages whose
+requests ended with a retryable failure, so SQS's own redelivery retries them.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from onboarding.events import Ignored, Parsed, is_sqs_batch, parse_input, parse_
 from onboarding.report import Report
 from onboarding.service import Onboarder
 from onboarding.settings import Settings
+from onboarding.workqueue import BatchResult, Dispatcher, QueueWorker, work_queue_for
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"onboarding"})
@@ -41,6 +50,8 @@ def metrics() -> Metrics:
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
+        if onboarder().settings.work_queue_url:
+            return _handle_queued(event, context)
         return _handle(event)
     except Exception:  # refused input, bad configuration, a bug: count it, log it, re-raise
         metrics().add_metric(name="InvocationErrors", unit=MetricUnit.Count, value=1)
@@ -74,6 +85,38 @@ def _handle(event: dict[str, Any]) -> dict[str, Any]:
     report = Report(tuple(accounts))
     _record_metrics(report)
     return {**report.as_dict(), "batchItemFailures": failures}
+
+
+def _handle_queued(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    service = onboarder()
+    queue = work_queue_for(service)
+    if not is_sqs_batch(event):
+        items = _logged(parse_input(event, service.settings))
+        enqueued = Dispatcher(service, queue).dispatch(items)
+        metrics().add_metric(
+            name="MessagesEnqueued", unit=MetricUnit.Count, value=len(enqueued.requests)
+        )
+        return enqueued.as_dict()
+    result = QueueWorker(service, queue).process(
+        event["Records"], remaining_ms=context.get_remaining_time_in_millis
+    )
+    _record_batch_metrics(result)
+    return result.response()
+
+
+def _record_batch_metrics(result: BatchResult) -> None:
+    _record_metrics(Report(tuple(result.reports)))
+    for name in (
+        "RetriesScheduled",
+        "RequestsDeadLettered",
+        "MessagesRefused",
+        "MessagesEnqueued",
+        "EventsIgnored",
+        "MessagesFailed",
+        "SendFailures",
+        "MessagesDeferred",
+    ):
+        metrics().add_metric(name=name, unit=MetricUnit.Count, value=result.counts[name])
 
 
 def _logged(items: list[Parsed]) -> list[Parsed]:

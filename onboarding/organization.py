@@ -14,9 +14,13 @@ from botocore.exceptions import ClientError
 from onboarding.errors import AccountRefused, error_code
 
 
-def _is_active(account: dict[str, Any]) -> bool:
+def account_state(account: dict[str, Any]) -> str | None:
     # `State` is the newer field (ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED); `Status` the older.
-    return (account.get("State") or account.get("Status")) == "ACTIVE"
+    return account.get("State") or account.get("Status")
+
+
+def _is_active(account: dict[str, Any]) -> bool:
+    return account_state(account) == "ACTIVE"
 
 
 def check_active_member(organizations: Any, account_id: str) -> dict[str, Any]:
@@ -28,7 +32,7 @@ def check_active_member(organizations: Any, account_id: str) -> dict[str, Any]:
             raise AccountRefused(account_id, "not a member of this organization") from err
         raise
     if not _is_active(account):
-        state = account.get("State") or account.get("Status")
+        state = account_state(account)
         raise AccountRefused(account_id, f"account is {state}, not ACTIVE")
     return account
 

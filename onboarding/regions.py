@@ -18,6 +18,7 @@ ENABLED_STATUSES = frozenset({"opt-in-not-required", "opted-in"})
 class RegionSelection:
     configure: tuple[str, ...]
     skipped: Mapping[str, str] = field(default_factory=dict)  # region → reason
+    pending: Mapping[str, str] = field(default_factory=dict)  # expected enabled, not yet
 
 
 def region_statuses(ec2: Any) -> dict[str, str]:
@@ -26,15 +27,24 @@ def region_statuses(ec2: Any) -> dict[str, str]:
     return {r["RegionName"]: r.get("OptInStatus", "opt-in-not-required") for r in regions}
 
 
-def select_regions(requested: Sequence[str], statuses: Mapping[str, str]) -> RegionSelection:
+def select_regions(
+    requested: Sequence[str], statuses: Mapping[str, str], expect_enabled: bool = False
+) -> RegionSelection:
+    """Split the requested regions. With `expect_enabled` (the request comes from a Region
+    Opt-In ENABLED event), a region the member does not show as enabled yet is *pending* —
+    retried later — instead of skipped."""
     configure: list[str] = []
     skipped: dict[str, str] = {}
+    pending: dict[str, str] = {}
     for region in requested:
         status = statuses.get(region)
         if status is None:
             skipped[region] = "region not available to this account"
         elif status not in ENABLED_STATUSES:
-            skipped[region] = f"region not enabled ({status})"
+            if expect_enabled:
+                pending[region] = f"opted in, but the account still reports it as {status}"
+            else:
+                skipped[region] = f"region not enabled ({status})"
         else:
             configure.append(region)
-    return RegionSelection(tuple(configure), skipped)
+    return RegionSelection(tuple(configure), skipped, pending)

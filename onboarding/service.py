@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from botocore.exceptions import BotoCoreError, ClientError
 
 from onboarding import forwarding, guardduty, iam, organization, regions
+from onboarding.backfill import select_accounts
 from onboarding.errors import (
     AccountRefused,
     StepFailed,
@@ -27,7 +28,14 @@ from onboarding.errors import (
     is_scp_denial,
     step_failed,
 )
-from onboarding.events import AllAccountsRequest, Ignored, OnboardingRequest, Parsed
+from onboarding.events import (
+    REGION_OPT_IN,
+    AllAccountsRequest,
+    Ignored,
+    OnboardingRequest,
+    Parsed,
+)
+from onboarding.exclusions import Exclusions
 from onboarding.report import AccountReport, Change, RegionResult, Report
 from onboarding.sessions import AccountSession, SessionFactory
 from onboarding.settings import Settings
@@ -36,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 STEP_GUARDDUTY = "guardduty"
 STEP_FORWARDING = "forwarding"
+# A region named by an opt-in ENABLED event that the member does not show as enabled yet.
+REGION_NOT_ENABLED_YET = "RegionNotEnabledYet"
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,7 @@ class Onboarder:
     def __init__(self, settings: Settings, sessions: SessionFactory | None = None) -> None:
         self.settings = settings
         self.sessions = sessions or SessionFactory(settings)
+        self.exclusions = Exclusions.from_settings(settings)
 
     # Entry points -------------------------------------------------------------------------
 
@@ -82,7 +93,14 @@ class Onboarder:
         return self.onboard(replace(request, dry_run=True), known_active)
 
     def onboard(self, request: OnboardingRequest, known_active: bool = False) -> AccountReport:
-        """Configure one account (or, with request.dry_run, only report what would change)."""
+        """Configure one account (or, with request.dry_run, only report what would change).
+
+        `known_active=True` is for a caller that has just read the account as ACTIVE from the
+        ListAccounts pages and applied the account and OU exclusions in bulk
+        (`backfill.select_accounts`): DescribeAccount and the ListParents walk are skipped; the
+        per-account tag exclusion is still checked. Anything that waited on a queue is not
+        "known": membership can change while a message waits, and anyone allowed to send to
+        the queue could name any account."""
         report = self._onboard(request, known_active)
         logger.info(
             "account report",
@@ -101,22 +119,29 @@ class Onboarder:
     def _expand(self, item: OnboardingRequest | AllAccountsRequest) -> list[OnboardingRequest]:
         if isinstance(item, OnboardingRequest):
             return [item]
-        # Inline backfill: fine for a small organization; the work queue (issue 5) fans out.
+        # Inline backfill: fine for a small organization; with WORK_QUEUE_URL the handler fans
+        # out to the queue instead, and `watershed backfill` runs accounts in parallel.
         management = self.sessions.management()
         orgs = management.client("organizations", self.settings.home_region)
+        selection = select_accounts(orgs, self.exclusions)
         return [
             OnboardingRequest(a, item.regions, item.reason, dry_run=item.dry_run)
-            for a in organization.list_active_accounts(orgs)
+            for a in selection.accounts
         ]
 
     def _onboard(self, request: OnboardingRequest, known_active: bool) -> AccountReport:
         account_id, home = request.account_id, self.settings.home_region
         try:
-            if not known_active:
+            if not known_active or self.exclusions.tag:
                 management = self.sessions.management_or_fail(account_id)
-                organization.check_active_member(
-                    management.client("organizations", home), account_id
-                )
+                orgs = management.client("organizations", home)
+                if not known_active:
+                    organization.check_active_member(orgs, account_id)
+                    excluded = self.exclusions.excluded_reason(orgs, account_id)
+                else:  # account and OU exclusions were applied in bulk by the caller
+                    excluded = self.exclusions.tag_reason(orgs, account_id)
+                if excluded:
+                    raise AccountRefused(account_id, excluded)
             session = self.sessions.for_account(account_id)
         except AccountRefused as refused:
             return AccountReport.refused(account_id, refused.reason)
@@ -139,7 +164,13 @@ class Onboarder:
             statuses = regions.region_statuses(session.client("ec2", home))
         except (ClientError, BotoCoreError) as err:
             return _account_failed(step_failed(err, account_id, None, "regions"))
-        selection = regions.select_regions(request.regions or self.settings.hub_regions, statuses)
+        # An opt-in ENABLED event can arrive before the member's own DescribeRegions shows the
+        # region as enabled (eventual consistency): there, "not enabled" means "not yet".
+        selection = regions.select_regions(
+            request.regions or self.settings.hub_regions,
+            statuses,
+            expect_enabled=request.reason == REGION_OPT_IN,
+        )
 
         steps: list[tuple[str, str, Callable[[], list[Change]]]] = []
         for region in selection.configure:
@@ -149,6 +180,10 @@ class Onboarder:
         outcomes = self._run(account_id, steps)
 
         results = [RegionResult(r, "skipped", reason=why) for r, why in selection.skipped.items()]
+        results += [
+            RegionResult(r, "failed", reason=why, error=REGION_NOT_ENABLED_YET, retryable=True)
+            for r, why in selection.pending.items()
+        ]
         results += [_region_result(r, outcomes.get(r, [])) for r in selection.configure]
         return AccountReport.build(account_id, results, account_changes, request.dry_run)
 

@@ -110,6 +110,10 @@ class SessionFactory:
 
     # Public -------------------------------------------------------------------------------
 
+    def own(self) -> AccountSession:
+        """The function's own credentials (the account it runs in): for its own work queue."""
+        return self._own
+
     def management(self) -> AccountSession:
         """The management account: the launcher role, or the function's own credentials."""
         if not self.settings.launcher_role_arn:

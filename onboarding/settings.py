@@ -35,6 +35,11 @@ DEFAULT_FORWARD_RULE_NAME = "watershed-forward"
 DEFAULT_PUBLISHING_FREQUENCY = "FIFTEEN_MINUTES"
 DEFAULT_REGION_WORKERS = 20
 MAX_REGION_WORKERS = 64
+DEFAULT_RETRY_CAP_SECONDS = 3600
+MAX_RETRY_CAP_SECONDS = 12 * 3600  # the template's RetryCapSeconds MaxValue
+QUEUE_URL = re.compile(r"^https?://\S+/\d{12}/[\w-]{1,80}$")
+OU_ID = re.compile(r"^ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}$")
+TAG_KEY = re.compile(r"^[^=,]{1,128}$")
 
 DEFAULT_FORWARD_EVENT_PATTERN: dict[str, Any] = {
     "$or": [
@@ -123,6 +128,27 @@ def parse_pattern(name: str, value: str) -> dict[str, Any]:
     return pattern
 
 
+def _queue_url(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return None  # CloudFormation passes an unset parameter as "": the same as unset
+    if not QUEUE_URL.match(value):
+        raise ConfigError(name, f"{value!r} is not an SQS queue URL")
+    return value
+
+
+def parse_tag(name: str, value: str) -> tuple[str, str | None] | None:
+    """`key` (any value) or `key=value`; empty means no tag exclusion."""
+    value = value.strip()
+    if not value:
+        return None
+    key, sep, tag_value = value.partition("=")
+    key = key.strip()
+    if not TAG_KEY.match(key):
+        raise ConfigError(name, f"{value!r}: the tag key must be 1-128 characters, no '=' or ','")
+    return key, (tag_value.strip() if sep else None)
+
+
 @lru_cache(maxsize=64)
 def partition_for(region: str) -> str:
     """`aws`, `aws-cn`, `aws-us-gov`… from botocore's bundled endpoint data (read once)."""
@@ -155,6 +181,14 @@ class Settings:
     region_workers: int = DEFAULT_REGION_WORKERS
     # Where the function's own STS, IAM and Organizations calls go (Lambda's AWS_REGION).
     home_region: str = ""
+    # Organization scale (issue 5): the work queue, its dead-letter queue, how long a request
+    # that is not ready keeps being retried, and the accounts never onboarded.
+    work_queue_url: str | None = None
+    dead_letter_queue_url: str | None = None
+    retry_cap_seconds: int = DEFAULT_RETRY_CAP_SECONDS
+    excluded_accounts: frozenset[str] = frozenset()
+    excluded_ous: frozenset[str] = frozenset()
+    exclude_tag: tuple[str, str | None] | None = None  # (key, value or None for "any value")
 
     def __post_init__(self) -> None:
         if not self.home_region:
@@ -223,6 +257,30 @@ class Settings:
         if home and not REGION_NAME.match(home):
             raise ConfigError("AWS_REGION", f"{home!r} is not a region name")
 
+        queue = _queue_url(env, "WORK_QUEUE_URL")
+        dead_letter = _queue_url(env, "DEAD_LETTER_QUEUE_URL")
+        if dead_letter and not queue:
+            raise ConfigError("DEAD_LETTER_QUEUE_URL", "is set but WORK_QUEUE_URL is not")
+
+        raw_cap = env.get("RETRY_CAP_SECONDS", "").strip() or str(DEFAULT_RETRY_CAP_SECONDS)
+        try:
+            cap = int(raw_cap)
+        except ValueError:
+            raise ConfigError("RETRY_CAP_SECONDS", f"{raw_cap!r} is not an integer") from None
+        if not 0 <= cap <= MAX_RETRY_CAP_SECONDS:
+            raise ConfigError(
+                "RETRY_CAP_SECONDS", f"{cap} is not between 0 and {MAX_RETRY_CAP_SECONDS}"
+            )
+
+        excluded_accounts = _csv(env.get("EXCLUDED_ACCOUNTS", ""))
+        for account in excluded_accounts:
+            if not ACCOUNT_ID.match(account):
+                raise ConfigError("EXCLUDED_ACCOUNTS", f"{account!r} is not a 12-digit account id")
+        excluded_ous = _csv(env.get("EXCLUDED_OUS", ""))
+        for ou in excluded_ous:
+            if not OU_ID.match(ou):
+                raise ConfigError("EXCLUDED_OUS", f"{ou!r} is not an OU id (ou-xxxx-xxxxxxxx)")
+
         return cls(
             security_account_id=security,
             management_account_id=management,
@@ -236,6 +294,12 @@ class Settings:
             guardduty_features=features,
             region_workers=workers,
             home_region=home or hub_regions[0],
+            work_queue_url=queue,
+            dead_letter_queue_url=dead_letter,
+            retry_cap_seconds=cap,
+            excluded_accounts=frozenset(excluded_accounts),
+            excluded_ous=frozenset(excluded_ous),
+            exclude_tag=parse_tag("EXCLUDE_TAG", env.get("EXCLUDE_TAG", "")),
         )
 
     # Derived values -----------------------------------------------------------------------

@@ -167,6 +167,8 @@ def test_launcher_assumes_only_the_member_role_names_inside_the_organization(
         "organizations:DescribeAccount",
         "organizations:ListAccounts",
         "organizations:ListParents",
+        "organizations:ListAccountsForParent",
+        "organizations:ListOrganizationalUnitsForParent",
         "organizations:ListTagsForResource",
     }
 

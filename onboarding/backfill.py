@@ -1,0 +1,99 @@
+"""Backfill: every ACTIVE account of the organization, minus the exclusions.
+
+Membership and state come from the ListAccounts pages (20 accounts a call, 8 req/s for the whole
+organization) — never one DescribeAccount per account. Excluded OUs are resolved in bulk
+(`Exclusions.excluded_by_ou`); the tag exclusion is checked per account by whoever onboards it.
+
+Two ways to run the selection:
+- `enqueue_backfill` (handler with WORK_QUEUE_URL, `watershed backfill --queue-url`): one message
+  per account on the work queue; the queue's consumers onboard them at the mapping's concurrency.
+- `run_inline` (`watershed backfill` without a queue): accounts in parallel on a bounded thread
+  pool (each account's regions on its own pool, REGION_WORKERS), with a progress callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from onboarding.exclusions import Exclusions
+from onboarding.organization import account_state
+from onboarding.report import AccountReport, Report
+
+if TYPE_CHECKING:  # import cycle: service uses select_accounts for its own inline "ALL"
+    from onboarding.events import OnboardingRequest
+    from onboarding.service import Onboarder
+
+DEFAULT_ACCOUNT_WORKERS = 8
+MAX_ACCOUNT_WORKERS = 64
+
+Progress = Callable[[int, int, AccountReport], None]  # (done, total, the report just finished)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The accounts a backfill onboards, and why the others are left out."""
+
+    accounts: tuple[str, ...]  # ACTIVE and not excluded, in ListAccounts order
+    excluded: Mapping[str, str] = field(default_factory=dict)  # account → reason
+    inactive: Mapping[str, str] = field(default_factory=dict)  # account → its state
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "selected": len(self.accounts),
+            "excluded": dict(self.excluded),
+            "inactive": dict(self.inactive),
+        }
+
+
+def select_accounts(orgs: Any, exclusions: Exclusions) -> Selection:
+    """ACTIVE accounts from the ListAccounts pages, minus excluded ids and OUs (bulk reads)."""
+    under_ou = exclusions.excluded_by_ou(orgs) if exclusions.ous else {}
+    accounts: list[str] = []
+    excluded: dict[str, str] = {}
+    inactive: dict[str, str] = {}
+    for page in orgs.get_paginator("list_accounts").paginate():
+        for account in page.get("Accounts", []):
+            account_id, state = account["Id"], account_state(account)
+            if state != "ACTIVE":
+                inactive[account_id] = str(state)
+            elif account_id in exclusions.accounts:
+                excluded[account_id] = "excluded by EXCLUDED_ACCOUNTS"
+            elif account_id in under_ou:
+                excluded[account_id] = f"excluded by EXCLUDED_OUS ({under_ou[account_id]})"
+            else:
+                accounts.append(account_id)
+    return Selection(tuple(accounts), excluded, inactive)
+
+
+def run_inline(
+    onboarder: Onboarder,
+    requests: Sequence[OnboardingRequest],
+    workers: int = DEFAULT_ACCOUNT_WORKERS,
+    progress: Progress | None = None,
+) -> Report:
+    """Onboard `requests` (accounts from `select_accounts`) with at most `workers` accounts in
+    flight. Reports come back in the order of `requests`; one account never stops another."""
+    reports: dict[int, AccountReport] = {}
+    if not requests:
+        return Report()
+    workers = max(1, min(workers, MAX_ACCOUNT_WORKERS, len(requests)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="account") as pool:
+        futures = {
+            pool.submit(onboarder.onboard, request, True): index
+            for index, request in enumerate(requests)
+        }
+        for done, future in enumerate(as_completed(futures), start=1):
+            index = futures[future]
+            try:
+                report = future.result()
+            except Exception as err:  # a bug in one account must not lose the others' reports
+                report = AccountReport.account_failed(
+                    requests[index].account_id, "onboard", type(err).__name__, str(err), False
+                )
+            reports[index] = report
+            if progress:
+                progress(done, len(requests), report)
+    return Report(tuple(reports[i] for i in range(len(requests))))

@@ -1,0 +1,581 @@
+"""The work queue: fan-out, partial batch responses, delayed retries, the dead-letter path.
+
+    direct invocation (event, manual, schedule) ──Dispatcher──► WorkQueue: one message per account
+    SQS batch ──QueueWorker──► one onboarding per message ──► done | refused
+                                                          ──► retry: only the failed regions,
+                                                              attempt+1, SQS DelaySeconds
+                                                          ──► dead letter: request + report + reason
+
+A message body is always the request's manual form (`OnboardingRequest.as_message()`) or a raw
+EventBridge event from the trigger rule. Nothing sleeps: a request that is not ready yet is sent
+back with a growing delay (`retry_schedule`) until RETRY_CAP_SECONDS of delays have been used,
+then dead-lettered. The message being processed always counts as done — only a failure to send
+the follow-up message (retry or dead letter) hands it back in `batchItemFailures`, so SQS
+redelivers it and the (idempotent) onboarding runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from onboarding.backfill import Selection, select_accounts
+from onboarding.errors import InvalidRequest, WatershedError, error_code
+from onboarding.events import (
+    AllAccountsRequest,
+    Ignored,
+    OnboardingRequest,
+    Parsed,
+    parse_manual,
+    parse_sqs_record,
+)
+from onboarding.report import AccountReport
+from onboarding.service import Onboarder
+
+logger = logging.getLogger(__name__)
+
+FIRST_RETRY_DELAY = 30  # seconds; doubles per attempt
+MAX_DELAY_SECONDS = 900  # the SQS maximum DelaySeconds of one message
+SEND_BATCH_SIZE = 10  # the SendMessageBatch maximum
+MAX_DEAD_LETTER_BODY = 200_000  # characters of an invalid body kept (SQS messages are 256 KiB)
+DEAD_LETTER_FORMAT = "watershed/dead-letter"
+# Hand the rest of a batch back (re-sent, not failed) when less than this is left.
+TIME_MARGIN_MS = 60_000
+
+_QUEUE_URL_REGION = re.compile(r"^https?://(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-\d{1,2})\.")
+
+
+class QueueSendFailed(WatershedError):
+    """SendMessage(Batch) to the work queue or the dead-letter queue failed."""
+
+
+# The retry schedule -----------------------------------------------------------------------------
+
+
+def retry_schedule(cap_seconds: int) -> tuple[int, ...]:
+    """The delays before attempt 2, 3, …: 30 s doubling to SQS's 900 s maximum, the last one cut
+    so that the delays add up to exactly `cap_seconds`. For the default 3600 s:
+    30, 60, 120, 240, 480, 900, 900, 870 — eight retries, nine attempts in all."""
+    delays: list[int] = []
+    total = 0
+    while total < cap_seconds:
+        delay = min(MAX_DELAY_SECONDS, FIRST_RETRY_DELAY * 2 ** len(delays), cap_seconds - total)
+        delays.append(delay)
+        total += delay
+    return tuple(delays)
+
+
+def retry_delay(attempt: int, cap_seconds: int) -> int | None:
+    """The delay before the attempt after `attempt`, or None if the cap is reached."""
+    schedule = retry_schedule(cap_seconds)
+    return schedule[attempt - 1] if 1 <= attempt <= len(schedule) else None
+
+
+# Sending ------------------------------------------------------------------------------------------
+
+
+def queue_region(queue_url: str, default: str) -> str:
+    """The region in an SQS queue URL (`https://sqs.<region>.amazonaws.com/...`), else default."""
+    match = _QUEUE_URL_REGION.match(queue_url)
+    return match.group(1) if match else default
+
+
+class WorkQueue:
+    """Sends to the work queue and the dead-letter queue. `sqs` is a client in their region."""
+
+    def __init__(self, sqs: Any, queue_url: str, dead_letter_url: str | None = None) -> None:
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.dead_letter_url = dead_letter_url
+
+    def send(self, bodies: Sequence[Mapping[str, Any] | str], delay: int = 0) -> int:
+        """Send bodies in SendMessageBatch calls of 10; entries that failed are sent once more,
+        then QueueSendFailed is raised naming how many were lost."""
+        texts = [b if isinstance(b, str) else json.dumps(b, separators=(",", ":")) for b in bodies]
+        for start in range(0, len(texts), SEND_BATCH_SIZE):
+            chunk = dict(enumerate(texts[start : start + SEND_BATCH_SIZE]))
+            for _ in range(2):
+                entries = [
+                    {"Id": str(i), "MessageBody": text, "DelaySeconds": delay}
+                    for i, text in chunk.items()
+                ]
+                try:
+                    response = self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+                except (ClientError, BotoCoreError) as err:
+                    raise QueueSendFailed(f"SendMessageBatch: {error_code(err)}") from err
+                failed = response.get("Failed", [])
+                chunk = {int(f["Id"]): chunk[int(f["Id"])] for f in failed}
+                if not chunk:
+                    break
+            if chunk:
+                codes = sorted({f.get("Code", "?") for f in failed})
+                raise QueueSendFailed(f"{len(chunk)} message(s) not sent: {', '.join(codes)}")
+        return len(texts)
+
+    def enqueue(self, requests: Iterable[OnboardingRequest]) -> list[OnboardingRequest]:
+        """One message per distinct request (account, regions, dry_run); returns those sent."""
+        unique = list({(r.account_id, r.regions, r.dry_run): r for r in requests}.values())
+        self.send([r.as_message() for r in unique])
+        return unique
+
+    def requeue(self, request: OnboardingRequest, delay: int) -> None:
+        self._send_one(self.queue_url, request.as_message(), delay)
+
+    def resend(self, body: str) -> None:
+        """Put a message back unchanged, visible at once (the function ran out of time)."""
+        self._send_one(self.queue_url, body, 0)
+
+    def dead_letter(self, envelope: Mapping[str, Any]) -> bool:
+        """Send a dead-letter envelope; False if no dead-letter queue is configured."""
+        if not self.dead_letter_url:
+            return False
+        self._send_one(self.dead_letter_url, envelope, 0)
+        return True
+
+    def _send_one(self, url: str, body: Mapping[str, Any] | str, delay: int) -> None:
+        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+        try:
+            self.sqs.send_message(QueueUrl=url, MessageBody=text, DelaySeconds=delay)
+        except (ClientError, BotoCoreError) as err:
+            raise QueueSendFailed(f"SendMessage to {url}: {error_code(err)}") from err
+
+
+def work_queue_for(onboarder: Onboarder, queue_url: str | None = None) -> WorkQueue:
+    """The WorkQueue of the settings (or `queue_url`), with a client from the own credentials."""
+    settings = onboarder.settings
+    url = queue_url or settings.work_queue_url
+    if not url:
+        raise ValueError("no work queue URL (WORK_QUEUE_URL)")
+    region = queue_region(url, settings.home_region)
+    sqs = onboarder.sessions.own().client("sqs", region)
+    return WorkQueue(sqs, url, settings.dead_letter_queue_url)
+
+
+# Dead letters -------------------------------------------------------------------------------------
+
+
+def dead_letter_envelope(
+    kind: str,
+    reason: str,
+    request: OnboardingRequest | None = None,
+    report: AccountReport | None = None,
+    message_id: str | None = None,
+    body: str | None = None,
+) -> dict[str, Any]:
+    """What the dead-letter queue holds: `request` (manual form) is what a replay sends back."""
+    envelope: dict[str, Any] = {
+        "format": DEAD_LETTER_FORMAT,
+        "kind": kind,  # "failed": replayable request; "invalid": a message nobody can process
+        "reason": reason,
+        "dead_lettered_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    if request is not None:
+        envelope["request"] = request.as_message()
+    if report is not None:
+        envelope["report"] = report.as_dict()
+    if message_id:
+        envelope["message_id"] = message_id
+    if body is not None:
+        envelope["body"] = body[:MAX_DEAD_LETTER_BODY]
+    return envelope
+
+
+def is_dead_letter(payload: Any) -> bool:
+    return isinstance(payload, Mapping) and payload.get("format") == DEAD_LETTER_FORMAT
+
+
+def replay_body(payload: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The message to put back on the work queue for a dead letter: its request, attempt 1 (a
+    fresh retry budget). None for an invalid message, which has nothing to replay."""
+    request = payload.get("request")
+    if payload.get("kind") != "failed" or not isinstance(request, Mapping):
+        return None
+    return {**request, "attempt": 1}
+
+
+# Direct invocations: fan out to the queue ---------------------------------------------------------
+
+
+@dataclass
+class Enqueued:
+    """What a direct invocation put on the work queue (the handler's return value)."""
+
+    requests: list[OnboardingRequest] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    selection: Selection | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "enqueued": len(self.requests),
+            "accounts": [r.account_id for r in self.requests],
+        }
+        if self.ignored:
+            out["ignored"] = self.ignored
+        if self.selection is not None:
+            out["excluded"] = dict(self.selection.excluded)
+            out["inactive"] = dict(self.selection.inactive)
+        return out
+
+
+class Dispatcher:
+    """Turns parsed inputs into work-queue messages: one per account, "ALL" expanded."""
+
+    def __init__(self, onboarder: Onboarder, queue: WorkQueue) -> None:
+        self.onboarder = onboarder
+        self.queue = queue
+
+    def dispatch(self, items: Iterable[Parsed]) -> Enqueued:
+        result = Enqueued()
+        requests: list[OnboardingRequest] = []
+        for item in items:
+            if isinstance(item, Ignored):
+                logger.info("ignored input", extra={"reason": item.reason})
+                result.ignored.append(item.reason)
+            elif isinstance(item, AllAccountsRequest):
+                result.selection = self.select()
+                requests += backfill_requests(result.selection, item)
+            else:
+                requests.append(item)
+        result.requests = self.queue.enqueue(requests)
+        logger.info(
+            "enqueued",
+            extra={"count": len(result.requests), "queue_url": self.queue.queue_url},
+        )
+        return result
+
+    def select(self) -> Selection:
+        return organization_selection(self.onboarder)
+
+
+def organization_selection(onboarder: Onboarder) -> Selection:
+    """The backfill selection, read through the management account (launcher)."""
+    management = onboarder.sessions.management()
+    orgs = management.client("organizations", onboarder.settings.home_region)
+    return select_accounts(orgs, onboarder.exclusions)
+
+
+def backfill_requests(selection: Selection, item: AllAccountsRequest) -> list[OnboardingRequest]:
+    return [
+        OnboardingRequest(account, item.regions, item.reason, dry_run=item.dry_run)
+        for account in selection.accounts
+    ]
+
+
+# SQS batches: onboard, then done | retry | dead letter -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one request taken from the queue (logged, one line per request)."""
+
+    account_id: str
+    disposition: str  # done | refused | retry | dead-lettered | retry+dead-lettered | duplicate
+    attempt: int
+    report: AccountReport | None = None
+    delay: int | None = None
+    retry_regions: tuple[str, ...] | None = None
+
+
+@dataclass
+class BatchResult:
+    reports: list[AccountReport] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # messageIds handed back to SQS
+    counts: Counter[str] = field(default_factory=Counter)
+
+    def response(self) -> dict[str, Any]:
+        return {
+            "accounts": [r.as_dict() for r in self.reports],
+            "batchItemFailures": [{"itemIdentifier": m} for m in self.failures],
+        }
+
+
+class QueueWorker:
+    """Processes an SQS batch of the work queue. One message never blocks another."""
+
+    def __init__(self, onboarder: Onboarder, queue: WorkQueue) -> None:
+        self.onboarder = onboarder
+        self.queue = queue
+        self.cap = onboarder.settings.retry_cap_seconds
+
+    def process(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        remaining_ms: Callable[[], int] | None = None,
+    ) -> BatchResult:
+        result = BatchResult()
+        seen: set[tuple[str, tuple[str, ...] | None, bool]] = set()
+        for record in records:
+            message_id = str(record.get("messageId"))
+            if remaining_ms is not None and remaining_ms() < TIME_MARGIN_MS:
+                self._defer(record, result)
+                continue
+            try:
+                self._process_record(record, result, seen)
+            except QueueSendFailed as err:
+                logger.error("could not send", extra={"messageId": message_id, "error": str(err)})
+                result.counts["SendFailures"] += 1
+                result.failures.append(message_id)
+            except Exception:  # a bug: hand the message back; maxReceiveCount parks it
+                logger.exception("message failed", extra={"messageId": message_id})
+                result.counts["MessagesFailed"] += 1
+                result.failures.append(message_id)
+        return result
+
+    # One message ------------------------------------------------------------------------------
+
+    def _process_record(
+        self,
+        record: Mapping[str, Any],
+        result: BatchResult,
+        seen: set[tuple[str, tuple[str, ...] | None, bool]],
+    ) -> None:
+        message_id = str(record.get("messageId"))
+        try:
+            items = self._parse(record)
+        except InvalidRequest as err:
+            self._invalid(record, str(err), result)
+            return
+
+        requests: list[OnboardingRequest] = []
+        for item in items:
+            if isinstance(item, Ignored):
+                logger.info("ignored input", extra={"reason": item.reason})
+                result.counts["EventsIgnored"] += 1
+            elif isinstance(item, AllAccountsRequest):  # "ALL" put on the queue: fan out
+                selection = Dispatcher(self.onboarder, self.queue).select()
+                requests += backfill_requests(selection, item)
+            else:
+                requests.append(item)
+
+        if len(requests) > 1:  # several accounts in one message: one message each
+            sent = self.queue.enqueue(requests)
+            result.counts["MessagesEnqueued"] += len(sent)
+            logger.info("fanned out", extra={"messageId": message_id, "count": len(sent)})
+            return
+        for request in requests:
+            key = (request.account_id, request.regions, request.dry_run)
+            if key in seen:  # Control Tower's second trigger in the same batch: nothing to do
+                result.outcomes.append(Outcome(request.account_id, "duplicate", request.attempt))
+                continue
+            seen.add(key)
+            report = self.onboarder.onboard(request)
+            result.reports.append(report)
+            outcome = self._settle(request, report, message_id, result)
+            result.outcomes.append(outcome)
+            _log_outcome(outcome)
+
+    def _parse(self, record: Mapping[str, Any]) -> list[Parsed]:
+        """A body is an EventBridge event, a manual request, or a dead letter redriven by the
+        SQS console ("start DLQ redrive"): its request is replayed with attempt 1."""
+        settings = self.onboarder.settings
+        body = record.get("body")
+        try:
+            payload = json.loads(body) if isinstance(body, str) else None
+        except json.JSONDecodeError:
+            payload = None
+        if is_dead_letter(payload):
+            replay = replay_body(payload)
+            if replay is None:
+                raise InvalidRequest(f"dead letter without a replayable request: {body!r:.120}")
+            return list(parse_manual(replay, settings))
+        return parse_sqs_record(record, settings)
+
+    def _invalid(self, record: Mapping[str, Any], error: str, result: BatchResult) -> None:
+        """A poison message: dead-lettered as it came (never retried), the batch goes on."""
+        message_id = str(record.get("messageId"))
+        logger.warning("invalid message", extra={"messageId": message_id, "error": error})
+        result.counts["MessagesRefused"] += 1
+        body = record.get("body")
+        envelope = dead_letter_envelope(
+            "invalid", error, message_id=message_id, body=body if isinstance(body, str) else ""
+        )
+        if self.queue.dead_letter(envelope):
+            result.counts["RequestsDeadLettered"] += 1
+
+    def _defer(self, record: Mapping[str, Any], result: BatchResult) -> None:
+        """Out of time: put the message back unchanged (counts as done for this batch)."""
+        message_id = str(record.get("messageId"))
+        try:
+            self.queue.resend(str(record.get("body")))
+            result.counts["MessagesDeferred"] += 1
+        except QueueSendFailed:
+            result.failures.append(message_id)
+
+    # Done, retry or dead letter ------------------------------------------------------------------
+
+    def _settle(
+        self,
+        request: OnboardingRequest,
+        report: AccountReport,
+        message_id: str,
+        result: BatchResult,
+    ) -> Outcome:
+        account_level = report.status == "failed" and not report.regions
+        if report.status in ("ok", "refused") or (
+            not account_level and not report.retry_regions() and not report.permanent_failures()
+        ):
+            done = "refused" if report.status == "refused" else "done"
+            return Outcome(request.account_id, done, request.attempt, report)
+
+        # An account-level failure (assume-role, IAM, regions) concerns the whole request;
+        # otherwise only the failed regions go on, split into retryable and permanent.
+        retry: tuple[str, ...] | None
+        permanent: tuple[str, ...] | None
+        if account_level:
+            retry = (request.regions or None) if report.retryable else ()
+            permanent = () if report.retryable else (request.regions or None)
+        else:
+            retry, permanent = report.retry_regions(), report.permanent_failures()
+
+        dispositions: list[str] = []
+        delay: int | None = None
+        if retry != ():
+            delay = retry_delay(request.attempt, self.cap)
+            follow_up = replace(request, regions=retry)
+            if delay is None:
+                reason = (
+                    f"not ready after {request.attempt} attempt(s) and "
+                    f"{sum(retry_schedule(self.cap))} s of delays (RETRY_CAP_SECONDS)"
+                )
+                self._dead_letter(follow_up, report, reason, message_id, result)
+                dispositions.append("dead-lettered")
+            else:
+                self.queue.requeue(replace(follow_up, attempt=request.attempt + 1), delay)
+                result.counts["RetriesScheduled"] += 1
+                dispositions.append("retry")
+        if permanent != ():
+            failed = replace(request, regions=permanent)
+            why = report.reason or "; ".join(
+                f"{r}: {report.regions[r].error}" for r in permanent or () if r in report.regions
+            )
+            self._dead_letter(failed, report, f"permanent failure: {why}", message_id, result)
+            dispositions.append("dead-lettered")
+        return Outcome(
+            request.account_id,
+            "+".join(dict.fromkeys(dispositions)),
+            request.attempt,
+            report,
+            delay if "retry" in dispositions else None,
+            retry,
+        )
+
+    def _dead_letter(
+        self,
+        request: OnboardingRequest,
+        report: AccountReport,
+        reason: str,
+        message_id: str,
+        result: BatchResult,
+    ) -> None:
+        envelope = dead_letter_envelope("failed", reason, request, report, message_id)
+        if self.queue.dead_letter(envelope):
+            result.counts["RequestsDeadLettered"] += 1
+        else:
+            logger.error("no DEAD_LETTER_QUEUE_URL: request dropped", extra=envelope)
+
+
+def _log_outcome(outcome: Outcome) -> None:
+    extra: dict[str, Any] = {
+        "account_id": outcome.account_id,
+        "outcome": outcome.disposition,
+        "attempt": outcome.attempt,
+    }
+    if outcome.report is not None:
+        extra["status"] = outcome.report.status
+    if outcome.delay is not None:
+        extra["retry_in_seconds"] = outcome.delay
+        extra["retry_regions"] = list(outcome.retry_regions or ())
+    logger.info("request outcome", extra=extra)
+
+
+# Replaying the dead-letter queue ----------------------------------------------------------------
+
+
+@dataclass
+class Replayed:
+    replayed: list[dict[str, Any] | str] = field(default_factory=list)  # what went back
+    skipped: list[str] = field(default_factory=list)  # why a message stayed on the DLQ
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"replayed": len(self.replayed), "skipped": self.skipped}
+
+
+def replay_dead_letters(
+    sqs: Any,
+    dead_letter_url: str,
+    queue_url: str,
+    limit: int | None = None,
+    dry_run: bool = False,
+    hold_seconds: int = 300,
+) -> Replayed:
+    """Move dead letters back to the work queue: a watershed dead letter as its request with
+    attempt 1 (a fresh retry budget), a message SQS redrove after maxReceiveCount as it was.
+    Invalid messages stay where they are. Each message is deleted from the DLQ only after it
+    was sent. Messages are hidden for `hold_seconds` while the run looks at them, so a run sees
+    each once; those left (invalid, or all of them in a dry run) are made visible again."""
+    result = Replayed()
+    queue = WorkQueue(sqs, queue_url)
+    left: list[str] = []
+    try:
+        _replay(sqs, dead_letter_url, queue, limit, dry_run, hold_seconds, result, left)
+    finally:
+        for receipt in left:
+            sqs.change_message_visibility(
+                QueueUrl=dead_letter_url, ReceiptHandle=receipt, VisibilityTimeout=0
+            )
+    return result
+
+
+def _replay(
+    sqs: Any,
+    dead_letter_url: str,
+    queue: WorkQueue,
+    limit: int | None,
+    dry_run: bool,
+    hold_seconds: int,
+    result: Replayed,
+    left: list[str],
+) -> None:
+    while limit is None or len(result.replayed) + len(result.skipped) < limit:
+        wanted = (
+            10 if limit is None else min(10, limit - len(result.replayed) - len(result.skipped))
+        )
+        messages = sqs.receive_message(
+            QueueUrl=dead_letter_url, MaxNumberOfMessages=wanted, VisibilityTimeout=hold_seconds
+        ).get("Messages", [])
+        if not messages:
+            break
+        for message in messages:
+            body = message["Body"]
+            try:
+                payload = json.loads(body)
+            except json.JSONDecodeError:
+                payload = None
+            replay: dict[str, Any] | str | None = body
+            if not isinstance(payload, Mapping):
+                result.skipped.append(f"{message['MessageId']}: body is not a JSON object")
+                left.append(message["ReceiptHandle"])
+                continue
+            if is_dead_letter(payload):
+                replay = replay_body(payload)
+                if replay is None:
+                    result.skipped.append(
+                        f"{message['MessageId']}: {payload.get('kind')}: {payload.get('reason')}"
+                    )
+                    left.append(message["ReceiptHandle"])
+                    continue
+            if dry_run:
+                left.append(message["ReceiptHandle"])
+            else:
+                queue.resend(replay if isinstance(replay, str) else json.dumps(replay))
+                sqs.delete_message(QueueUrl=dead_letter_url, ReceiptHandle=message["ReceiptHandle"])
+            result.replayed.append(replay)
