@@ -73,7 +73,9 @@ def setup(n_accounts: int, regions: tuple[str, ...]) -> tuple[Settings, dict[str
             iam = iam_backends[account]["aws"]
             iam.create_role(
                 "watershed-forwarder",
-                canonical_json(trust_policy(account if kind != "role" else "000000000000")),
+                canonical_json(
+                    trust_policy(settings, account if kind != "role" else "000000000000")
+                ),
                 "/",
                 None,
                 "",
