@@ -28,14 +28,13 @@ import os
 import shutil
 import statistics
 import tempfile
-import threading
 import time
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-import boto3
+from _common import Meter, create_accounts, organization
 from moto import mock_aws
 
 from onboarding.audit import AccountAudit, Auditor, AuditReport
@@ -45,24 +44,8 @@ from onboarding.sessions import SessionFactory
 from onboarding.settings import Settings, canonical_json
 
 REGIONS = ("us-east-1", "eu-west-1", "eu-central-1", "ap-southeast-2", "us-west-2", "eu-north-1")
-READS = ("Get", "List", "Describe")
 SHARED = ("ListAccounts", "DescribeOrganization", "AssumeRole")  # from the management account
 OUT = Path(__file__).parent / "out"
-
-
-class Meter:
-    """before-call hook: counts calls per operation, optionally sleeps (a network round trip)."""
-
-    def __init__(self, latency: float) -> None:
-        self.latency = latency
-        self.calls: Counter[str] = Counter()
-        self.lock = threading.Lock()
-
-    def __call__(self, model, **_):
-        with self.lock:
-            self.calls[model.name] += 1
-        if self.latency:
-            time.sleep(self.latency)
 
 
 def setup(n_accounts: int, regions: tuple[str, ...]) -> tuple[Settings, dict[str, str]]:
@@ -72,15 +55,8 @@ def setup(n_accounts: int, regions: tuple[str, ...]) -> tuple[Settings, dict[str
     from moto.guardduty.models import guardduty_backends
     from moto.iam.models import iam_backends
 
-    orgs = boto3.client("organizations", region_name="us-east-1")
-    orgs.create_organization(FeatureSet="ALL")
-    management = orgs.describe_organization()["Organization"]["MasterAccountId"]
-    ids = [
-        orgs.create_account(Email=f"bench{n}@example.com", AccountName=f"bench-{n:05d}")[
-            "CreateAccountStatus"
-        ]["AccountId"]
-        for n in range(n_accounts)
-    ]
+    orgs, management = organization()
+    ids = create_accounts(orgs, n_accounts)
     security = ids[0]
     settings = Settings(security, management, regions, home_region="us-east-1")
     # moto keeps features as they arrive on the wire (rest-json member names are lower case).
@@ -97,7 +73,9 @@ def setup(n_accounts: int, regions: tuple[str, ...]) -> tuple[Settings, dict[str
             iam = iam_backends[account]["aws"]
             iam.create_role(
                 "watershed-forwarder",
-                canonical_json(trust_policy(account if kind != "role" else "000000000000")),
+                canonical_json(
+                    trust_policy(settings, account if kind != "role" else "000000000000")
+                ),
                 "/",
                 None,
                 "",
@@ -248,10 +226,8 @@ def run(args: argparse.Namespace) -> None:
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
 
     accounts = len(report.accounts)
-    calls = sum(meter.calls.values())
-    writes = sum(
-        n for op, n in meter.calls.items() if not op.startswith(READS) and op != "AssumeRole"
-    )
+    operations = meter.operations()
+    calls, writes = meter.total, meter.writes
     states = Counter(a.state for a in report.accounts)
     expected = Counter(kinds.values())
     print(
@@ -266,10 +242,10 @@ def run(args: argparse.Namespace) -> None:
     print(f"account states:    {dict(states)}   (set up: {dict(expected)})")
     print(f"cell totals:       {report.totals}")
     print("\ncalls per operation:")
-    for op, n in sorted(meter.calls.items(), key=lambda kv: -kv[1]):
+    for op, n in sorted(operations.items(), key=lambda kv: -kv[1]):
         print(f"  {op:<28} {n:7d}{'  (shared by the organization)' if op in SHARED else ''}")
-    pages = meter.calls["ListAccounts"]
-    assumes = meter.calls["AssumeRole"]
+    pages = operations["ListAccounts"]
+    assumes = operations["AssumeRole"]
     print(
         "\nshared limits at this size (real AWS): "
         f"ListAccounts {pages} pages at 8 req/s = {pages / 8:.1f} s; "

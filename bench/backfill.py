@@ -45,25 +45,6 @@ HUB_REGIONS = "us-east-1,eu-west-1,eu-central-1,ap-southeast-2"
 ORG_WIDE = {"organizations", "sts"}  # shared by the whole organization (management side)
 
 
-class Meter:
-    """before-call hook: counts calls per (service, operation) and sleeps `latency` seconds."""
-
-    def __init__(self, latency: float) -> None:
-        self.latency = latency
-        self.calls: Counter[tuple[str, str]] = Counter()
-        self.lock = threading.Lock()
-
-    def __call__(self, model, **_):
-        with self.lock:
-            self.calls[(model.service_model.endpoint_prefix, model.name)] += 1
-        if self.latency:
-            time.sleep(self.latency)
-
-    def snapshot(self) -> Counter[tuple[str, str]]:
-        with self.lock:
-            return Counter(self.calls)
-
-
 @dataclass
 class Context:
     function_name: str = "watershed-onboarding"
@@ -88,6 +69,7 @@ def one_run(accounts: int, concurrency: int, latency_ms: float) -> dict:
     import logging
 
     import boto3
+    from _common import Meter, create_accounts, organization
     from moto import mock_aws
 
     from onboarding import handler
@@ -101,15 +83,8 @@ def one_run(accounts: int, concurrency: int, latency_ms: float) -> dict:
 
     with mock_aws():
         started = time.perf_counter()
-        orgs = boto3.client("organizations", region_name="us-east-1")
-        orgs.create_organization(FeatureSet="ALL")
-        management = orgs.describe_organization()["Organization"]["MasterAccountId"]
-        ids = [
-            orgs.create_account(Email=f"b{i}@example.com", AccountName=f"b{i}")[
-                "CreateAccountStatus"
-            ]["AccountId"]
-            for i in range(accounts)
-        ]
+        orgs, management = organization()
+        ids = create_accounts(orgs, accounts)
         security = ids[0]
         sqs = boto3.client("sqs", region_name="us-east-1")
         dlq = sqs.create_queue(QueueName="watershed-work-dlq")["QueueUrl"]

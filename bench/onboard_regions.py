@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import threading
 import time
-from collections import Counter
 
-import boto3
+from _common import Meter, create_account, organization
 from moto import mock_aws
 
 from onboarding.events import OnboardingRequest
@@ -33,50 +31,17 @@ DEFAULT_REGIONS = (
     "eu-central-1", "eu-west-1", "eu-west-2", "eu-west-3", "eu-north-1", "ap-south-1",
     "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2",
 )  # fmt: skip
-READS = ("Get", "List", "Describe")
-
-
-class Meter:
-    """before-call hook: counts calls (and writes) and sleeps to emulate a network round trip."""
-
-    def __init__(self, latency: float) -> None:
-        self.latency = latency
-        self.calls: Counter[str] = Counter()
-        self.lock = threading.Lock()
-
-    def __call__(self, model, **_):
-        with self.lock:
-            self.calls[model.name] += 1
-        time.sleep(self.latency)
-
-    def reset(self) -> None:
-        with self.lock:
-            self.calls.clear()
-
-    @property
-    def total(self) -> int:
-        return sum(self.calls.values())
-
-    @property
-    def writes(self) -> int:
-        return sum(
-            n for op, n in self.calls.items() if not op.startswith(READS) and op != "AssumeRole"
-        )
 
 
 def run(args: argparse.Namespace) -> None:
     os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
     meter = Meter(args.latency_ms / 1000)
     with mock_aws():
-        orgs = boto3.client("organizations", region_name="us-east-1")
-        orgs.create_organization(FeatureSet="ALL")
-        management = orgs.describe_organization()["Organization"]["MasterAccountId"]
+        orgs, management = organization()
         counter = iter(range(1000))
 
         def new_account() -> str:
-            n = next(counter)
-            status = orgs.create_account(Email=f"bench{n}@example.com", AccountName=f"b{n}")
-            return status["CreateAccountStatus"]["AccountId"]
+            return create_account(orgs, next(counter))
 
         security = new_account()
 

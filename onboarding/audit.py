@@ -15,7 +15,8 @@ Cell states, one per account x region:
 - `missing`: nothing of ours there (no forwarding rule, and whatever exists — e.g. a detector
   created by GuardDuty's organization auto-enable — matches);
 - `skipped`: not configurable by design — region not enabled, denied by a service control
-  policy, account not ACTIVE — with the reason;
+  policy, account not ACTIVE, account excluded (EXCLUDED_ACCOUNTS, EXCLUDED_OUS, EXCLUDE_TAG:
+  the same `onboarding.exclusions` onboarding applies) — with the reason;
 - `error`: could not look, with the AWS error code.
 
 JSON (schema_version 1): see `AuditReport.as_dict` and docs/operations.md "Coverage audit".
@@ -336,8 +337,11 @@ class Auditor:
         with ThreadPoolExecutor(self.account_workers, thread_name_prefix="account") as pool:
             security = pool.submit(self._security_side, regions, organization_id)
             try:
+                excluded = self._exclusions(orgs, accounts)
                 for member in self._members(orgs, accounts):
-                    future = pool.submit(self._audit_account, orgs, member, regions, accounts)
+                    future = pool.submit(
+                        self._audit_account, orgs, member, regions, accounts, excluded
+                    )
                     future.add_done_callback(done)
                     results.append(future)
                     state.listed += 1
@@ -369,21 +373,37 @@ class Auditor:
         else:
             yield from (Member(a) for a in dict.fromkeys(accounts))
 
+    def _exclusions(self, orgs: Any, accounts: Sequence[str] | None) -> Callable[[str], str | None]:
+        """EXCLUDED_ACCOUNTS / EXCLUDED_OUS: for the whole organization the OUs are listed once
+        in bulk; named accounts walk their own parents. EXCLUDE_TAG is read by the plan."""
+        exclusions = self.onboarder.exclusions
+        if accounts is None:
+            return exclusions.listing(orgs)
+        return lambda account_id: exclusions.placement_reason(orgs, account_id)
+
     def _audit_account(
-        self, orgs: Any, member: Member, regions: tuple[str, ...], named: Sequence[str] | None
+        self,
+        orgs: Any,
+        member: Member,
+        regions: tuple[str, ...],
+        named: Sequence[str] | None,
+        excluded: Callable[[str], str | None],
     ) -> AccountAudit:
-        if named is not None:  # named accounts: DescribeAccount (membership and name)
-            try:
+        try:
+            if named is not None:  # named accounts: DescribeAccount (membership and name)
                 described = organization.check_active_member(orgs, member.account_id)
                 member = Member(member.account_id, described.get("Name", ""))
-            except AccountRefused as refused:
-                return classify(
-                    member, AccountReport.refused(member.account_id, refused.reason), regions,
-                    self.settings,
-                )  # fmt: skip
-            except (ClientError, BotoCoreError) as err:
-                failed = step_failed(err, member.account_id, None, "membership")
-                return classify(member, _failed(failed), regions, self.settings)
+            reason = excluded(member.account_id)
+            if reason:  # never onboarded, so neither missing nor drifted: skipped, saying why
+                raise AccountRefused(member.account_id, reason)
+        except AccountRefused as refused:
+            return classify(
+                member, AccountReport.refused(member.account_id, refused.reason), regions,
+                self.settings,
+            )  # fmt: skip
+        except (ClientError, BotoCoreError) as err:
+            failed = step_failed(err, member.account_id, None, "membership")
+            return classify(member, _failed(failed), regions, self.settings)
         try:
             request = OnboardingRequest(member.account_id, regions, reason="audit")
             report = self.onboarder.plan(request, known_active=True)

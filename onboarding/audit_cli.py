@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 import threading
 import time
@@ -22,18 +21,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-import boto3
-
 from onboarding.audit import DEFAULT_ACCOUNT_WORKERS, STATES, Auditor, AuditReport, Progress
 from onboarding.audit_fix import FixResult, enqueue, fix_requests, onboard_inline
 from onboarding.audit_html import render_html
 from onboarding.errors import ConfigError, InvalidRequest, StepFailed
 from onboarding.events import validate_regions
-from onboarding.sessions import CLIENT_CONFIG
 from onboarding.settings import ACCOUNT_ID, Settings
+from onboarding.workqueue import work_queue_for
 
 EXIT_OK, EXIT_NOT_OK, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
-_SQS_REGION = re.compile(r"sqs[.-]([a-z]{2}(?:-[a-z]+)+-\d+)\.")
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -96,12 +92,9 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     fix: FixResult | None = None
     if args.fix:
         requests = fix_requests(report)
-        queue_url = args.queue_url or environ.get("WORK_QUEUE_URL", "").strip()
+        queue_url = args.queue_url or settings.work_queue_url
         if queue_url:
-            sqs = boto3.client(
-                "sqs", region_name=_queue_region(queue_url, settings), config=CLIENT_CONFIG
-            )
-            fix = enqueue(sqs, queue_url, requests)
+            fix = enqueue(work_queue_for(auditor.onboarder, queue_url), requests)
         else:
             fix = onboard_inline(auditor.onboarder, requests, args.account_workers)
 
@@ -135,11 +128,6 @@ def _regions(value: str | None, settings: Settings) -> tuple[str, ...] | None:
     if not value:
         return None
     return validate_regions([r.strip() for r in value.split(",") if r.strip()], settings)
-
-
-def _queue_region(queue_url: str, settings: Settings) -> str:
-    match = _SQS_REGION.search(queue_url)
-    return match.group(1) if match else settings.home_region
 
 
 def render_text(report: AuditReport) -> str:

@@ -4,16 +4,14 @@ One request per account, for the regions that drifted, are missing or could not 
 (`skipped` regions cannot be fixed by onboarding: they are not enabled or denied by policy):
 
 - with a work queue (WORK_QUEUE_URL), as manual-form messages
-  `{"accounts": [id], "regions": [...], "reason": "audit-fix", "attempt": 1}` sent with
-  SendMessageBatch (10 a call); the onboarding function picks them up at its own pace;
+  `{"accounts": [id], "regions": [...], "reason": "audit-fix", "attempt": 1}` sent through
+  `workqueue.WorkQueue.enqueue`, the one way a request is put on the queue (batches of 10,
+  refused entries sent once more); the onboarding function picks them up at its own pace;
 - without one, onboarded inline, accounts in parallel, through the same `Onboarder`.
-
-Kept deliberately small: the work-queue code (issue 5) can replace `enqueue` with its own.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,10 +21,10 @@ from onboarding.audit import DEFAULT_ACCOUNT_WORKERS, AuditReport
 from onboarding.events import OnboardingRequest
 from onboarding.report import AccountReport
 from onboarding.service import Onboarder
+from onboarding.workqueue import QueueSendFailed, WorkQueue
 
 FIXABLE = frozenset({"drift", "missing", "error"})
 FIX_REASON = "audit-fix"
-SQS_BATCH = 10  # SendMessageBatch entries per call
 
 
 @dataclass(frozen=True)
@@ -60,21 +58,13 @@ def fix_requests(report: AuditReport) -> list[OnboardingRequest]:
     return requests
 
 
-def enqueue(sqs: Any, queue_url: str, requests: Sequence[OnboardingRequest]) -> FixResult:
-    """Send the requests to the work queue; entries SQS refused are reported, not retried."""
+def enqueue(queue: WorkQueue, requests: Sequence[OnboardingRequest]) -> FixResult:
+    """Put the requests on the work queue; those it could not send are reported, by account."""
     failed: list[tuple[str, str]] = []
-    for start in range(0, len(requests), SQS_BATCH):
-        batch = list(requests[start : start + SQS_BATCH])
-        response = sqs.send_message_batch(
-            QueueUrl=queue_url,
-            Entries=[
-                {"Id": str(i), "MessageBody": json.dumps(r.as_message())}
-                for i, r in enumerate(batch)
-            ],
-        )
-        for entry in response.get("Failed", []):
-            request = batch[int(entry["Id"])]
-            failed.append((request.account_id, f"{entry.get('Code')}: {entry.get('Message')}"))
+    try:
+        queue.enqueue(requests)
+    except QueueSendFailed as err:
+        failed = [(r.account_id, str(err)) for r in err.unsent]
     return FixResult("queue", tuple(requests), tuple(failed))
 
 

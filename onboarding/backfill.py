@@ -50,7 +50,7 @@ class Selection:
 
 def select_accounts(orgs: Any, exclusions: Exclusions) -> Selection:
     """ACTIVE accounts from the ListAccounts pages, minus excluded ids and OUs (bulk reads)."""
-    under_ou = exclusions.excluded_by_ou(orgs) if exclusions.ous else {}
+    excluded_reason = exclusions.listing(orgs)
     accounts: list[str] = []
     excluded: dict[str, str] = {}
     inactive: dict[str, str] = {}
@@ -59,10 +59,8 @@ def select_accounts(orgs: Any, exclusions: Exclusions) -> Selection:
             account_id, state = account["Id"], account_state(account)
             if state != "ACTIVE":
                 inactive[account_id] = str(state)
-            elif account_id in exclusions.accounts:
-                excluded[account_id] = "excluded by EXCLUDED_ACCOUNTS"
-            elif account_id in under_ou:
-                excluded[account_id] = f"excluded by EXCLUDED_OUS ({under_ou[account_id]})"
+            elif reason := excluded_reason(account_id):
+                excluded[account_id] = reason
             else:
                 accounts.append(account_id)
     return Selection(tuple(accounts), excluded, inactive)

@@ -17,12 +17,18 @@ over the run instead of thousands of calls inside the one invocation that lists 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from onboarding.settings import Settings
 
 MAX_OU_DEPTH = 5  # Organizations allows OUs five levels deep below the root
+ACCOUNTS_REASON = "excluded by EXCLUDED_ACCOUNTS"
+
+
+def ou_reason(ou: str) -> str:
+    return f"excluded by EXCLUDED_OUS ({ou})"
 
 
 @dataclass(frozen=True)
@@ -42,13 +48,17 @@ class Exclusions:
 
     def excluded_reason(self, orgs: Any, account_id: str) -> str | None:
         """Why `account_id` must not be onboarded, or None. Reads only what is configured."""
+        return self.placement_reason(orgs, account_id) or self.tag_reason(orgs, account_id)
+
+    def placement_reason(self, orgs: Any, account_id: str) -> str | None:
+        """EXCLUDED_ACCOUNTS, then EXCLUDED_OUS (a ListParents walk), without the tag."""
         if account_id in self.accounts:
-            return "excluded by EXCLUDED_ACCOUNTS"
+            return ACCOUNTS_REASON
         if self.ous:
             ou = self._excluded_ancestor(orgs, account_id)
             if ou:
-                return f"excluded by EXCLUDED_OUS ({ou})"
-        return self.tag_reason(orgs, account_id)
+                return ou_reason(ou)
+        return None
 
     def tag_reason(self, orgs: Any, account_id: str) -> str | None:
         """The EXCLUDE_TAG check alone (one ListTagsForResource), or None if no tag is set."""
@@ -74,6 +84,21 @@ class Exclusions:
         return None
 
     # A backfill -----------------------------------------------------------------------------
+
+    def listing(self, orgs: Any) -> Callable[[str], str | None]:
+        """For a walk through the whole organization: account id → the EXCLUDED_ACCOUNTS or
+        EXCLUDED_OUS reason, or None. The OUs are resolved once, in bulk (`excluded_by_ou`);
+        the tag is left to whoever onboards the account."""
+        under_ou = self.excluded_by_ou(orgs) if self.ous else {}
+
+        def reason(account_id: str) -> str | None:
+            if account_id in self.accounts:
+                return ACCOUNTS_REASON
+            if account_id in under_ou:
+                return ou_reason(under_ou[account_id])
+            return None
+
+        return reason
 
     def excluded_by_ou(self, orgs: Any) -> dict[str, str]:
         """Every account below an excluded OU (at any depth) → the excluded OU it is under."""

@@ -54,7 +54,12 @@ _QUEUE_URL_REGION = re.compile(r"^https?://(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-\d{1,
 
 
 class QueueSendFailed(WatershedError):
-    """SendMessage(Batch) to the work queue or the dead-letter queue failed."""
+    """SendMessage(Batch) to the work queue or the dead-letter queue failed. `unsent` holds what
+    was not sent, as the caller gave it: bodies to `send`, requests to `enqueue`."""
+
+    def __init__(self, message: str, unsent: Sequence[Any] = ()) -> None:
+        super().__init__(message)
+        self.unsent = tuple(unsent)
 
 
 # The retry schedule -----------------------------------------------------------------------------
@@ -98,10 +103,20 @@ class WorkQueue:
 
     def send(self, bodies: Sequence[Mapping[str, Any] | str], delay: int = 0) -> int:
         """Send bodies in SendMessageBatch calls of 10; entries that failed are sent once more,
-        then QueueSendFailed is raised naming how many were lost."""
-        texts = [b if isinstance(b, str) else json.dumps(b, separators=(",", ":")) for b in bodies]
+        then QueueSendFailed is raised naming how many were lost (`unsent`: those bodies and
+        every body after them, which were not tried)."""
+        try:
+            self._send_batches([_text(b) for b in bodies], delay)
+        except QueueSendFailed as err:
+            err.unsent = tuple(bodies[i] for i in err.unsent)  # positions → the bodies given
+            raise
+        return len(bodies)
+
+    def _send_batches(self, texts: Sequence[str], delay: int) -> None:
+        """Raises QueueSendFailed whose `unsent` are positions in `texts`."""
         for start in range(0, len(texts), SEND_BATCH_SIZE):
-            chunk = dict(enumerate(texts[start : start + SEND_BATCH_SIZE]))
+            chunk = dict(enumerate(texts[start : start + SEND_BATCH_SIZE], start))
+            later = range(start + SEND_BATCH_SIZE, len(texts))
             for _ in range(2):
                 entries = [
                     {"Id": str(i), "MessageBody": text, "DelaySeconds": delay}
@@ -110,20 +125,27 @@ class WorkQueue:
                 try:
                     response = self.sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
                 except (ClientError, BotoCoreError) as err:
-                    raise QueueSendFailed(f"SendMessageBatch: {error_code(err)}") from err
+                    unsent = [*chunk, *later]
+                    raise QueueSendFailed(f"SendMessageBatch: {error_code(err)}", unsent) from err
                 failed = response.get("Failed", [])
                 chunk = {int(f["Id"]): chunk[int(f["Id"])] for f in failed}
                 if not chunk:
                     break
             if chunk:
                 codes = sorted({f.get("Code", "?") for f in failed})
-                raise QueueSendFailed(f"{len(chunk)} message(s) not sent: {', '.join(codes)}")
-        return len(texts)
+                raise QueueSendFailed(
+                    f"{len(chunk)} message(s) not sent: {', '.join(codes)}", [*chunk, *later]
+                )
 
     def enqueue(self, requests: Iterable[OnboardingRequest]) -> list[OnboardingRequest]:
-        """One message per distinct request (account, regions, dry_run); returns those sent."""
+        """One message per distinct request (account, regions, dry_run); returns those sent.
+        Raises QueueSendFailed whose `unsent` are the requests not sent."""
         unique = list({(r.account_id, r.regions, r.dry_run): r for r in requests}.values())
-        self.send([r.as_message() for r in unique])
+        try:
+            self._send_batches([_text(r.as_message()) for r in unique], 0)
+        except QueueSendFailed as err:
+            err.unsent = tuple(unique[i] for i in err.unsent)
+            raise
         return unique
 
     def requeue(self, request: OnboardingRequest, delay: int) -> None:
@@ -141,11 +163,15 @@ class WorkQueue:
         return True
 
     def _send_one(self, url: str, body: Mapping[str, Any] | str, delay: int) -> None:
-        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
         try:
-            self.sqs.send_message(QueueUrl=url, MessageBody=text, DelaySeconds=delay)
+            self.sqs.send_message(QueueUrl=url, MessageBody=_text(body), DelaySeconds=delay)
         except (ClientError, BotoCoreError) as err:
             raise QueueSendFailed(f"SendMessage to {url}: {error_code(err)}") from err
+
+
+def _text(body: Mapping[str, Any] | str) -> str:
+    """A message body as sent: text as it is, a mapping as compact JSON."""
+    return body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
 
 
 def work_queue_for(onboarder: Onboarder, queue_url: str | None = None) -> WorkQueue:

@@ -57,6 +57,15 @@ class Journal:
             hops.append(hop)
             hops.sort(key=lambda h: h.at)
 
+    def record_last(self, event_id: str, step: str, where: str, note: str, at: float) -> None:
+        """A hop that follows every hop recorded so far for the event — its arrival at the
+        destination stream. `at` comes from a wall-clock time (ApproximateArrivalTimestamp) put
+        on this clock, which can land a millisecond before the put that wrote the record; an
+        arrival never precedes its cause, so it is shown no earlier than the last hop."""
+        with self._lock:
+            hops = self._hops.setdefault(event_id, [])
+            hops.append(Hop(max([at, *(h.at for h in hops)]), step, where, note))
+
     def notice(self, kind: str, message: str) -> None:
         with self._lock:
             self._notices.append(Notice(kind, message))

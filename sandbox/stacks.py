@@ -17,6 +17,8 @@ import io
 import json
 import logging
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,55 +172,50 @@ def deploy(
     parameters: dict[str, str],
 ) -> DeployedStack:
     """Create a (plain CloudFormation) stack in moto, apply stand-ins, and read it back."""
+    with _moto_log_errors_only():  # "No Moto CloudFormation support": listed in stand_ins
+        cfn = session.client("cloudformation", region_name=region)
+        response = cfn.create_stack(
+            StackName=stack_name,
+            TemplateBody=json.dumps(template),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
+            Capabilities=_CAPABILITIES,
+        )
+        stack = cfn.describe_stacks(StackName=response["StackId"])["Stacks"][0]
+        if stack["StackStatus"] != "CREATE_COMPLETE":
+            events = cfn.describe_stack_events(StackName=response["StackId"])["StackEvents"]
+            reasons = [
+                e.get("ResourceStatusReason", "") for e in events if "FAILED" in e["ResourceStatus"]
+            ]
+            raise SandboxError(f"stack {stack_name} in {region}: {stack['StackStatus']} {reasons}")
+        resources = {}
+        for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_name):
+            for summary in page["StackResourceSummaries"]:
+                resources[summary["LogicalResourceId"]] = (
+                    summary["ResourceType"],
+                    summary.get("PhysicalResourceId", ""),
+                )
+        stand_ins = _apply_stand_ins(session, account_id, region, response["StackId"], template)
+        return DeployedStack(
+            account_id=account_id,
+            region=region,
+            stack_name=stack_name,
+            stack_id=response["StackId"],
+            parameters=dict(parameters),
+            outputs={o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
+            resources=resources,
+            stand_ins=tuple(stand_ins),
+        )
+
+
+@contextmanager
+def _moto_log_errors_only() -> Iterator[None]:
     moto_log = logging.getLogger("moto")
     level = moto_log.level
-    moto_log.setLevel(logging.ERROR)  # "No Moto CloudFormation support": listed in stand_ins
+    moto_log.setLevel(logging.ERROR)
     try:
-        return _deploy(session, account_id, region, stack_name, template, parameters)
+        yield
     finally:
         moto_log.setLevel(level)
-
-
-def _deploy(
-    session: boto3.Session,
-    account_id: str,
-    region: str,
-    stack_name: str,
-    template: dict[str, Any],
-    parameters: dict[str, str],
-) -> DeployedStack:
-    cfn = session.client("cloudformation", region_name=region)
-    response = cfn.create_stack(
-        StackName=stack_name,
-        TemplateBody=json.dumps(template),
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-        Capabilities=_CAPABILITIES,
-    )
-    stack = cfn.describe_stacks(StackName=response["StackId"])["Stacks"][0]
-    if stack["StackStatus"] != "CREATE_COMPLETE":
-        events = cfn.describe_stack_events(StackName=response["StackId"])["StackEvents"]
-        reasons = [
-            e.get("ResourceStatusReason", "") for e in events if "FAILED" in e["ResourceStatus"]
-        ]
-        raise SandboxError(f"stack {stack_name} in {region}: {stack['StackStatus']} {reasons}")
-    resources = {}
-    for page in cfn.get_paginator("list_stack_resources").paginate(StackName=stack_name):
-        for summary in page["StackResourceSummaries"]:
-            resources[summary["LogicalResourceId"]] = (
-                summary["ResourceType"],
-                summary.get("PhysicalResourceId", ""),
-            )
-    stand_ins = _apply_stand_ins(session, account_id, region, response["StackId"], template)
-    return DeployedStack(
-        account_id=account_id,
-        region=region,
-        stack_name=stack_name,
-        stack_id=response["StackId"],
-        parameters=dict(parameters),
-        outputs={o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])},
-        resources=resources,
-        stand_ins=tuple(stand_ins),
-    )
 
 
 def _moto_stack(account_id: str, region: str, stack_id: str) -> Any:

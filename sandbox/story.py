@@ -423,7 +423,7 @@ class Story:
                 self.result.unknown_records.append(record)
                 continue
             arrival.records.append(record)
-            self.journal.record(
+            self.journal.record_last(
                 arrival.event_id,
                 "in the destination stream",
                 f"{org.security.account_id} {self.options.home_region} "

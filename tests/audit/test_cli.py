@@ -22,6 +22,7 @@ from onboarding import audit_cli, cli
 from onboarding.audit import Auditor
 from onboarding.events import OnboardingRequest, parse_input
 from onboarding.sessions import SessionFactory
+from onboarding.workqueue import WorkQueue
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "audit-report.schema.json").read_text())
 REGIONS = "us-east-1,eu-west-1"
@@ -159,6 +160,38 @@ def test_fix_with_a_work_queue_sends_one_manual_request_per_account(org, capsys,
     assert gd.get_detector(DetectorId=detector_id(org, "suspended", "eu-west-1"))["Status"] == (
         "DISABLED"
     )
+
+
+def test_fix_reports_the_accounts_the_work_queue_refused(org, capsys, monkeypatch):
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    queue_url = sqs.create_queue(QueueName="watershed-work")["QueueUrl"]
+    monkeypatch.setenv("WORK_QUEUE_URL", queue_url)
+    refused = org.accounts["missing"]
+
+    class Refusing:
+        """Stands in for SQS refusing one entry of each SendMessageBatch (moto never does)."""
+
+        def send_message_batch(self, QueueUrl, Entries):
+            mine = [e for e in Entries if refused in e["MessageBody"]]
+            rest = [e for e in Entries if e not in mine]
+            response = sqs.send_message_batch(QueueUrl=QueueUrl, Entries=rest) if rest else {}
+            failed = [{"Id": e["Id"], "Code": "Throttled", "SenderFault": False} for e in mine]
+            return {**response, "Failed": failed}
+
+    monkeypatch.setattr(
+        audit_cli, "work_queue_for", lambda onboarder, url: WorkQueue(Refusing(), url)
+    )
+
+    code = cli.main(["audit", "--regions", REGIONS, "--fix", "--json", "-"])
+
+    document = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert document["fix"]["failed"] == [
+        {"account_id": refused, "detail": "1 message(s) not sent: Throttled"}
+    ]
+    messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    queued = {json.loads(m["Body"])["accounts"][0] for m in messages}
+    assert queued == {org.accounts[label] for label in DRIFTED}
 
 
 def test_progress_line_on_a_terminal_only(small_org, capsys, monkeypatch):

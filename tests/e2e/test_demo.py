@@ -103,6 +103,16 @@ def test_every_expected_event_reached_the_destination_byte_identical(played):
             )
 
 
+def test_every_journey_ends_in_the_destination_stream(played):
+    # The journey printer shows hops in the journal's order: the arrival comes last, after the
+    # rules and the relay that put it there (home-region events included).
+    _, result = played
+    for arrival in (a for a in result.arrivals if a.expected):
+        steps = [h.step for h in result.journal.hops(arrival.event_id)]
+        assert steps[0] == "raised"
+        assert steps[-1] == "in the destination stream", steps
+
+
 def test_events_that_must_not_be_forwarded_stayed_where_they_were_raised(played):
     _, result = played
     kept = [a for a in result.arrivals if not a.expected]

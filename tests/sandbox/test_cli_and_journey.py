@@ -67,3 +67,22 @@ def test_the_journal_keeps_hops_in_time_order():
     journal.record("e", "third", "here")
 
     assert [h.step for h in journal.hops("e")] == ["raised", "second", "third"]
+
+
+def test_the_destination_hop_is_last_even_when_its_converted_arrival_time_is_earlier():
+    # Given hops at 1, 2 and 3 on the journal's clock, and an ApproximateArrivalTimestamp that,
+    # put on that clock, lands at 2.5 (wall clock and monotonic clock drift apart).
+    clock = iter([2.0, 3.0])
+    journal = Journal(clock=lambda: next(clock))
+    journal.record("e", "raised", "member bus", at=1.0)
+    journal.record("e", "rule watershed-forward → bus", "security bus")
+    journal.record("e", "rule watershed-collect → Kinesis (shim)", "stream")
+
+    journal.record_last("e", "in the destination stream", "stream", "seq 1", at=2.5)
+
+    hops = journal.hops("e")
+    assert [h.step for h in hops][-1] == "in the destination stream"
+    assert [h.at for h in hops] == [1.0, 2.0, 3.0, 3.0]
+    # A later hop of the same event still goes in time order.
+    journal.record("e", "late", "here", at=4.0)
+    assert journal.hops("e")[-1].step == "late"

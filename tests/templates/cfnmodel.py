@@ -276,3 +276,20 @@ def management_deployments(template: dict[str, Any]) -> dict[str, Deployment]:
             {**MANAGEMENT_PARAMETERS, "ControlTowerHomeRegion": "us-east-1"},
         ),
     }
+
+
+def eventbridge_event(
+    source: str, detail_type: str, account: str, detail: dict[str, Any]
+) -> dict[str, Any]:
+    """An EventBridge event envelope as a rule's pattern sees it (us-east-1, fixed id and time)."""
+    return {
+        "version": "0",
+        "id": "0",
+        "source": source,
+        "detail-type": detail_type,
+        "account": account,
+        "time": "2026-03-02T10:15:03Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    }

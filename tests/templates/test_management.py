@@ -9,6 +9,7 @@ from cfnmodel import (
     ORGANIZATION_ID,
     SECURITY_ACCOUNT,
     Deployment,
+    eventbridge_event,
     management_deployments,
 )
 from moto.events.models import EventPattern
@@ -18,17 +19,7 @@ MANAGEMENT = "111111111111"
 
 
 def _event(source, detail_type, detail, account=MANAGEMENT):
-    return {
-        "version": "0",
-        "id": "0",
-        "source": source,
-        "detail-type": detail_type,
-        "account": account,
-        "time": "2026-03-02T10:15:03Z",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": detail,
-    }
+    return eventbridge_event(source, detail_type, account, detail)
 
 
 CREATE_ACCOUNT_RESULT = _event(

@@ -8,7 +8,14 @@ import ast
 import json
 
 import pytest
-from cfnmodel import HOME_REGION, ROOT, SAM_PARAMETERS, SECURITY_ACCOUNT, Deployment
+from cfnmodel import (
+    HOME_REGION,
+    ROOT,
+    SAM_PARAMETERS,
+    SECURITY_ACCOUNT,
+    Deployment,
+    eventbridge_event,
+)
 from moto.events.models import EventPattern
 
 HOME_ONLY = {
@@ -340,45 +347,33 @@ def test_alarms_notify_the_given_topic_or_a_new_one_for_an_email(sam_template):
     assert by_email == ["arn:aws:sns:eu-west-1:222222222222:AlarmTopic"]
 
 
-def _event(source, detail_type, account, detail):
-    return {
-        "version": "0",
-        "id": "0",
-        "source": source,
-        "detail-type": detail_type,
-        "account": account,
-        "time": "2026-03-02T10:15:03Z",
-        "region": "us-east-1",
-        "resources": [],
-        "detail": detail,
-    }
-
-
 MANAGEMENT = SAM_PARAMETERS["ManagementAccountId"]
 MEMBER = "333333333333"
-CREATE_ACCOUNT_RESULT = _event(
+CREATE_ACCOUNT_RESULT = eventbridge_event(
     "aws.organizations",
     "AWS Service Event via CloudTrail",
     MANAGEMENT,
     {"eventName": "CreateAccountResult", "serviceEventDetails": {}},
 )
-CREATE_MANAGED_ACCOUNT = _event(
+CREATE_MANAGED_ACCOUNT = eventbridge_event(
     "aws.controltower",
     "AWS Service Event via CloudTrail",
     MANAGEMENT,
     {"eventName": "CreateManagedAccount"},
 )
-REGION_OPT_IN = _event(
+REGION_OPT_IN = eventbridge_event(
     "aws.account",
     "Region Opt-In Status Change",
     MANAGEMENT,
     {"accountId": MEMBER, "regionName": "ap-southeast-7", "status": "ENABLED"},
 )
-GUARDDUTY_FINDING = _event("aws.guardduty", "GuardDuty Finding", MEMBER, {"severity": 8})
-MEMBER_API_CALL = _event(
+GUARDDUTY_FINDING = eventbridge_event("aws.guardduty", "GuardDuty Finding", MEMBER, {"severity": 8})
+MEMBER_API_CALL = eventbridge_event(
     "aws.ec2", "AWS API Call via CloudTrail", MEMBER, {"eventName": "RunInstances"}
 )
-TRUSTED_ADVISOR = _event("aws.trustedadvisor", "Trusted Advisor Check Item Refresh", MEMBER, {})
+TRUSTED_ADVISOR = eventbridge_event(
+    "aws.trustedadvisor", "Trusted Advisor Check Item Refresh", MEMBER, {}
+)
 
 
 def _matches(deployment, rule, event):
