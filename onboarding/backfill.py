@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from onboarding.exclusions import Exclusions
+from onboarding.exclusions import Exclusions, OuExclusion
 from onboarding.organization import account_state
 from onboarding.report import AccountReport, Report
 
@@ -39,18 +39,23 @@ class Selection:
     accounts: tuple[str, ...]  # ACTIVE and not excluded, in ListAccounts order
     excluded: Mapping[str, str] = field(default_factory=dict)  # account → reason
     inactive: Mapping[str, str] = field(default_factory=dict)  # account → its state
+    missing_ous: tuple[str, ...] = ()  # EXCLUDED_OUS not found in the organization (skipped)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "selected": len(self.accounts),
             "excluded": dict(self.excluded),
             "inactive": dict(self.inactive),
         }
+        if self.missing_ous:
+            out["excluded_ous_not_found"] = list(self.missing_ous)
+        return out
 
 
 def select_accounts(orgs: Any, exclusions: Exclusions) -> Selection:
     """ACTIVE accounts from the ListAccounts pages, minus excluded ids and OUs (bulk reads)."""
-    under_ou = exclusions.excluded_by_ou(orgs) if exclusions.ous else {}
+    by_ou = exclusions.excluded_by_ou(orgs) if exclusions.ous else OuExclusion()
+    under_ou = by_ou.accounts
     accounts: list[str] = []
     excluded: dict[str, str] = {}
     inactive: dict[str, str] = {}
@@ -65,7 +70,7 @@ def select_accounts(orgs: Any, exclusions: Exclusions) -> Selection:
                 excluded[account_id] = f"excluded by EXCLUDED_OUS ({under_ou[account_id]})"
             else:
                 accounts.append(account_id)
-    return Selection(tuple(accounts), excluded, inactive)
+    return Selection(tuple(accounts), excluded, inactive, by_ou.missing)
 
 
 def run_inline(

@@ -222,6 +222,8 @@ class Enqueued:
         if self.selection is not None:
             out["excluded"] = dict(self.selection.excluded)
             out["inactive"] = dict(self.selection.inactive)
+            if self.selection.missing_ous:
+                out["excluded_ous_not_found"] = list(self.selection.missing_ous)
         return out
 
 
@@ -352,6 +354,7 @@ class QueueWorker:
                 result.counts["EventsIgnored"] += 1
             elif isinstance(item, AllAccountsRequest):  # "ALL" put on the queue: fan out
                 selection = Dispatcher(self.onboarder, self.queue).select()
+                result.counts["ExcludedOusNotFound"] += len(selection.missing_ous)
                 requests += backfill_requests(selection, item)
             else:
                 requests.append(item)
