@@ -11,7 +11,9 @@ EventBridge event from the trigger rule. Nothing sleeps: a request that is not r
 back with a growing delay (`retry_schedule`) until RETRY_CAP_SECONDS of delays have been used,
 then dead-lettered. The message being processed always counts as done — only a failure to send
 the follow-up message (retry or dead letter) hands it back in `batchItemFailures`, so SQS
-redelivers it and the (idempotent) onboarding runs again.
+redelivers it and the (idempotent) onboarding runs again. Follow-ups are therefore sent at
+least once: dead letters first and the retry last, so a redelivery may duplicate an inert dead
+letter but never forks a second live retry chain.
 """
 
 from __future__ import annotations
@@ -439,7 +441,12 @@ class QueueWorker:
         else:
             retry, permanent = report.retry_regions(), report.permanent_failures()
 
-        dispositions: list[str] = []
+        # The dead letter goes first, the retry last: if a send fails, the message is handed
+        # back and redelivered, and the redelivery sends everything again. Sent in this order,
+        # only an inert dead letter can be duplicated — never the retry, which would fork a
+        # second live retry chain for the same account and regions.
+        dead_letters: list[tuple[OnboardingRequest, str]] = []
+        requeue: tuple[OnboardingRequest, int] | None = None
         delay: int | None = None
         if retry != ():
             delay = retry_delay(request.attempt, self.cap)
@@ -449,18 +456,24 @@ class QueueWorker:
                     f"not ready after {request.attempt} attempt(s) and "
                     f"{sum(retry_schedule(self.cap))} s of delays (RETRY_CAP_SECONDS)"
                 )
-                self._dead_letter(follow_up, report, reason, message_id, result)
-                dispositions.append("dead-lettered")
+                dead_letters.append((follow_up, reason))
             else:
-                self.queue.requeue(replace(follow_up, attempt=request.attempt + 1), delay)
-                result.counts["RetriesScheduled"] += 1
-                dispositions.append("retry")
+                requeue = (replace(follow_up, attempt=request.attempt + 1), delay)
         if permanent != ():
             failed = replace(request, regions=permanent)
             why = report.reason or "; ".join(
                 f"{r}: {report.regions[r].error}" for r in permanent or () if r in report.regions
             )
-            self._dead_letter(failed, report, f"permanent failure: {why}", message_id, result)
+            dead_letters.append((failed, f"permanent failure: {why}"))
+
+        for dead, reason in dead_letters:
+            self._dead_letter(dead, report, reason, message_id, result)
+        dispositions: list[str] = []
+        if requeue is not None:
+            self.queue.requeue(*requeue)
+            result.counts["RetriesScheduled"] += 1
+            dispositions.append("retry")
+        if dead_letters:
             dispositions.append("dead-lettered")
         return Outcome(
             request.account_id,

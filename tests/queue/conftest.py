@@ -173,6 +173,13 @@ class Lambda:
         self.responses.append(response)
         return response
 
+    def event(self, messages: list[dict]) -> dict:
+        """The SQS event the event source would build for these received messages."""
+        arn = self.queues.sqs.get_queue_attributes(
+            QueueUrl=self.queues.work, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        return sqs_event(messages, arn)
+
     def poll(self, batch_size: int = 5) -> list[dict]:
         """One pass of the event source over what is visible now: receive in batches, invoke,
         delete the messages not listed in batchItemFailures. Returns the responses."""
