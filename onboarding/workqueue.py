@@ -49,6 +49,7 @@ MAX_DELAY_SECONDS = 900  # the SQS maximum DelaySeconds of one message
 SEND_BATCH_SIZE = 10  # the SendMessageBatch maximum
 MAX_DEAD_LETTER_BODY = 200_000  # characters of an invalid body kept (SQS messages are 256 KiB)
 DEAD_LETTER_FORMAT = "watershed/dead-letter"
+REPLAY_WAIT_SECONDS = 1  # long poll of `watershed replay`; it stops after one empty long poll
 # Hand the rest of a batch back (re-sent, not failed) when less than this is left.
 TIME_MARGIN_MS = 60_000
 
@@ -565,8 +566,13 @@ def _replay(
         wanted = (
             10 if limit is None else min(10, limit - len(result.replayed) - len(result.skipped))
         )
+        # A long poll: a short poll samples a subset of SQS's servers and may answer nothing
+        # from a non-empty queue, which would end the replay early. Stop on an empty long poll.
         messages = sqs.receive_message(
-            QueueUrl=dead_letter_url, MaxNumberOfMessages=wanted, VisibilityTimeout=hold_seconds
+            QueueUrl=dead_letter_url,
+            MaxNumberOfMessages=wanted,
+            VisibilityTimeout=hold_seconds,
+            WaitTimeSeconds=REPLAY_WAIT_SECONDS,
         ).get("Messages", [])
         if not messages:
             break
