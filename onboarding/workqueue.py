@@ -41,6 +41,7 @@ from onboarding.events import (
 )
 from onboarding.report import AccountReport
 from onboarding.service import Onboarder
+from onboarding.sessions import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -50,8 +51,13 @@ SEND_BATCH_SIZE = 10  # the SendMessageBatch maximum
 MAX_DEAD_LETTER_BODY = 200_000  # characters of an invalid body kept (SQS messages are 256 KiB)
 DEAD_LETTER_FORMAT = "watershed/dead-letter"
 REPLAY_WAIT_SECONDS = 1  # long poll of `watershed replay`; it stops after one empty long poll
-# Hand the rest of a batch back (re-sent, not failed) when less than this is left.
+# Hand the rest of a batch back (re-sent, not failed) when less than this is left; it is also
+# each request's deadline: no AWS call of the onboarding starts with less than this left.
 TIME_MARGIN_MS = 60_000
+# Stop waiting for region steps still in flight when less than this is left (an attempt on the
+# wire takes at most connect 5 s + read 20 s): they are re-queued as timed out, and the rest is
+# left for sending the follow-ups and answering Lambda before the function timeout.
+STOP_WAITING_MS = 30_000
 
 _QUEUE_URL_REGION = re.compile(r"^https?://(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-\d{1,2})\.")
 
@@ -310,6 +316,7 @@ class QueueWorker:
         self.onboarder = onboarder
         self.queue = queue
         self.cap = onboarder.settings.retry_cap_seconds
+        self._deadline: Deadline | None = None
 
     def process(
         self,
@@ -318,6 +325,9 @@ class QueueWorker:
     ) -> BatchResult:
         result = BatchResult()
         seen: set[tuple[str, tuple[str, ...] | None, bool]] = set()
+        self._deadline = (
+            Deadline(remaining_ms, TIME_MARGIN_MS, STOP_WAITING_MS) if remaining_ms else None
+        )
         for record in records:
             message_id = str(record.get("messageId"))
             if remaining_ms is not None and remaining_ms() < TIME_MARGIN_MS:
@@ -373,7 +383,7 @@ class QueueWorker:
                 result.outcomes.append(Outcome(request.account_id, "duplicate", request.attempt))
                 continue
             seen.add(key)
-            report = self.onboarder.onboard(request)
+            report = self.onboarder.onboard(request, deadline=self._deadline)
             result.reports.append(report)
             outcome = self._settle(request, report, message_id, result)
             result.outcomes.append(outcome)
