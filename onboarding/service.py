@@ -253,7 +253,7 @@ class Onboarder:
             ]
             _wait([f for _, _, f in futures], deadline)
             for region, name, future in futures:
-                if future.done():
+                if future.done() and not future.cancelled():
                     outcome = future.result()
                 else:  # still running (or not started) when the time was up
                     future.cancel()
