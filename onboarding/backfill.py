@@ -39,13 +39,17 @@ class Selection:
     accounts: tuple[str, ...]  # ACTIVE and not excluded, in ListAccounts order
     excluded: Mapping[str, str] = field(default_factory=dict)  # account → reason
     inactive: Mapping[str, str] = field(default_factory=dict)  # account → its state
+    missing_ous: tuple[str, ...] = ()  # EXCLUDED_OUS not found in the organization (skipped)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "selected": len(self.accounts),
             "excluded": dict(self.excluded),
             "inactive": dict(self.inactive),
         }
+        if self.missing_ous:
+            out["excluded_ous_not_found"] = list(self.missing_ous)
+        return out
 
 
 def select_accounts(orgs: Any, exclusions: Exclusions) -> Selection:
@@ -63,7 +67,7 @@ def select_accounts(orgs: Any, exclusions: Exclusions) -> Selection:
                 excluded[account_id] = reason
             else:
                 accounts.append(account_id)
-    return Selection(tuple(accounts), excluded, inactive)
+    return Selection(tuple(accounts), excluded, inactive, excluded_reason.missing_ous)
 
 
 def run_inline(

@@ -10,6 +10,9 @@ Two ways to ask, for two scales:
   excluded OU (ListOrganizationalUnitsForParent + ListAccountsForParent, paginated), instead of
   one ListParents walk per account of the organization.
 
+An excluded OU that does not exist (deleted, mistyped, another organization's) is skipped with a
+warning and reported (`OuExclusion.missing`): a stale EXCLUDED_OUS must not stop every backfill.
+
 Tags have no bulk read in Organizations, so a backfill leaves the tag check to whoever onboards
 the account (the queue consumer, or the inline backfill's workers): one call per account, spread
 over the run instead of thousands of calls inside the one invocation that lists the accounts.
@@ -17,18 +20,55 @@ over the run instead of thousands of calls inside the one invocation that lists 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from onboarding.errors import error_code
 from onboarding.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 MAX_OU_DEPTH = 5  # Organizations allows OUs five levels deep below the root
 ACCOUNTS_REASON = "excluded by EXCLUDED_ACCOUNTS"
+# What Organizations answers for a well-formed OU id that is not (or no longer) in the
+# organization; a malformed id never gets here (Settings checks the ou-xxxx-xxxxxxxx form).
+OU_NOT_FOUND_CODES = frozenset({"ParentNotFoundException", "OrganizationalUnitNotFoundException"})
+
+
+@dataclass(frozen=True)
+class OuExclusion:
+    """The accounts below the excluded OUs, and the excluded OUs that were not found."""
+
+    accounts: dict[str, str] = field(default_factory=dict)  # account → the excluded OU above it
+    missing: tuple[str, ...] = ()
 
 
 def ou_reason(ou: str) -> str:
     return f"excluded by EXCLUDED_OUS ({ou})"
+
+
+@dataclass(frozen=True)
+class Listing:
+    """The exclusions of one walk through the whole organization: call it with an account id for
+    its EXCLUDED_ACCOUNTS / EXCLUDED_OUS reason (or None); `missing_ous` are the excluded OUs
+    that were not found (skipped with a warning)."""
+
+    accounts: frozenset[str]
+    by_ou: OuExclusion
+
+    @property
+    def missing_ous(self) -> tuple[str, ...]:
+        return self.by_ou.missing
+
+    def __call__(self, account_id: str) -> str | None:
+        if account_id in self.accounts:
+            return ACCOUNTS_REASON
+        if account_id in self.by_ou.accounts:
+            return ou_reason(self.by_ou.accounts[account_id])
+        return None
 
 
 @dataclass(frozen=True)
@@ -85,33 +125,53 @@ class Exclusions:
 
     # A backfill -----------------------------------------------------------------------------
 
-    def listing(self, orgs: Any) -> Callable[[str], str | None]:
-        """For a walk through the whole organization: account id → the EXCLUDED_ACCOUNTS or
-        EXCLUDED_OUS reason, or None. The OUs are resolved once, in bulk (`excluded_by_ou`);
-        the tag is left to whoever onboards the account."""
-        under_ou = self.excluded_by_ou(orgs) if self.ous else {}
+    def listing(self, orgs: Any) -> Listing:
+        """For a walk through the whole organization: the EXCLUDED_ACCOUNTS and EXCLUDED_OUS
+        reasons by account id. The OUs are resolved once, in bulk (`excluded_by_ou`); the tag is
+        left to whoever onboards the account."""
+        by_ou = self.excluded_by_ou(orgs) if self.ous else OuExclusion()
+        return Listing(frozenset(self.accounts), by_ou)
 
-        def reason(account_id: str) -> str | None:
-            if account_id in self.accounts:
-                return ACCOUNTS_REASON
-            if account_id in under_ou:
-                return ou_reason(under_ou[account_id])
-            return None
+    def excluded_by_ou(self, orgs: Any) -> OuExclusion:
+        """Every account below an excluded OU (at any depth) → the excluded OU it is under.
 
-        return reason
-
-    def excluded_by_ou(self, orgs: Any) -> dict[str, str]:
-        """Every account below an excluded OU (at any depth) → the excluded OU it is under."""
+        An OU that is not found — the excluded one itself, or a child OU deleted while it is
+        being listed — is skipped with a warning; the excluded OUs themselves are reported in
+        `missing`. Any other error (access denied, throttling) still fails the selection."""
         found: dict[str, str] = {}
+        missing: list[str] = []
         for top in sorted(self.ous):
             pending = [top]
             while pending:
                 ou = pending.pop()
-                for page in orgs.get_paginator("list_accounts_for_parent").paginate(ParentId=ou):
-                    for account in page.get("Accounts", []):
-                        found.setdefault(account["Id"], top)
-                for page in orgs.get_paginator("list_organizational_units_for_parent").paginate(
-                    ParentId=ou
-                ):
-                    pending.extend(child["Id"] for child in page.get("OrganizationalUnits", []))
-        return found
+                try:
+                    accounts, children = _below(orgs, ou)
+                except ClientError as err:
+                    if error_code(err) not in OU_NOT_FOUND_CODES:
+                        raise
+                    logger.warning(
+                        "excluded OU not found: skipped",
+                        extra={"ou": ou, "excluded_ou": top, "error": error_code(err)},
+                    )
+                    if ou == top:
+                        missing.append(top)
+                    continue
+                for account in accounts:
+                    found.setdefault(account, top)
+                pending.extend(children)
+        return OuExclusion(found, tuple(missing))
+
+
+def _below(orgs: Any, ou: str) -> tuple[list[str], list[str]]:
+    """The accounts directly in `ou` and its child OUs (both paginated)."""
+    accounts = [
+        account["Id"]
+        for page in orgs.get_paginator("list_accounts_for_parent").paginate(ParentId=ou)
+        for account in page.get("Accounts", [])
+    ]
+    children = [
+        child["Id"]
+        for page in orgs.get_paginator("list_organizational_units_for_parent").paginate(ParentId=ou)
+        for child in page.get("OrganizationalUnits", [])
+    ]
+    return accounts, children

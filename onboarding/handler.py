@@ -96,6 +96,9 @@ def _handle_queued(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         metrics().add_metric(
             name="MessagesEnqueued", unit=MetricUnit.Count, value=len(enqueued.requests)
         )
+        if enqueued.selection is not None and enqueued.selection.missing_ous:
+            missing = len(enqueued.selection.missing_ous)
+            metrics().add_metric(name="ExcludedOusNotFound", unit=MetricUnit.Count, value=missing)
         return enqueued.as_dict()
     result = QueueWorker(service, queue).process(
         event["Records"], remaining_ms=context.get_remaining_time_in_millis
@@ -115,6 +118,7 @@ def _record_batch_metrics(result: BatchResult) -> None:
         "MessagesFailed",
         "SendFailures",
         "MessagesDeferred",
+        "ExcludedOusNotFound",
     ):
         metrics().add_metric(name=name, unit=MetricUnit.Count, value=result.counts[name])
 

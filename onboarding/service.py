@@ -12,9 +12,10 @@ others; every failure is reported with its code and whether it is retryable.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,6 +24,7 @@ from onboarding import forwarding, guardduty, iam, organization, regions
 from onboarding.backfill import select_accounts
 from onboarding.errors import (
     AccountRefused,
+    RetryableStepFailed,
     StepFailed,
     error_code,
     is_scp_denial,
@@ -37,7 +39,14 @@ from onboarding.events import (
 )
 from onboarding.exclusions import Exclusions
 from onboarding.report import AccountReport, Change, RegionResult, Report
-from onboarding.sessions import AccountSession, SessionFactory
+from onboarding.sessions import (
+    AccountSession,
+    Deadline,
+    DeadlineExceeded,
+    SessionFactory,
+    current_deadline,
+    deadline_scope,
+)
 from onboarding.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -46,6 +55,8 @@ STEP_GUARDDUTY = "guardduty"
 STEP_FORWARDING = "forwarding"
 # A region named by an opt-in ENABLED event that the member does not show as enabled yet.
 REGION_NOT_ENABLED_YET = "RegionNotEnabledYet"
+# How often a request with a deadline looks at the clock while its region threads run.
+WAIT_POLL_SECONDS = 0.2
 
 
 @dataclass(frozen=True)
@@ -92,7 +103,12 @@ class Onboarder:
         an `ok` region means the region is configured as desired."""
         return self.onboard(replace(request, dry_run=True), known_active)
 
-    def onboard(self, request: OnboardingRequest, known_active: bool = False) -> AccountReport:
+    def onboard(
+        self,
+        request: OnboardingRequest,
+        known_active: bool = False,
+        deadline: Deadline | None = None,
+    ) -> AccountReport:
         """Configure one account (or, with request.dry_run, only report what would change).
 
         `known_active=True` is for a caller that has just read the account as ACTIVE from the
@@ -100,8 +116,14 @@ class Onboarder:
         (`backfill.select_accounts`): DescribeAccount and the ListParents walk are skipped; the
         per-account tag exclusion is still checked. Anything that waited on a queue is not
         "known": membership can change while a message waits, and anyone allowed to send to
-        the queue could name any account."""
-        report = self._onboard(request, known_active)
+        the queue could name any account.
+
+        With a `deadline` (the queue consumer's share of the Lambda invocation) no call starts
+        after it, and region steps still running when it is nearly spent are abandoned: what
+        did not finish is reported as a retryable `DeadlineExceeded` failure, for just those
+        regions (or the whole account if it happened before the regions)."""
+        with deadline_scope(deadline):
+            report = self._onboard(request, known_active)
         logger.info(
             "account report",
             extra={
@@ -215,14 +237,55 @@ class Onboarder:
         if not steps:
             return outcomes
         workers = max(1, min(self.settings.region_workers, len(steps)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="region") as pool:
+        deadline = current_deadline()
+        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="region")
+        try:
+            # Each step runs in a copy of this context: the deadline follows it into its thread.
             futures = [
-                (region, name, pool.submit(_outcome, account_id, region, name, fn))
+                (
+                    region,
+                    name,
+                    pool.submit(
+                        contextvars.copy_context().run, _outcome, account_id, region, name, fn
+                    ),
+                )
                 for region, name, fn in steps
             ]
-            for region, _, future in futures:
-                outcomes.setdefault(region, []).append(future.result())
+            _wait([f for _, _, f in futures], deadline)
+            for region, name, future in futures:
+                if future.done() and not future.cancelled():
+                    outcome = future.result()
+                else:  # still running (or not started) when the time was up
+                    future.cancel()
+                    outcome = StepOutcome(
+                        region, name, failure=_timed_out(account_id, region, name)
+                    )
+                outcomes.setdefault(region, []).append(outcome)
+        finally:
+            # Without a deadline every step has finished; with one, a step still on the wire is
+            # left to end on its own (its next call fails at once: the deadline has passed).
+            pool.shutdown(wait=deadline is None, cancel_futures=True)
         return outcomes
+
+
+def _wait(futures: list[Future[StepOutcome]], deadline: Deadline | None) -> None:
+    """Until every step is done, or — with a deadline — until it is time to stop waiting."""
+    if deadline is None:
+        wait(futures)
+        return
+    pending = set(futures)
+    while pending and not deadline.stop_waiting():
+        _, pending = wait(pending, timeout=WAIT_POLL_SECONDS)
+
+
+def _timed_out(account_id: str, region: str, step: str) -> StepFailed:
+    return RetryableStepFailed(
+        account_id,
+        region,
+        step,
+        DeadlineExceeded.__name__,
+        "still running when the invocation ran out of time",
+    )
 
 
 def _outcome(

@@ -11,12 +11,21 @@ function's own credentials (they are the management account's); it never assumes
 STS calls go to the regional endpoint of the home region (regional tokens also work in opt-in
 regions). Session names carry the account id, so CloudTrail in the member says who and why.
 `AWS_ENDPOINT_URL` (e.g. a moto server) is honoured because every client is built by boto3.
+
+A deadline (`deadline_scope`, set by the queue consumer from the Lambda context) bounds one
+request: once it has passed, every call made through a factory's sessions in that scope — and in
+the region threads started from it — fails at once with `DeadlineExceeded` (before the call, and
+before each SDK retry attempt), a retryable error. A call already on the wire is bounded by
+CLIENT_CONFIG (connect 5 s + read 20 s per attempt).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -45,6 +54,66 @@ _REFRESH_MARGIN = timedelta(minutes=10)
 # (event name, handler) pairs registered on every session the factory builds, e.g.
 # ("before-call", count_calls). Tests count write calls with it; the bench injects latency.
 Hook = tuple[str, Callable[..., Any]]
+
+
+class DeadlineExceeded(BotoCoreError):
+    """The time this invocation keeps for a request is used up: the call was not made.
+
+    A BotoCoreError, so the steps classify it like a network timeout: retryable."""
+
+    fmt = "deadline passed: {remaining_ms} ms of the invocation left, {margin_ms} ms kept"
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A request's share of the invocation, read from Lambda's remaining time.
+
+    No AWS call starts once fewer than `margin_ms` are left; whoever waits for work in flight
+    (the region threads) stops waiting once fewer than `stop_waiting_ms` are left."""
+
+    remaining_ms: Callable[[], int]  # e.g. LambdaContext.get_remaining_time_in_millis
+    margin_ms: int
+    stop_waiting_ms: int
+
+    def passed(self) -> bool:
+        return self.remaining_ms() < self.margin_ms
+
+    def stop_waiting(self) -> bool:
+        return self.remaining_ms() < self.stop_waiting_ms
+
+
+_DEADLINE: ContextVar[Deadline | None] = ContextVar("watershed_deadline", default=None)
+
+
+@contextmanager
+def deadline_scope(deadline: Deadline | None) -> Iterator[None]:
+    """Bound the calls made in this context (and contexts copied from it) by `deadline`."""
+    token = _DEADLINE.set(deadline)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def current_deadline() -> Deadline | None:
+    return _DEADLINE.get()
+
+
+def _check_deadline(**_: Any) -> None:
+    """A botocore hook (before-call, before-send): refuse to start a call past the deadline."""
+    deadline = _DEADLINE.get()
+    if deadline is not None:
+        remaining = deadline.remaining_ms()
+        if remaining < deadline.margin_ms:
+            raise DeadlineExceeded(remaining_ms=remaining, margin_ms=deadline.margin_ms)
+
+
+# Registered first on every session: before-call stops a call before it starts, before-send
+# stops each further SDK retry attempt of a call that started before the deadline.
+_DEADLINE_HOOKS: tuple[Hook, ...] = (
+    ("before-call", _check_deadline),
+    ("before-send", _check_deadline),
+)
 
 
 @cache
@@ -92,7 +161,7 @@ class SessionFactory:
         config: Config = CLIENT_CONFIG,
     ) -> None:
         self.settings = settings
-        self._hooks = tuple(hooks)
+        self._hooks = (*_DEADLINE_HOOKS, *hooks)
         self._config = config
         self._loader = _shared_loader()
         if base_session is None:

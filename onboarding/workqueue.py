@@ -11,7 +11,9 @@ EventBridge event from the trigger rule. Nothing sleeps: a request that is not r
 back with a growing delay (`retry_schedule`) until RETRY_CAP_SECONDS of delays have been used,
 then dead-lettered. The message being processed always counts as done — only a failure to send
 the follow-up message (retry or dead letter) hands it back in `batchItemFailures`, so SQS
-redelivers it and the (idempotent) onboarding runs again.
+redelivers it and the (idempotent) onboarding runs again. Follow-ups are therefore sent at
+least once: dead letters first and the retry last, so a redelivery may duplicate an inert dead
+letter but never forks a second live retry chain.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from onboarding.events import (
 )
 from onboarding.report import AccountReport
 from onboarding.service import Onboarder
+from onboarding.sessions import Deadline
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +50,14 @@ MAX_DELAY_SECONDS = 900  # the SQS maximum DelaySeconds of one message
 SEND_BATCH_SIZE = 10  # the SendMessageBatch maximum
 MAX_DEAD_LETTER_BODY = 200_000  # characters of an invalid body kept (SQS messages are 256 KiB)
 DEAD_LETTER_FORMAT = "watershed/dead-letter"
-# Hand the rest of a batch back (re-sent, not failed) when less than this is left.
+REPLAY_WAIT_SECONDS = 1  # long poll of `watershed replay`; it stops after one empty long poll
+# Hand the rest of a batch back (re-sent, not failed) when less than this is left; it is also
+# each request's deadline: no AWS call of the onboarding starts with less than this left.
 TIME_MARGIN_MS = 60_000
+# Stop waiting for region steps still in flight when less than this is left (an attempt on the
+# wire takes at most connect 5 s + read 20 s): they are re-queued as timed out, and the rest is
+# left for sending the follow-ups and answering Lambda before the function timeout.
+STOP_WAITING_MS = 30_000
 
 _QUEUE_URL_REGION = re.compile(r"^https?://(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-\d{1,2})\.")
 
@@ -248,6 +257,8 @@ class Enqueued:
         if self.selection is not None:
             out["excluded"] = dict(self.selection.excluded)
             out["inactive"] = dict(self.selection.inactive)
+            if self.selection.missing_ous:
+                out["excluded_ous_not_found"] = list(self.selection.missing_ous)
         return out
 
 
@@ -331,6 +342,7 @@ class QueueWorker:
         self.onboarder = onboarder
         self.queue = queue
         self.cap = onboarder.settings.retry_cap_seconds
+        self._deadline: Deadline | None = None
 
     def process(
         self,
@@ -339,6 +351,9 @@ class QueueWorker:
     ) -> BatchResult:
         result = BatchResult()
         seen: set[tuple[str, tuple[str, ...] | None, bool]] = set()
+        self._deadline = (
+            Deadline(remaining_ms, TIME_MARGIN_MS, STOP_WAITING_MS) if remaining_ms else None
+        )
         for record in records:
             message_id = str(record.get("messageId"))
             if remaining_ms is not None and remaining_ms() < TIME_MARGIN_MS:
@@ -378,6 +393,7 @@ class QueueWorker:
                 result.counts["EventsIgnored"] += 1
             elif isinstance(item, AllAccountsRequest):  # "ALL" put on the queue: fan out
                 selection = Dispatcher(self.onboarder, self.queue).select()
+                result.counts["ExcludedOusNotFound"] += len(selection.missing_ous)
                 requests += backfill_requests(selection, item)
             else:
                 requests.append(item)
@@ -393,7 +409,7 @@ class QueueWorker:
                 result.outcomes.append(Outcome(request.account_id, "duplicate", request.attempt))
                 continue
             seen.add(key)
-            report = self.onboarder.onboard(request)
+            report = self.onboarder.onboard(request, deadline=self._deadline)
             result.reports.append(report)
             outcome = self._settle(request, report, message_id, result)
             result.outcomes.append(outcome)
@@ -462,7 +478,12 @@ class QueueWorker:
         else:
             retry, permanent = report.retry_regions(), report.permanent_failures()
 
-        dispositions: list[str] = []
+        # The dead letter goes first, the retry last: if a send fails, the message is handed
+        # back and redelivered, and the redelivery sends everything again. Sent in this order,
+        # only an inert dead letter can be duplicated — never the retry, which would fork a
+        # second live retry chain for the same account and regions.
+        dead_letters: list[tuple[OnboardingRequest, str]] = []
+        requeue: tuple[OnboardingRequest, int] | None = None
         delay: int | None = None
         if retry != ():
             delay = retry_delay(request.attempt, self.cap)
@@ -472,18 +493,24 @@ class QueueWorker:
                     f"not ready after {request.attempt} attempt(s) and "
                     f"{sum(retry_schedule(self.cap))} s of delays (RETRY_CAP_SECONDS)"
                 )
-                self._dead_letter(follow_up, report, reason, message_id, result)
-                dispositions.append("dead-lettered")
+                dead_letters.append((follow_up, reason))
             else:
-                self.queue.requeue(replace(follow_up, attempt=request.attempt + 1), delay)
-                result.counts["RetriesScheduled"] += 1
-                dispositions.append("retry")
+                requeue = (replace(follow_up, attempt=request.attempt + 1), delay)
         if permanent != ():
             failed = replace(request, regions=permanent)
             why = report.reason or "; ".join(
                 f"{r}: {report.regions[r].error}" for r in permanent or () if r in report.regions
             )
-            self._dead_letter(failed, report, f"permanent failure: {why}", message_id, result)
+            dead_letters.append((failed, f"permanent failure: {why}"))
+
+        for dead, reason in dead_letters:
+            self._dead_letter(dead, report, reason, message_id, result)
+        dispositions: list[str] = []
+        if requeue is not None:
+            self.queue.requeue(*requeue)
+            result.counts["RetriesScheduled"] += 1
+            dispositions.append("retry")
+        if dead_letters:
             dispositions.append("dead-lettered")
         return Outcome(
             request.account_id,
@@ -575,8 +602,13 @@ def _replay(
         wanted = (
             10 if limit is None else min(10, limit - len(result.replayed) - len(result.skipped))
         )
+        # A long poll: a short poll samples a subset of SQS's servers and may answer nothing
+        # from a non-empty queue, which would end the replay early. Stop on an empty long poll.
         messages = sqs.receive_message(
-            QueueUrl=dead_letter_url, MaxNumberOfMessages=wanted, VisibilityTimeout=hold_seconds
+            QueueUrl=dead_letter_url,
+            MaxNumberOfMessages=wanted,
+            VisibilityTimeout=hold_seconds,
+            WaitTimeSeconds=REPLAY_WAIT_SECONDS,
         ).get("Messages", [])
         if not messages:
             break

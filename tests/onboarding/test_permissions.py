@@ -11,6 +11,9 @@ tests/templates/cfnmodel.py:
   and the launcher onboards the management account itself;
 - without a launcher: template.yaml deployed in the management account, which is then also the
   Security account, onboards itself with the onboarding role's own credentials.
+- the queue paths, with a launcher: a backfill of "ALL" with EXCLUDED_OUS and EXCLUDE_TAG
+  dispatched through the handler onto the WorkQueue, then one queued message (and a poison
+  message, dead-lettered) processed through the handler as an SQS batch.
 
 The matcher is deliberately small: Action/Resource strings with `*`/`?` wildcards and the
 condition operators the templates use. An operation it does not know fails the test, so a new
@@ -29,6 +32,7 @@ from pathlib import Path
 import boto3
 import pytest
 
+from onboarding import handler
 from onboarding.events import OnboardingRequest
 from onboarding.service import Onboarder
 from onboarding.sessions import SessionFactory
@@ -115,6 +119,27 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
     if key == ("organizations", "DescribeAccount"):
         arn = f"arn:{p}:organizations::{management}:account/{org_id}/{params['AccountId']}"
         return [Request("organizations:DescribeAccount", arn)]
+    if key == ("organizations", "ListAccounts"):
+        return [Request("organizations:ListAccounts", "*")]  # no resource-level permissions
+    if key == ("organizations", "ListParents"):
+        return [
+            Request("organizations:ListParents", _org_arn(params["ChildId"], org_id, management))
+        ]
+    if key == ("organizations", "ListTagsForResource"):
+        arn = _org_arn(params["ResourceId"], org_id, management)
+        return [Request("organizations:ListTagsForResource", arn)]
+    if key in (
+        ("organizations", "ListAccountsForParent"),
+        ("organizations", "ListOrganizationalUnitsForParent"),
+    ):
+        arn = _org_arn(params["ParentId"], org_id, management)
+        return [Request(f"organizations:{op}", arn)]
+    if key in (("sqs", "SendMessage"), ("sqs", "SendMessageBatch")):
+        # SendMessageBatch is authorised as sqs:SendMessage. The queue is the calling role's own
+        # (in `account`); moto has one identity for every "own credentials" call, so the URL's
+        # account is moto's, and only the queue's name is taken from it.
+        name = params["QueueUrl"].rstrip("/").rsplit("/", 1)[-1]
+        return [Request("sqs:SendMessage", f"arn:{p}:sqs:{r}:{account}:{name}")]
     if key == ("ec2", "DescribeRegions"):
         return [Request("ec2:DescribeRegions", "*")]
     if call.service == "iam" and op in (
@@ -170,6 +195,19 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
         arn = f"arn:{p}:guardduty:{r}:{account}:detector/{params['DetectorId']}"
         return [Request(f"guardduty:{op}", arn)]
     raise AssertionError(f"unmapped call {call.service}:{op}: map it here and grant it")
+
+
+def _org_arn(target: str, org_id: str, management: str) -> str:
+    """The ARN of an account, OU or root id (Service Authorization Reference, Organizations):
+    account/o-…/<account id>, ou/o-…/ou-…, root/o-…/r-…, all in the management account."""
+    if target.startswith("ou-"):
+        kind = "ou"
+    elif target.startswith("r-"):
+        kind = "root"
+    else:
+        assert target.isdigit() and len(target) == 12, target
+        kind = "account"
+    return f"arn:aws:organizations::{management}:{kind}/{org_id}/{target}"
 
 
 # -- evaluation: a small identity-policy matcher -----------------------------------------------
@@ -416,3 +454,114 @@ def test_without_a_launcher_the_onboarding_role_may_onboard_its_own_account(
     assert {"CreateDetector", "UpdateDetector", "GetAdministratorAccount"} <= operations
     onboarding_role = identity_policies(security, "OnboardingRole")
     assert _denied(made, onboarding_role, org.management, org_id, org.management) == []
+
+
+def test_the_queue_paths_are_allowed_backfill_with_exclusions_then_one_message(
+    org, settings, reader, org_id, launcher_arn, monkeypatch, lambda_context
+):
+    # Given both templates deployed with a launcher, the work queue and its dead-letter queue
+    # (named as the template's resolved ARNs name them), an excluded OU and an exclusion tag
+    orgs = reader.client(org.management, "organizations")
+    root = orgs.list_roots()["Roots"][0]["Id"]
+    ou = orgs.create_organizational_unit(ParentId=root, Name="sandbox")["OrganizationalUnit"]["Id"]
+    child = orgs.create_organizational_unit(ParentId=ou, Name="deep")["OrganizationalUnit"]["Id"]
+    orgs.move_account(AccountId=org.other_member, SourceParentId=root, DestinationParentId=child)
+    home = settings.home_region
+    sqs = boto3.client("sqs", region_name=home)
+    work = sqs.create_queue(QueueName="WorkQueue")["QueueUrl"]
+    dead_letter = sqs.create_queue(QueueName="WorkDeadLetterQueue")["QueueUrl"]
+    settings = replace(
+        settings,
+        launcher_role_arn=launcher_arn,
+        work_queue_url=work,
+        dead_letter_queue_url=dead_letter,
+        excluded_ous=frozenset({ou}),
+        exclude_tag=("watershed", "skip"),
+    )
+    management = Deployment(
+        load_template(MANAGEMENT_TEMPLATE),
+        "us-east-1",
+        org.management,
+        {
+            "SecurityAccountId": org.security,
+            "SecurityHomeRegion": home,
+            "OnboardingRoleArn": f"arn:aws:iam::{org.security}:role/watershed-onboarding",
+            "OrganizationId": org_id,
+        },
+    )
+    security = Deployment(
+        load_template(SAM_TEMPLATE),
+        home,
+        org.security,
+        {
+            "OrganizationId": org_id,
+            "ManagementAccountId": org.management,
+            "HomeRegion": home,
+            "HubRegions": ",".join(settings.hub_regions),
+            "LauncherRoleArn": launcher_arn,
+        },
+    )
+    recorded = CallsByRole()
+    onboarder = Onboarder(settings, AttributingFactory(settings, recorded))
+    monkeypatch.setattr(handler, "onboarder", lambda: onboarder)
+
+    # When the reconcile schedule dispatches "ALL" through the function ...
+    enqueued = handler.lambda_handler({"accounts": "ALL", "reason": "schedule"}, lambda_context)
+    assert org.management in enqueued["accounts"]
+    assert org.other_member not in enqueued["accounts"]  # below the excluded OU
+    # ... and the function then processes the management account's message, in an SQS batch
+    # with a poison message (which is dead-lettered)
+    messages = []
+    while batch := sqs.receive_message(QueueUrl=work, MaxNumberOfMessages=10).get("Messages"):
+        messages += batch
+    [message] = [m for m in messages if json.loads(m["Body"])["accounts"] == [org.management]]
+    arn = sqs.get_queue_attributes(QueueUrl=work, AttributeNames=["QueueArn"])["Attributes"]
+    records = [
+        {"messageId": message["MessageId"], "body": message["Body"]},
+        {"messageId": "poison", "body": "not JSON"},
+    ]
+    event = {
+        "Records": [
+            {
+                **record,
+                "receiptHandle": f"rh-{i}",
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "0" * 32,
+                "eventSource": "aws:sqs",
+                "eventSourceARN": arn["QueueArn"],
+                "awsRegion": home,
+            }
+            for i, record in enumerate(records)
+        ]
+    }
+    response = handler.lambda_handler(event, lambda_context)
+    assert response["batchItemFailures"] == []
+    assert [a["status"] for a in response["accounts"]] == ["ok"]
+    [dead] = sqs.receive_message(QueueUrl=dead_letter).get("Messages", [])
+    assert json.loads(dead["Body"])["kind"] == "invalid"
+
+    # Then the onboarding role assumed the launcher and sent to its two queues, and was allowed
+    own = recorded.calls[OWN]
+    assert {(c.service, c.operation) for c in own} == {
+        ("sts", "AssumeRole"),
+        ("sqs", "SendMessageBatch"),
+        ("sqs", "SendMessage"),
+    }
+    assert {c.params["QueueUrl"] for c in own if c.service == "sqs"} == {work, dead_letter}
+    onboarding_role = identity_policies(security, "OnboardingRole")
+    assert _denied(own, onboarding_role, org.security, org_id, org.management) == []
+    # And the launcher was allowed every read of the selection, the exclusions and the account
+    made = recorded.calls[launcher_arn]
+    assert {
+        "ListAccounts",
+        "ListAccountsForParent",
+        "ListOrganizationalUnitsForParent",
+        "DescribeAccount",
+        "ListParents",
+        "ListTagsForResource",
+        "CreateDetector",
+        "PutTargets",
+    } <= {c.operation for c in made}
+    launcher = identity_policies(management, "LauncherRole")
+    assert _denied(made, launcher, org.management, org_id, org.management) == []

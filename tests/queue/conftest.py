@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,14 +44,26 @@ FakeLambdaContext = _fixtures.FakeLambdaContext
 
 class Clock:
     """moto SQS's notion of now, moved forward by hand: a message sent with DelaySeconds=30
-    becomes receivable after `clock.advance(30)`, and not a second earlier."""
+    becomes receivable after `clock.advance(30)`, and not a second earlier.
+
+    The millisecond clock behind delays and visibility is logical: it starts at the real time
+    and moves 1 ms per reading (so "now" is always later than a moment ago, as moto's
+    `visible` needs) plus whatever `advance` adds — never by the wall clock, so a slow machine
+    cannot make a delayed message visible early. The seconds clock (long-poll loops) stays
+    real, offset by `advance`, so a long poll of an empty queue still ends."""
 
     def __init__(self, monkeypatch):
         self.offset = 0.0
-        real_ms, real_s = sqs_models.unix_time_millis, sqs_models.unix_time
-        monkeypatch.setattr(
-            sqs_models, "unix_time_millis", lambda *a: real_ms(*a) + self.offset * 1000
-        )
+        real_s = sqs_models.unix_time
+        self._ms = sqs_models.unix_time_millis()
+        self._lock = threading.Lock()
+
+        def unix_time_millis(*_):
+            with self._lock:
+                self._ms += 1
+                return self._ms + self.offset * 1000
+
+        monkeypatch.setattr(sqs_models, "unix_time_millis", unix_time_millis)
         monkeypatch.setattr(sqs_models, "unix_time", lambda *a: real_s(*a) + self.offset)
 
     def advance(self, seconds: float) -> None:
@@ -172,6 +185,13 @@ class Lambda:
         response = handler.lambda_handler(event, self.context)
         self.responses.append(response)
         return response
+
+    def event(self, messages: list[dict]) -> dict:
+        """The SQS event the event source would build for these received messages."""
+        arn = self.queues.sqs.get_queue_attributes(
+            QueueUrl=self.queues.work, AttributeNames=["QueueArn"]
+        )["Attributes"]["QueueArn"]
+        return sqs_event(messages, arn)
 
     def poll(self, batch_size: int = 5) -> list[dict]:
         """One pass of the event source over what is visible now: receive in batches, invoke,

@@ -171,3 +171,21 @@ def test_empty_exclusion_parameters_mean_no_exclusion(org_env):
         None,
     )
     assert settings.retry_cap_seconds == 3600
+
+
+def test_a_stale_excluded_ou_is_skipped_and_the_backfill_goes_on(
+    big_org, queued_env, function, queues
+):
+    # Given EXCLUDED_OUS naming an OU that was deleted (or never existed) next to a real one
+    stale = "ou-zzzz-deadbeef"
+    queued_env(EXCLUDED_OUS=f"{stale},{big_org.ou}")
+
+    # When the reconcile schedule runs
+    result = function.invoke(SCHEDULE)
+
+    # Then every other ACTIVE account is enqueued, the real OU is still excluded,
+    # and the stale OU is reported instead of failing the whole backfill
+    enqueued = {b["accounts"][0] for b in queues.bodies(queues.work)}
+    assert enqueued == big_org.active - {big_org.in_ou, big_org.in_child_ou}
+    assert result["excluded_ous_not_found"] == [stale]
+    assert set(result["excluded"]) == {big_org.in_ou, big_org.in_child_ou}

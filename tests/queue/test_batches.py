@@ -44,10 +44,10 @@ def test_a_bug_in_one_message_hands_back_only_that_message(raw, org, function, m
 
     real = Onboarder.onboard
 
-    def explode_for_member(self, request, known_active=False):
+    def explode_for_member(self, request, known_active=False, deadline=None):
         if request.account_id == org.member:
             raise RuntimeError("bug")
-        return real(self, request, known_active)
+        return real(self, request, known_active, deadline)
 
     monkeypatch.setattr(Onboarder, "onboard", explode_for_member)
 

@@ -2,6 +2,8 @@
 
 import json
 
+from onboarding.workqueue import replay_dead_letters
+
 
 def test_backfill_onto_the_queue(big_org, org_env, queues, capsys):
     org_env(EXCLUDED_ACCOUNTS=big_org.extra_active[0])
@@ -89,3 +91,39 @@ def cli_main(argv):
     from onboarding import cli
 
     return cli.main(argv)
+
+
+class ShortPollSamplesNothing:
+    """An SQS client whose short polls (no WaitTimeSeconds) answer nothing, however many
+    messages the queue holds. Stands in for SQS short polling, which samples a subset of the
+    queue's servers and may return no message from a non-empty queue; moto always answers."""
+
+    def __init__(self, sqs):
+        self.sqs = sqs
+
+    def receive_message(self, **params):
+        if not params.get("WaitTimeSeconds"):
+            return {"Messages": []}
+        return self.sqs.receive_message(**params)
+
+    def __getattr__(self, name):
+        return getattr(self.sqs, name)
+
+
+def test_replay_long_polls_so_an_empty_short_poll_does_not_end_it_early(org, queues):
+    # Given three replayable dead letters
+    for account in (org.member, org.other_member, org.security):
+        body = {"accounts": [account], "reason": "manual", "attempt": 1}
+        queues.sqs.send_message(QueueUrl=queues.dead_letter, MessageBody=json.dumps(body))
+
+    # When replay reads the dead-letter queue through SQS's sampling receive
+    result = replay_dead_letters(
+        ShortPollSamplesNothing(queues.sqs), queues.dead_letter, queues.work
+    )
+
+    # Then all three are back on the work queue and the dead-letter queue is empty
+    assert len(result.replayed) == 3
+    assert sorted(b["accounts"][0] for b in queues.bodies(queues.work)) == sorted(
+        (org.member, org.other_member, org.security)
+    )
+    assert queues.receive(queues.dead_letter) == []

@@ -6,9 +6,10 @@ moved by hand (`clock`), so a retry must be invisible one second before its dela
 at it. The faults stand in for what a fresh account answers (moto itself never refuses)."""
 
 import pytest
+from botocore.exceptions import ClientError
 
 from onboarding import cli
-from onboarding.workqueue import retry_delay, retry_schedule
+from onboarding.workqueue import QueueSendFailed, WorkQueue, retry_delay, retry_schedule
 
 SCHEDULE_3600 = (30, 60, 120, 240, 480, 900, 900, 870)
 
@@ -208,3 +209,48 @@ def test_a_small_cap_dead_letters_sooner(org, queued_env, function, queues, cloc
 
     [dead] = queues.bodies(queues.dead_letter)
     assert dead["request"]["attempt"] == len(retry_schedule(int(cap))) + 1
+
+
+@pytest.mark.parametrize("failing", ["dead letter", "retry"])
+def test_a_follow_up_that_fails_part_way_never_forks_the_retry_chain(
+    org, function, queues, clock, faults, monkeypatch, failing
+):
+    # Given a request with one region not ready (retry) and one failing for good (dead letter)
+    faults.add("ListDetectors", "SubscriptionRequiredException", "not yet", region="eu-west-1")
+    faults.add("ListDetectors", "AccessDeniedException", "no", region="eu-central-1")
+    # ... and one SendMessage to the dead-letter queue (or the work queue) that fails once: stands
+    # in for SQS refusing the send after the SDK's own retries (throttled, 5xx, network).
+    target = queues.dead_letter if failing == "dead letter" else queues.work
+    real_send = WorkQueue._send_one
+    failures = [1]
+
+    def send_one(self, url, body, delay):
+        if url == target and failures:
+            failures.pop()
+            error = {"Error": {"Code": "ServiceUnavailable", "Message": "injected"}}
+            raise QueueSendFailed("SendMessage: ServiceUnavailable") from ClientError(
+                error, "SendMessage"
+            )
+        return real_send(self, url, body, delay)
+
+    monkeypatch.setattr(WorkQueue, "_send_one", send_one)
+    function.invoke({"accounts": [org.member]})
+    [message] = queues.receive(queues.work, visibility=1800)
+
+    # When the message is processed, handed back, and redelivered (the same SQS record again)
+    first = function.invoke(function.event([message]))
+    assert first["batchItemFailures"] == [{"itemIdentifier": message["MessageId"]}]
+    again = function.invoke(function.event([message]))
+    assert again["batchItemFailures"] == []
+    queues.sqs.delete_message(QueueUrl=queues.work, ReceiptHandle=message["ReceiptHandle"])
+
+    # Then the work queue holds exactly one live retry chain: one message, the retryable region
+    clock.advance(SCHEDULE_3600[0])
+    assert queues.bodies(queues.work) == [
+        {"accounts": [org.member], "regions": ["eu-west-1"], "reason": "manual", "attempt": 2}
+    ]
+    # And the dead-letter queue holds the permanent region (a duplicate is possible and inert:
+    # a dead letter only moves when someone replays it)
+    dead = queues.bodies(queues.dead_letter)
+    assert 1 <= len(dead) <= 2
+    assert {tuple(d["request"]["regions"]) for d in dead} == {("eu-central-1",)}
