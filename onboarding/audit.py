@@ -199,6 +199,14 @@ class AuditReport:
     def ok(self) -> bool:
         return self.security_state == "ok" and all(a.state == "ok" for a in self.accounts)
 
+    def passes(self, allow_skipped: bool = False) -> bool:
+        """`ok`; with `allow_skipped`, `skipped` cells (region not enabled, denied by an SCP,
+        account excluded or not ACTIVE) pass too - drift, missing and error never do."""
+        passing = {"ok", "skipped"} if allow_skipped else {"ok"}
+        return self.security_state == "ok" and all(
+            cell.state in passing for a in self.accounts for cell in a.regions.values()
+        )
+
     def not_ok(self) -> Iterator[tuple[AccountAudit, str, Cell]]:
         for account in self.accounts:
             for region, cell in account.regions.items():
