@@ -44,7 +44,7 @@ from onboarding.sessions import SessionFactory
 from onboarding.settings import Settings, canonical_json
 
 REGIONS = ("us-east-1", "eu-west-1", "eu-central-1", "ap-southeast-2", "us-west-2", "eu-north-1")
-SHARED = ("ListAccounts", "DescribeOrganization", "AssumeRole")  # from the management account
+SHARED = ("ListAccounts", "DescribeAccount", "AssumeRole")  # from the management account
 OUT = Path(__file__).parent / "out"
 
 

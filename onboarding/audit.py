@@ -199,6 +199,14 @@ class AuditReport:
     def ok(self) -> bool:
         return self.security_state == "ok" and all(a.state == "ok" for a in self.accounts)
 
+    def passes(self, allow_skipped: bool = False) -> bool:
+        """`ok`; with `allow_skipped`, `skipped` cells (region not enabled, denied by an SCP,
+        account excluded or not ACTIVE) pass too - drift, missing and error never do."""
+        passing = {"ok", "skipped"} if allow_skipped else {"ok"}
+        return self.security_state == "ok" and all(
+            cell.state in passing for a in self.accounts for cell in a.regions.values()
+        )
+
     def not_ok(self) -> Iterator[tuple[AccountAudit, str, Cell]]:
         for account in self.accounts:
             for region, cell in account.regions.items():
@@ -415,6 +423,21 @@ class Auditor:
     # Organization and Security side -------------------------------------------------------------
 
     def _organization_id(self, orgs: Any) -> str | None:
+        """This organization's id, which the Security bus policy must grant.
+
+        From the management account's ARN (arn:<partition>:organizations::<management>:account/
+        o-xxxx/<id>): DescribeAccount is what the launcher role may call (management.yaml), while
+        DescribeOrganization is not granted to it; DescribeOrganization is only the fallback (for
+        the management account's own credentials). None when neither answers: the bus policy
+        is then reported as unverifiable, never as granting."""
+        management = self.settings.management_account_id
+        try:
+            arn = orgs.describe_account(AccountId=management)["Account"]["Arn"]
+            found = organization.organization_id_from_arn(arn)
+            if found:
+                return found
+        except (ClientError, BotoCoreError) as err:
+            logger.info("DescribeAccount gave no organization id", extra={"error": error_code(err)})
         try:
             return str(orgs.describe_organization()["Organization"]["Id"])
         except (ClientError, BotoCoreError) as err:

@@ -1,13 +1,15 @@
 """`watershed audit`: the coverage audit on the command line.
 
     watershed audit [--all | --accounts ID [ID ...]] [--regions r1,r2]
-                    [--json FILE|-] [--html FILE] [--fix] [--account-workers N]
+                    [--json FILE|-] [--html FILE] [--fix] [--allow-skipped]
+                    [--account-workers N]
 
 Read-only unless `--fix`. Prints every account x region that is not `ok` with the reason, then
 the totals (a progress line goes to stderr while it runs, on a terminal only). Exit codes:
 0 every cell and the Security side ok, 1 something is not ok (the audit's finding — before any
-`--fix`: audit again to confirm a fix), 2 bad configuration or arguments, 3 the audit could not
-run (the management account could not be reached or listed).
+`--fix`: audit again to confirm a fix; `skipped` counts as not ok unless `--allow-skipped`),
+2 bad configuration or arguments, 3 the audit could not run (the management account could not
+be reached or listed).
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "WORK_QUEUE_URL is set, inline otherwise)",
     )
     audit.add_argument("--queue-url", metavar="WORK_QUEUE_URL", help="overrides WORK_QUEUE_URL")
+    audit.add_argument(
+        "--allow-skipped",
+        action="store_true",
+        help="exit 0 even with skipped cells (region not enabled, denied by an SCP, account "
+        "excluded); drift, missing and error still exit 1. Default: anything not ok exits 1",
+    )
     audit.add_argument(
         "--account-workers",
         type=int,
@@ -111,7 +119,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         print(render_text(report))
         if fix is not None:
             print(fix.summary())
-    return EXIT_OK if report.ok else EXIT_NOT_OK
+    return EXIT_OK if report.passes(allow_skipped=args.allow_skipped) else EXIT_NOT_OK
 
 
 def _accounts(values: list[str] | None) -> list[str] | None:

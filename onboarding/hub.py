@@ -100,8 +100,9 @@ def check_bus_policy(policy_text: str | None, organization_id: str | None) -> Ch
     orgs = sorted({org for s in candidates for org in _org_ids(s)})
     if organization_id and organization_id in orgs:
         return Check(True, f"grants events:PutEvents to organization {organization_id}")
-    if organization_id is None and orgs:
-        return Check(True, f"grants events:PutEvents to organization {', '.join(orgs)}")
+    if organization_id is None:  # a grant to *some* organization is not a grant to ours
+        granted = f"grants organization {', '.join(orgs)}" if orgs else "grants no organization"
+        return Check(False, f"cannot verify: organization id unknown ({granted})")
     if orgs:
         return Check(
             False,

@@ -49,3 +49,12 @@ def list_active_members(organizations: Any) -> Iterator[dict[str, Any]]:
     """Every ACTIVE account of the organization as ListAccounts describes it (Id, Name, ...)."""
     for page in organizations.get_paginator("list_accounts").paginate():
         yield from (account for account in page.get("Accounts", []) if _is_active(account))
+
+
+def organization_id_from_arn(account_arn: str) -> str | None:
+    """`o-xxxx` of an account ARN (arn:<partition>:organizations::<mgmt>:account/o-xxxx/<id>)."""
+    resource = account_arn.split(":", 5)[-1]
+    parts = resource.split("/")
+    if len(parts) == 3 and parts[0] == "account" and parts[1].startswith("o-"):
+        return parts[1]
+    return None

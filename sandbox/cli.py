@@ -6,9 +6,12 @@ With --serve the same story runs behind a local HTTP endpoint (moto's server, 12
 stays up afterwards for the aws CLI or `watershed plan` until Ctrl-C.
 
 Exit codes: 0 every expected event reached the destination stream, byte-identical, and nothing
-else did; 1 an event was lost, damaged or forwarded when it should not have been, or a member
-region was left unconfigured (the last line says which); 2 bad arguments or the sandbox could not
-play the story (for instance a template that does not deploy).
+else did, every trigger became an onboarding and every queue the stacks created is empty; 1 an
+event was lost, damaged or forwarded when it should not have been, an account region was left
+unconfigured, a trigger was ignored, refused or dead-lettered, a queue (work queue, dead-letter
+or failure queue) holds messages, or the sandbox noticed a refusal or drop on the way (the last
+line says which); 2 bad arguments or the sandbox could not play the story (for instance a
+template that does not deploy).
 """
 
 from __future__ import annotations
@@ -155,7 +158,9 @@ def _render(printer: Printer, act: str, result: DemoResult) -> None:
         "organization": _render_organization,
         "deploy": _render_deploy,
         "onboarding": _render_onboarding,
+        "reconcile": _render_reconcile,
         "events": _render_events,
+        "queues": _render_queues,
     }[act](printer, result, seconds)
 
 
@@ -287,10 +292,12 @@ def _render_onboarding(printer: Printer, result: DemoResult, seconds: float) -> 
         f"  {OK} = GuardDuty detector enabled, and rule watershed-forward → the Security bus of "
         "the same region, as watershed-forwarder"
     )
+    for problem in result.unhandled:
+        printer.line(f"  {FAIL} trigger not onboarded: {problem}")
 
 
 def _render_events(printer: Printer, result: DemoResult, seconds: float) -> None:
-    printer.section("4. events", f"{seconds:.1f} s")
+    printer.section("5. events", f"{seconds:.1f} s")
     hops = _hops(result)
     for arrival in result.arrivals:
         event = arrival.event
@@ -309,8 +316,47 @@ def _render_events(printer: Printer, result: DemoResult, seconds: float) -> None
         printer.lines(hop_lines(hops(arrival.event_id), arrival.raised_at))
     for record in result.unknown_records:
         printer.line(f"  {FAIL} unknown record at the destination: {describe_record(record)}")
+
+
+def _render_reconcile(printer: Printer, result: DemoResult, seconds: float) -> None:
+    printer.section("4. daily reconcile", f"{seconds:.1f} s")
+    invocations = [d for d in result.reconcile if d.mapping.kind == "sqs"]
+    printer.line(
+        '  schedule watershed-reconcile fired once: {"accounts": "ALL"} → one message per ACTIVE '
+        f"account → {sum(d.records for d in invocations)} message(s) onboarded in "
+        f"{len(invocations)} invocation(s), "
+        f"{sum(1 for d in invocations if not d.invocation.ok)} error(s)"
+    )
+    org = result.organization
+    assert org is not None
+    regions = result.options.regions
+    rows = [("read back", *regions)]
+    for account, what in ((org.management, "like a member"), (org.security, "GuardDuty only")):
+        cells = []
+        for region in regions:
+            state = result.configured.get((account.account_id, region))
+            if state and state.detector == "enabled" and state.rule == "ok":
+                cells.append(f"{OK} {what}")
+            elif state:
+                cells.append(f"{FAIL} detector {state.detector}, rule {state.rule}")
+            else:
+                cells.append(f"{FAIL} not read")
+        rows.append((f"{account.name} {account.account_id}", *cells))
+    printer.lines(table(rows))
+
+
+def _render_queues(printer: Printer, result: DemoResult, seconds: float) -> None:
+    printer.section("6. queues", f"{seconds:.1f} s")
+    loaded = result.loaded_queues
+    printer.line(
+        f"  {OK if not loaded else FAIL} {len(result.queues) - len(loaded)} of "
+        f"{len(result.queues)} queue(s) the stacks created are empty "
+        "(work queue, dead-letter and failure queues)"
+    )
+    for queue in loaded:
+        printer.line(f"  {FAIL} {queue.describe()}")
     for notice in result.notices:
-        printer.line(f"  sandbox notice: {notice}")
+        printer.line(f"  {FAIL} sandbox notice: {notice}")
 
 
 def _render_logs(printer: Printer, story: Story) -> None:
@@ -350,6 +396,11 @@ def _verdict(printer: Printer, result: DemoResult, elapsed: float) -> int:
         problems.append(f"{account_id} not configured in {region}")
     if not result.configured:
         problems.append("no member was read back")
+    problems += [f"trigger not onboarded: {p}" for p in result.unhandled]
+    problems += [queue.describe() for queue in result.loaded_queues]
+    if not result.queues:
+        problems.append("no queue was read back")
+    problems += [f"sandbox notice: {n}" for n in result.notices]
     shown = problems[:6] + ([f"and {len(problems) - 6} more"] if len(problems) > 6 else [])
     printer.verdict(f"demo: {delivered} of {expected} events reached {where}; " + "; ".join(shown))
     return 1

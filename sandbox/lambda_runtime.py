@@ -100,6 +100,35 @@ class _LogStream(io.TextIOBase):
         return len(text)
 
 
+class _CurrentLog(io.TextIOBase):
+    """The one stdout/stderr every function runs with: it writes to the log of the function
+    being invoked. `logging` handlers are process-wide and bind the sys.stdout of the moment
+    they are created (Powertools' Logger at a cold start): bound to this object, a later
+    container's (or a later runtime's) lines still reach that container's log."""
+
+    def __init__(self) -> None:
+        self.target: io.TextIOBase | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        target = self.target if self.target is not None else sys.__stdout__
+        return target.write(text) if target is not None else len(text)
+
+    @contextlib.contextmanager
+    def to(self, log: io.TextIOBase) -> Iterator[None]:
+        saved, self.target = self.target, log
+        try:
+            with contextlib.redirect_stdout(self), contextlib.redirect_stderr(self):
+                yield
+        finally:
+            self.target = saved
+
+
+_CURRENT_LOG = _CurrentLog()
+
+
 class _Container:
     """One function's modules and log, kept between invocations like a warm Lambda container."""
 
@@ -146,8 +175,7 @@ class LambdaRuntime:
             with (
                 self._environment(function),
                 self._modules(function, container),
-                contextlib.redirect_stdout(container.log),
-                contextlib.redirect_stderr(container.log),
+                _CURRENT_LOG.to(container.log),
             ):
                 try:
                     handler = self._handler(function.handler)

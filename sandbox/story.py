@@ -8,9 +8,17 @@
    region) events put on the management account's buses, as AWS emits them → forwarded by
    management.yaml's rules to the Security home bus → trigger rule → work queue → the poller
    invokes the onboarding handler → every member configured in every hub region, read back.
-4. Events raised in the members → their watershed-forward rule (written by onboarding) → the
+   Every trigger must come out of the function as a per-request outcome (its log's "request
+   outcome" lines: done, or a duplicate of one), never ignored, refused or dead-lettered.
+4. The daily reconcile: the schedule rule template.yaml declares is fired once (its target's
+   Input, `{"accounts": "ALL"}`, invoked as EventBridge Scheduler would) → the function backfills
+   one message per ACTIVE account onto the work queue → the poller → every account onboarded,
+   the management account like a member and the Security account with GuardDuty only, read back.
+5. Events raised in the members → their watershed-forward rule (written by onboarding) → the
    Security bus of the same region → collect rule → Kinesis (the shim) → the poller invokes the
    relay handler → destination stream in the home region, read back and matched byte for byte.
+6. Every SQS queue the stacks created (work queue and its DLQ, invoke-failure queue, events
+   DLQs, relay failure queues, management.yaml's trigger DLQs) is read back: all must be empty.
 
 Nothing here decides what watershed does: the handlers, the rules and the templates do. The
 story only puts events where AWS would, drains the pollers, and reads the world back.
@@ -30,7 +38,7 @@ from sandbox import events as shapes
 from sandbox import stacks
 from sandbox.embedded import EmbeddedAws, SandboxError
 from sandbox.journal import Journal
-from sandbox.lambda_runtime import LambdaRuntime
+from sandbox.lambda_runtime import FunctionSpec, LambdaRuntime
 from sandbox.organization import Account, Organization, create_organization
 from sandbox.poller import Delivery, EventSourceMappingPoller, read_mappings
 from sandbox.shims import envelope_bytes
@@ -117,6 +125,36 @@ class Trigger:
     raised_at: float
 
 
+@dataclass(frozen=True)
+class QueueState:
+    """A queue a stack created, read back at the end of the story: empty, or what is in it."""
+
+    stack: str  # "<account> <region> <stack>"
+    logical_id: str
+    url: str
+    visible: int
+    in_flight: int
+    delayed: int
+    contents: tuple[str, ...] = ()  # what the messages are, as far as they can be told
+
+    @property
+    def empty(self) -> bool:
+        return not (self.visible or self.in_flight or self.delayed)
+
+    def describe(self) -> str:
+        counts = [
+            f"{n} {what}"
+            for n, what in (
+                (self.visible, "waiting"),
+                (self.in_flight, "in flight"),
+                (self.delayed, "delayed"),
+            )
+            if n
+        ]
+        what = f": {'; '.join(self.contents)}" if self.contents else ""
+        return f"{self.logical_id} ({self.stack}) holds {', '.join(counts)}{what}"
+
+
 @dataclass
 class DemoResult:
     """Everything the story observed; `ok` says whether it ended as designed."""
@@ -133,6 +171,14 @@ class DemoResult:
     acts: list[Act] = field(default_factory=list)
     destination_arn: str = ""
     notices: list[str] = field(default_factory=list)
+    # per trigger: what the onboarding function did with it, when that was not an onboarding
+    unhandled: list[str] = field(default_factory=list)
+    reconcile: list[Delivery] = field(default_factory=list)
+    queues: list[QueueState] = field(default_factory=list)
+
+    @property
+    def loaded_queues(self) -> list[QueueState]:
+        return [q for q in self.queues if not q.empty]
 
     @property
     def expected(self) -> list[Arrival]:
@@ -171,6 +217,10 @@ class DemoResult:
             and not self.unexpected
             and not self.damaged
             and not self.unknown_records
+            and not self.unhandled
+            and bool(self.queues)
+            and not self.loaded_queues
+            and not self.notices
         )
 
     @property
@@ -202,13 +252,16 @@ class Story:
             ("organization", self.create_organization),
             ("deploy", self.deploy),
             ("onboarding", self.onboard),
+            ("reconcile", self.reconcile),
             ("events", self.raise_events),
+            ("queues", self.read_queues),
         ):
             started = time.perf_counter()
             act()
             self.result.acts.append(Act(name, time.perf_counter() - started))
+            if name == "queues":  # the last act: everything the sandbox noticed on the way
+                self.result.notices = [f"{n.kind}: {n.message}" for n in self.journal.notices()]
             self._on_act(name, self.result)
-        self.result.notices = [f"{n.kind}: {n.message}" for n in self.journal.notices()]
         return self.result
 
     def create_organization(self) -> None:
@@ -290,11 +343,89 @@ class Story:
                     self.options.home_region,
                     shapes.create_managed_account(org.management, member, self.options.home_region),
                 )
+        logged = len(self._onboarding_log())
         self.result.onboarding = self._drain()
+        self.result.unhandled = self._unhandled_triggers(self._onboarding_log()[logged:])
         for member in org.members:
             for region in self.options.regions:
                 self.result.configured[(member.account_id, region)] = self._read_back(
                     member, region
+                )
+
+    def reconcile(self) -> None:
+        """Fire the reconcile schedule once, as EventBridge would, and drain what it enqueued.
+
+        moto keeps schedule rules but never fires them: the story reads the rule the home stack
+        declares (its ScheduleExpression and its target's Input) and invokes the target function
+        with that input. Then every ACTIVE account is read back: the management account like a
+        member, the Security account with GuardDuty only (its events are on its own bus)."""
+        org = self._org()
+        home = self.options.home_region
+        security = self.aws.session(org.security.account_id)
+        events = security.client("events", region_name=home)
+        fired = 0
+        for stack in self.result.deployed:
+            if (stack.account_id, stack.region) != (org.security.account_id, home):
+                continue
+            for rule_name in stack.of_type("AWS::Events::Rule").values():
+                if not events.describe_rule(Name=rule_name).get("ScheduleExpression"):
+                    continue
+                for target in events.list_targets_by_rule(Rule=rule_name)["Targets"]:
+                    invocation = self.runtime.invoke(
+                        self._function(target["Arn"]), json.loads(target.get("Input", "{}"))
+                    )
+                    fired += 1
+                    if not invocation.ok:
+                        self.result.unhandled.append(
+                            f"schedule {rule_name} invocation failed: {invocation.error}"
+                        )
+        if not fired:
+            raise SandboxError("template.yaml's home stack has no schedule rule with a target")
+        self.result.reconcile = self._drain()
+        for account in (org.management, org.security):
+            for region in self.options.regions:
+                self.result.configured[(account.account_id, region)] = self._read_back(
+                    account, region, forwards=account is not org.security
+                )
+
+    def read_queues(self) -> None:
+        """Read back every SQS queue the stacks created: anything left is a loss or a retry."""
+        names = {t.event_id: f"{t.label} for {t.member.name}" for t in self.result.triggers}
+        names.update(
+            {a.event_id: f"{a.event.label} ({a.event.region})" for a in self.result.arrivals}
+        )
+        for stack in self.result.deployed:
+            sqs = self.aws.session(stack.account_id).client("sqs", region_name=stack.region)
+            where = f"{stack.account_id} {stack.region} {stack.stack_name}"
+            for logical_id, url in sorted(stack.of_type("AWS::SQS::Queue").items()):
+                attributes = sqs.get_queue_attributes(
+                    QueueUrl=url,
+                    AttributeNames=[
+                        "ApproximateNumberOfMessages",
+                        "ApproximateNumberOfMessagesNotVisible",
+                        "ApproximateNumberOfMessagesDelayed",
+                    ],
+                )["Attributes"]
+                visible = int(attributes.get("ApproximateNumberOfMessages", 0))
+                contents: tuple[str, ...] = ()
+                if visible:  # peek (visibility 0: the messages stay where they are)
+                    messages = sqs.receive_message(
+                        QueueUrl=url,
+                        MaxNumberOfMessages=10,
+                        VisibilityTimeout=0,
+                        MessageAttributeNames=["All"],
+                    ).get("Messages", [])
+                    contents = tuple(describe_message(m, names) for m in messages)
+                self.result.queues.append(
+                    QueueState(
+                        where,
+                        logical_id,
+                        url,
+                        visible,
+                        int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0)),
+                        int(attributes.get("ApproximateNumberOfMessagesDelayed", 0)),
+                        contents,
+                    )
                 )
 
     def raise_events(self) -> None:
@@ -377,8 +508,69 @@ class Story:
             raise SandboxError("nothing deployed yet")
         return self.poller.drain()
 
-    def _read_back(self, member: Account, region: str) -> RegionState:
-        """The member's GuardDuty detector and forwarding rule in `region`, read back."""
+    def _onboarding_function(self) -> FunctionSpec:
+        if self.poller is None:
+            raise SandboxError("nothing deployed yet")
+        for mapping in self.poller.mappings:
+            if mapping.kind == "sqs":
+                return mapping.function
+        raise SandboxError("template.yaml declares no SQS mapping for the onboarding function")
+
+    def _function(self, arn: str) -> FunctionSpec:
+        """The deployed function a target ARN names (as the pollers read it)."""
+        if self.poller is not None:
+            for mapping in self.poller.mappings:
+                if mapping.function.arn == arn:
+                    return mapping.function
+        raise SandboxError(f"no deployed function {arn}")
+
+    def _onboarding_log(self) -> list[str]:
+        return self.runtime.log(self._onboarding_function())
+
+    def _unhandled_triggers(self, log: list[str]) -> list[str]:
+        """Did every trigger become an onboarding? Read from the function's per-request log.
+
+        The read-back of the accounts cannot tell: a Control Tower account gets two triggers,
+        and one of them configures it even if the other was dropped. So every account with a
+        trigger must have a `request outcome` of `done` with status ok, and the function must
+        have logged no other outcome (refused, retry, dead-lettered), no `ignored input` (a
+        lifecycle event it did not recognise) and no `invalid message` (dead-lettered as
+        invalid). A duplicate in the same batch is the one legitimate path that logs no
+        outcome of its own; a retry or a dead letter also leaves a message on a queue, which
+        `read_queues` reports."""
+        done: set[str] = set()
+        problems: list[str] = []
+        for line in log:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict):
+                continue
+            message = entry.get("message")
+            if message == "request outcome":
+                if entry.get("outcome") == "done" and entry.get("status") == "ok":
+                    done.add(str(entry.get("account_id")))
+                else:
+                    problems.append(
+                        f"request for {entry.get('account_id')} ended {entry.get('outcome')}"
+                        f" (status {entry.get('status')})"
+                    )
+            elif message in ("ignored input", "invalid message", "refused message"):
+                why = entry.get("reason") or entry.get("error") or ""
+                problems.append(f"{message}: {str(why)[:160]}")
+        names = {t.member.account_id: t.member.name for t in self.result.triggers}
+        for account_id, name in names.items():
+            if account_id not in done:
+                labels = [
+                    t.label for t in self.result.triggers if t.member.account_id == account_id
+                ]
+                problems.insert(0, f"{' + '.join(labels)} for {name}: no onboarding done")
+        return problems
+
+    def _read_back(self, member: Account, region: str, forwards: bool = True) -> RegionState:
+        """The account's GuardDuty detector and forwarding rule in `region`, read back.
+        `forwards=False` (the Security account): no forwarding rule is the desired state."""
         org = self._org()
         session = self.aws.session(member.account_id, member.admin_role)
         guardduty = session.client("guardduty", region_name=region)
@@ -392,7 +584,9 @@ class Story:
         try:
             rule = events.describe_rule(Name=FORWARD_RULE)
         except events.exceptions.ResourceNotFoundException:
-            return RegionState(detector, "no rule")
+            return RegionState(detector, "no rule" if forwards else "ok")
+        if not forwards:
+            return RegionState(detector, f"{FORWARD_RULE} exists: it would forward to itself")
         targets = {t["Id"]: t for t in events.list_targets_by_rule(Rule=FORWARD_RULE)["Targets"]}
         bus = f"arn:aws:events:{region}:{org.security.account_id}:event-bus/default"
         role = f"arn:aws:iam::{member.account_id}:role/{FORWARDER_ROLE}"
@@ -477,6 +671,43 @@ class Story:
             ):
                 return "relayed bytes or partition key differ from the regional record"
         return ""
+
+
+def describe_message(message: dict[str, Any], names: dict[str, str]) -> str:
+    """What a message left on a queue is: a dead-lettered trigger (named), an event, a batch."""
+    body = message.get("Body", "")
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return f"{len(body)} bytes: {body[:60]!r}"
+    if not isinstance(document, dict):
+        return f"{body[:60]!r}"
+    if "kind" in document and "reason" in document:  # the work DLQ's envelope
+        inner = document.get("body") or ""
+        try:
+            event_id = json.loads(inner).get("id") if inner else None
+        except (ValueError, AttributeError):
+            event_id = None
+        request = document.get("request") or {}
+        what = names.get(event_id or "") or (
+            f"request for {request.get('accounts')}" if request else f"message {event_id}"
+        )
+        return f"{what} dead-lettered as {document['kind']}: {document['reason']}"
+    if "id" in document and "detail-type" in document:  # an EventBridge event (events DLQ)
+        error = (message.get("MessageAttributes") or {}).get("ERROR_CODE", {})
+        why = f" ({error.get('StringValue')})" if error else ""
+        what = names.get(document["id"]) or f"{document['detail-type']} {document['id']}"
+        return f"event {what}{why}"
+    if "KinesisBatchInfo" in document:  # a relay mapping's on-failure record
+        info = document["KinesisBatchInfo"]
+        return f"{info.get('batchSize')} record(s) of {info.get('shardId')} not relayed"
+    if "requestContext" in document:  # an asynchronous invocation that failed
+        return f"failed invocation: {document['requestContext'].get('condition')}"
+    if "accounts" in document:  # a request still waiting
+        return f"request for {document.get('accounts')} (attempt {document.get('attempt', 1)})"
+    if "id" in document:
+        return f"message about {names.get(document['id'], document['id'])}"
+    return f"{body[:60]!r}"
 
 
 def describe_record(record: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ inline (then a second audit is all ok) and through a work queue."""
 import io
 import json
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 import boto3
@@ -19,8 +20,9 @@ from auditzoo import (
 )
 
 from onboarding import audit_cli, cli
-from onboarding.audit import Auditor
+from onboarding.audit import AccountAudit, Auditor, AuditReport, Cell
 from onboarding.events import OnboardingRequest, parse_input
+from onboarding.hub import HubRegion
 from onboarding.sessions import SessionFactory
 from onboarding.workqueue import WorkQueue
 
@@ -267,3 +269,44 @@ def test_the_audit_reads_through_the_launcher_and_writes_nothing(small_org):
 
     assert recorder.writes == []
     assert {a.account_id: a.state for a in report.accounts}[org.accounts["configured"]] == "ok"
+
+
+def test_a_skipped_region_fails_the_exit_code_unless_allow_skipped(small_org, capsys):
+    # Given a configured account whose only other cell is skipped (ap-east-1 is not enabled)
+    account = small_org.accounts["configured"]
+
+    default = cli.main(["audit", "--accounts", account])
+    allowed = cli.main(["audit", "--accounts", account, "--allow-skipped"])
+
+    printed = capsys.readouterr().out
+    assert default == 1  # the issue's default: skipped is not coverage
+    assert allowed == 0
+    assert "ap-east-1       skipped  region not enabled" in printed  # still reported
+
+
+def test_allow_skipped_still_fails_on_drift_and_missing(org, tmp_path, capsys):
+    out = tmp_path / "audit.json"
+
+    code = cli.main(["audit", "--allow-skipped", "--json", str(out)])
+
+    totals = json.loads(out.read_text())["totals"]
+    assert totals["skipped"] and totals["drift"] and totals["missing"]
+    assert code == 1
+
+
+@pytest.mark.parametrize("state", ["drift", "missing", "error"])
+def test_allow_skipped_lets_only_skipped_cells_pass(state):
+    def report(*states):
+        cells = {f"r{i}": Cell(s, detail="why") for i, s in enumerate(states)}
+        return AuditReport(
+            generated_at=datetime.now(UTC),
+            regions=tuple(cells),
+            accounts=(AccountAudit("333333333333", "", cells),),
+            security=(HubRegion("r0", "ok"),),
+            management_account_id="111111111111",
+            security_account_id="222222222222",
+        )
+
+    assert report("ok", "skipped").passes(allow_skipped=True)
+    assert not report("ok", "skipped").passes()
+    assert not report("skipped", state).passes(allow_skipped=True)

@@ -104,7 +104,7 @@ def test_the_audit_makes_no_write_call_in_any_account(zoo, audited):
     # It did look: membership, IAM, regions, GuardDuty, EventBridge, Kinesis (Security side).
     assert {
         "ListAccounts",
-        "DescribeOrganization",
+        "DescribeAccount",  # the organization id, from the management account ARN
         "AssumeRole",
         "GetRole",
         "GetRolePolicy",

@@ -69,6 +69,45 @@ def test_onboarding_ran_from_the_work_queue_without_a_function_error(played):
     assert sum(d.records for d in invocations) == len(result.triggers)
 
 
+def test_every_trigger_became_an_onboarding_and_every_queue_is_empty(played):
+    # read back independently: every queue of every stack, through SQS
+    aws, result = played
+    assert result.unhandled == []
+    assert {q.logical_id for q in result.queues} >= {
+        "WorkQueue",
+        "WorkDeadLetterQueue",
+        "OnboardingInvokeFailureQueue",
+        "EventsDeadLetterQueue",
+        "RelayFailureQueue",
+    }
+    for queue in result.queues:
+        account, region = queue.stack.split()[:2]
+        sqs = aws.session(account).client("sqs", region_name=region)
+        attributes = sqs.get_queue_attributes(QueueUrl=queue.url, AttributeNames=["All"])
+        counts = {k: v for k, v in attributes["Attributes"].items() if "NumberOfMessages" in k}
+        assert set(counts.values()) == {"0"}, (queue.logical_id, counts)
+
+
+def test_the_reconcile_gave_the_security_account_guardduty_only_and_the_management_all(played):
+    aws, result = played
+    org = result.organization
+    assert [d.records for d in result.reconcile if d.mapping.kind == "sqs"]  # through the queue
+    security = aws.session(org.security.account_id)
+    management = aws.session(org.management.account_id)
+    for region in REGIONS:
+        guardduty = security.client("guardduty", region_name=region)
+        (detector,) = guardduty.list_detectors()["DetectorIds"]
+        assert guardduty.get_detector(DetectorId=detector)["Status"] == "ENABLED"
+        rules = security.client("events", region_name=region).list_rules()["Rules"]
+        assert "watershed-forward" not in {r["Name"] for r in rules}
+        events = management.client("events", region_name=region)
+        (target,) = events.list_targets_by_rule(Rule="watershed-forward")["Targets"]
+        assert (
+            target["Arn"] == f"arn:aws:events:{region}:{org.security.account_id}:event-bus/default"
+        )
+        assert management.client("guardduty", region_name=region).list_detectors()["DetectorIds"]
+
+
 def test_every_expected_event_reached_the_destination_byte_identical(played):
     aws, result = played
     security_id = result.organization.security.account_id

@@ -54,6 +54,46 @@ def test_a_forwarded_event_that_should_not_be_exits_1_and_says_which(monkeypatch
     assert "forwarded EC2 state change (us-east-1) that should not be" in line
 
 
+def test_a_dead_lettered_trigger_exits_1_and_names_it(monkeypatch, capsys):
+    # Fault injected: the onboarding function's parser refuses every Control Tower event
+    # (InvalidRequest), standing in for a parser regression or an event shape AWS changed. The
+    # QueueWorker then dead-letters CreateManagedAccount as `invalid`; the account is configured
+    # anyway by its CreateAccountResult, so only the queues and the per-request outcomes tell.
+    # The function runs on its own copy of the package (sandbox.lambda_runtime), so the patch
+    # is applied to that copy, inside the function's container, when its handler is loaded.
+    import sys
+
+    from sandbox.lambda_runtime import LambdaRuntime
+
+    load = LambdaRuntime._handler
+
+    def with_refusing_parser(path):
+        handler = load(path)
+        events = sys.modules.get("onboarding.events")
+        if events is not None and not getattr(events.parse_event, "refuses", False):
+            parse_event, invalid = events.parse_event, sys.modules["onboarding.errors"]
+
+            def refusing(event, settings):
+                if event.get("source") == "aws.controltower":
+                    raise invalid.InvalidRequest("injected: Control Tower event refused")
+                return parse_event(event, settings)
+
+            refusing.refuses = True
+            monkeypatch.setattr(events, "parse_event", refusing)
+        return handler
+
+    monkeypatch.setattr(LambdaRuntime, "_handler", staticmethod(with_refusing_parser))
+
+    code = main(["--regions", "2", "--accounts", "2", "--quiet"])
+
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert code == 1, line
+    assert line.startswith("demo: 5 of 5 events reached watershed in eu-west-1; ")  # no event lost
+    assert "WorkDeadLetterQueue" in line
+    assert "CreateManagedAccount for workload-2 dead-lettered as invalid" in line
+    assert "injected: Control Tower event refused" in line
+
+
 def test_watershed_demo_dispatches_to_the_sandbox_with_one_region(capsys):
     from onboarding.cli import main as watershed
 

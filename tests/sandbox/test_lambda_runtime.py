@@ -87,3 +87,23 @@ def test_stdout_goes_to_the_function_log(aws, org, hub, runtime, poller):
     (mapping,) = [m for m in poller.mappings if m.kind == "kinesis"]
     (line,) = runtime.log(mapping.function)
     assert line.startswith("forwarded 1, ") and line.endswith(" ms left")
+
+
+def test_a_logger_configured_at_an_earlier_cold_start_still_logs_to_this_function(
+    aws, runtime, function
+):
+    # Given a logging handler attached, at a cold start, to the process-wide logger and bound
+    # to that moment's sys.stdout — by an earlier runtime (an earlier demo in this process)
+    from sandbox.lambda_runtime import LambdaRuntime
+
+    earlier = LambdaRuntime(aws)
+    first = function("first", "x", handler="sandbox_fixture.logs.lambda_handler")
+    earlier.invoke(first, {"n": 1})
+
+    # When another runtime's function logs through the same logger
+    second = function("second", "x", handler="sandbox_fixture.logs.lambda_handler")
+    runtime.invoke(second, {"n": 2})
+
+    # Then each line is in the log of the function that wrote it
+    assert earlier.log(first) == ["logged 1"]
+    assert runtime.log(second) == ["logged 2"]

@@ -63,6 +63,7 @@ def test_each_function_package_is_uploaded_once_as_a_zip(aws, org, hub):
         "sandbox_fixture/__init__.py",
         "sandbox_fixture/coldstart.py",
         "sandbox_fixture/forward.py",
+        "sandbox_fixture/logs.py",
         "sandbox_fixture/record.py",
     ]
 
