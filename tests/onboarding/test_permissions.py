@@ -377,35 +377,40 @@ def launcher_arn(org, reader) -> str:
     return role["Role"]["Arn"]
 
 
-def test_the_launcher_may_do_everything_onboarding_the_management_account_does(
-    org, settings, reader, org_id, launcher_arn
-):
-    # Given management.yaml and template.yaml deployed for this organization, with a launcher
-    settings = replace(settings, launcher_role_arn=launcher_arn)
-    home = settings.home_region
+def _launcher_deployments(org, settings, org_id: str, launcher_arn: str):
+    """management.yaml (us-east-1) and template.yaml (home region) as deployed with a launcher."""
     management = Deployment(
         load_template(MANAGEMENT_TEMPLATE),
         "us-east-1",
         org.management,
         {
             "SecurityAccountId": org.security,
-            "SecurityHomeRegion": home,
+            "SecurityHomeRegion": settings.home_region,
             "OnboardingRoleArn": f"arn:aws:iam::{org.security}:role/watershed-onboarding",
             "OrganizationId": org_id,
         },
     )
     security = Deployment(
         load_template(SAM_TEMPLATE),
-        home,
+        settings.home_region,
         org.security,
         {
             "OrganizationId": org_id,
             "ManagementAccountId": org.management,
-            "HomeRegion": home,
+            "HomeRegion": settings.home_region,
             "HubRegions": ",".join(settings.hub_regions),
             "LauncherRoleArn": launcher_arn,
         },
     )
+    return management, security
+
+
+def test_the_launcher_may_do_everything_onboarding_the_management_account_does(
+    org, settings, reader, org_id, launcher_arn
+):
+    # Given management.yaml and template.yaml deployed for this organization, with a launcher
+    settings = replace(settings, launcher_role_arn=launcher_arn)
+    management, security = _launcher_deployments(org, settings, org_id, launcher_arn)
 
     # When the management account is onboarded, then repaired after drift
     recorded = _onboard_twice(org, settings, reader)
@@ -478,29 +483,7 @@ def test_the_queue_paths_are_allowed_backfill_with_exclusions_then_one_message(
         excluded_ous=frozenset({ou}),
         exclude_tag=("watershed", "skip"),
     )
-    management = Deployment(
-        load_template(MANAGEMENT_TEMPLATE),
-        "us-east-1",
-        org.management,
-        {
-            "SecurityAccountId": org.security,
-            "SecurityHomeRegion": home,
-            "OnboardingRoleArn": f"arn:aws:iam::{org.security}:role/watershed-onboarding",
-            "OrganizationId": org_id,
-        },
-    )
-    security = Deployment(
-        load_template(SAM_TEMPLATE),
-        home,
-        org.security,
-        {
-            "OrganizationId": org_id,
-            "ManagementAccountId": org.management,
-            "HomeRegion": home,
-            "HubRegions": ",".join(settings.hub_regions),
-            "LauncherRoleArn": launcher_arn,
-        },
-    )
+    management, security = _launcher_deployments(org, settings, org_id, launcher_arn)
     recorded = CallsByRole()
     onboarder = Onboarder(settings, AttributingFactory(settings, recorded))
     monkeypatch.setattr(handler, "onboarder", lambda: onboarder)
