@@ -28,7 +28,7 @@ from sandbox import shims
 from sandbox.journal import Journal
 
 # Variables that could send a call somewhere other than the embedded AWS, or change its accounts.
-_SCRUBBED = (
+SCRUBBED_VARIABLES = (
     "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE",
     "AWS_SESSION_TOKEN",
@@ -116,7 +116,7 @@ class EmbeddedAws:
 
         self._saved_environ = dict(os.environ)
         for name in list(os.environ):
-            if name in _SCRUBBED or name.startswith("AWS_ENDPOINT_URL_"):
+            if name in SCRUBBED_VARIABLES or name.startswith("AWS_ENDPOINT_URL_"):
                 del os.environ[name]
         os.environ.update(FAKE_CREDENTIALS)
         os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")

@@ -1,34 +1,39 @@
 """Suite-wide guard rails: nothing here may reach real AWS.
 
-Every test runs with fake credentials and without any endpoint or profile taken from the
-developer's shell, so a test that forgets to start moto fails instead of touching an account.
-Area-specific fixtures live in the conftest.py of each sub-folder
+Every test runs with fake credentials and without any endpoint, profile or ambient credential
+source taken from the developer's shell, so a test that forgets to start moto fails instead of
+touching an account. Area-specific fixtures live in the conftest.py of each sub-folder
 (tests/onboarding, tests/relay, ...).
 """
 
+from pathlib import Path
+
 import pytest
 
-_SCRUBBED = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_ENDPOINT_URL",
-    "AWS_CONFIG_FILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "MOTO_ACCOUNT_ID",  # overrides assumed-role credentials in moto: never set it
-)
+# The same list the demo's embedded AWS scrubs (profiles, endpoints, container and web-identity
+# credentials, MOTO_ACCOUNT_ID — which overrides assumed-role credentials in moto).
+from sandbox.embedded import SCRUBBED_VARIABLES
+
+
+def _apply_fake_aws_environment(patch: pytest.MonkeyPatch, config_dir: Path) -> None:
+    for name in SCRUBBED_VARIABLES:
+        patch.delenv(name, raising=False)
+    patch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    patch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    patch.setenv("AWS_CONFIG_FILE", str(config_dir / "no-aws-config"))
+    patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(config_dir / "no-aws-credentials"))
+    patch.setenv("POWERTOOLS_METRICS_NAMESPACE", "watershed-test")
+    patch.setenv("POWERTOOLS_SERVICE_NAME", "watershed-test")
+    patch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+
+
+@pytest.fixture(scope="session")
+def fake_aws_environment():
+    """For fixtures wider than one test: `fake_aws_environment(monkeypatch, directory)`."""
+    return _apply_fake_aws_environment
 
 
 @pytest.fixture(autouse=True)
 def _fake_aws_environment(monkeypatch, tmp_path):
-    for name in _SCRUBBED:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "watershed-test")
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "watershed-test")
-    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    _apply_fake_aws_environment(monkeypatch, tmp_path)
