@@ -276,16 +276,15 @@ def _render_onboarding(printer: Printer, result: DemoResult, seconds: float) -> 
     regions = result.options.regions
     rows = [("read back", *regions)]
     for member in org.members:
-        cells = []
-        for region in regions:
-            state = result.configured.get((member.account_id, region))
-            if state and state.detector == "enabled" and state.rule == "ok":
-                count = changes.get((member.account_id, region), 0)
-                cells.append(f"{OK} ({count} changes)")
-            elif state:
-                cells.append(f"{FAIL} detector {state.detector}, rule {state.rule}")
-            else:
-                cells.append(f"{FAIL} not read")
+        cells = [
+            _read_back_cell(
+                result,
+                member.account_id,
+                region,
+                f"({changes.get((member.account_id, region), 0)} changes)",
+            )
+            for region in regions
+        ]
         rows.append((f"{member.name} {member.account_id}", *cells))
     printer.lines(table(rows))
     printer.line(
@@ -294,6 +293,16 @@ def _render_onboarding(printer: Printer, result: DemoResult, seconds: float) -> 
     )
     for problem in result.unhandled:
         printer.line(f"  {FAIL} trigger not onboarded: {problem}")
+
+
+def _read_back_cell(result: DemoResult, account_id: str, region: str, ok_text: str) -> str:
+    """One account x region of a read-back table: what onboarding left there."""
+    state = result.configured.get((account_id, region))
+    if state and state.detector == "enabled" and state.rule == "ok":
+        return f"{OK} {ok_text}"
+    if state:
+        return f"{FAIL} detector {state.detector}, rule {state.rule}"
+    return f"{FAIL} not read"
 
 
 def _render_events(printer: Printer, result: DemoResult, seconds: float) -> None:
@@ -332,15 +341,7 @@ def _render_reconcile(printer: Printer, result: DemoResult, seconds: float) -> N
     regions = result.options.regions
     rows = [("read back", *regions)]
     for account, what in ((org.management, "like a member"), (org.security, "GuardDuty only")):
-        cells = []
-        for region in regions:
-            state = result.configured.get((account.account_id, region))
-            if state and state.detector == "enabled" and state.rule == "ok":
-                cells.append(f"{OK} {what}")
-            elif state:
-                cells.append(f"{FAIL} detector {state.detector}, rule {state.rule}")
-            else:
-                cells.append(f"{FAIL} not read")
+        cells = [_read_back_cell(result, account.account_id, region, what) for region in regions]
         rows.append((f"{account.name} {account.account_id}", *cells))
     printer.lines(table(rows))
 
