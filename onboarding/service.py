@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -173,17 +175,26 @@ class Onboarder:
             return _account_failed(step_failed(err, account_id, None, "membership"))
 
         is_security = account_id == self.settings.security_account_id
-        account_changes: list[Change] = []
-        if not is_security:  # the Security account's events are already on its own bus
-            try:
-                account_changes = iam.ensure_forwarder_role(
-                    session.client("iam", home), self.settings, account_id, request.dry_run
-                )
-            except (ClientError, BotoCoreError) as err:
-                return _account_failed(step_failed(err, account_id, None, "iam"))
-
+        # The forwarder role (IAM, global) and the member's region list do not depend on each
+        # other: they run side by side. The region steps start only once both have succeeded,
+        # so an account whose role could not be written gets no region write either.
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prologue") as prologue:
+            role = prologue.submit(
+                contextvars.copy_context().run,
+                self._forwarder_role,
+                session,
+                request,
+                is_security,
+            )
+            listed = prologue.submit(
+                contextvars.copy_context().run, regions.region_statuses, session.client("ec2", home)
+            )
         try:
-            statuses = regions.region_statuses(session.client("ec2", home))
+            account_changes = role.result()
+        except (ClientError, BotoCoreError) as err:
+            return _account_failed(step_failed(err, account_id, None, "iam"))
+        try:
+            statuses = listed.result()
         except (ClientError, BotoCoreError) as err:
             return _account_failed(step_failed(err, account_id, None, "regions"))
         # An opt-in ENABLED event can arrive before the member's own DescribeRegions shows the
@@ -209,6 +220,18 @@ class Onboarder:
         results += [_region_result(r, outcomes.get(r, [])) for r in selection.configure]
         return AccountReport.build(account_id, results, account_changes, request.dry_run)
 
+    def _forwarder_role(
+        self, session: AccountSession, request: OnboardingRequest, is_security: bool
+    ) -> list[Change]:
+        if is_security:  # the Security account's events are already on its own bus
+            return []
+        return iam.ensure_forwarder_role(
+            session.client("iam", self.settings.home_region),
+            self.settings,
+            request.account_id,
+            request.dry_run,
+        )
+
     def _guardduty(
         self, session: AccountSession, region: str, request: OnboardingRequest
     ) -> Callable[[], list[Change]]:
@@ -232,13 +255,17 @@ class Onboarder:
     def _run(
         self, account_id: str, steps: list[tuple[str, str, Callable[[], list[Change]]]]
     ) -> dict[str, list[StepOutcome]]:
-        """Run every (region, step) on a bounded thread pool; one failure never stops another."""
+        """Run every (region, step); one failure never stops another.
+
+        Every step has its own thread, so no step waits for a free worker: a region's steps
+        (GuardDuty, forwarding) run side by side, and up to REGION_WORKERS regions at once —
+        the regions beyond that start in hub-region order as earlier ones finish."""
         outcomes: dict[str, list[StepOutcome]] = {}
         if not steps:
             return outcomes
-        workers = max(1, min(self.settings.region_workers, len(steps)))
         deadline = current_deadline()
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="region")
+        window = _RegionWindow([region for region, _, _ in steps], self.settings.region_workers)
+        pool = ThreadPoolExecutor(max_workers=len(steps), thread_name_prefix="region")
         try:
             # Each step runs in a copy of this context: the deadline follows it into its thread.
             futures = [
@@ -246,16 +273,23 @@ class Onboarder:
                     region,
                     name,
                     pool.submit(
-                        contextvars.copy_context().run, _outcome, account_id, region, name, fn
+                        contextvars.copy_context().run,
+                        window.run,
+                        region,
+                        deadline,
+                        _outcome,
+                        account_id,
+                        region,
+                        name,
+                        fn,
                     ),
                 )
                 for region, name, fn in steps
             ]
             _wait([f for _, _, f in futures], deadline)
             for region, name, future in futures:
-                if future.done() and not future.cancelled():
-                    outcome = future.result()
-                else:  # still running (or not started) when the time was up
+                outcome = future.result() if future.done() and not future.cancelled() else None
+                if outcome is None:  # still running, not started, or let go at the deadline
                     future.cancel()
                     outcome = StepOutcome(
                         region, name, failure=_timed_out(account_id, region, name)
@@ -268,7 +302,43 @@ class Onboarder:
         return outcomes
 
 
-def _wait(futures: list[Future[StepOutcome]], deadline: Deadline | None) -> None:
+class _RegionWindow:
+    """At most `width` regions have steps running; regions start in the order first named.
+
+    A region is open from when its first step starts until its last step ends. A step whose
+    region may not start yet waits; with a deadline it gives up once it is time to stop
+    waiting, and is then reported as timed out without having made any call."""
+
+    def __init__(self, regions: list[str], width: int) -> None:
+        self._order = {region: i for i, region in enumerate(dict.fromkeys(regions))}
+        self._left = {region: regions.count(region) for region in self._order}
+        self._width = max(1, width)
+        self._finished = 0
+        self._changed = threading.Condition()
+
+    def run(
+        self,
+        region: str,
+        deadline: Deadline | None,
+        fn: Callable[..., StepOutcome],
+        *args: Any,
+    ) -> StepOutcome | None:
+        with self._changed:
+            while self._order[region] >= self._finished + self._width:
+                if deadline is not None and deadline.stop_waiting():
+                    return None
+                self._changed.wait(timeout=WAIT_POLL_SECONDS if deadline else None)
+        try:
+            return fn(*args)
+        finally:
+            with self._changed:
+                self._left[region] -= 1
+                if not self._left[region]:
+                    self._finished += 1
+                    self._changed.notify_all()
+
+
+def _wait(futures: list[Future[StepOutcome | None]], deadline: Deadline | None) -> None:
     """Until every step is done, or — with a deadline — until it is time to stop waiting."""
     if deadline is None:
         wait(futures)
