@@ -1,14 +1,19 @@
 """Onboarding one account across 1 and 17 regions: wall time and API calls, parallel vs serial.
 
-Runs against moto (in process) with an injected per-call latency (default 50 ms, a botocore
-`before-call` hook that sleeps), so the figures show how the design behaves when every call
-costs a round trip, not how fast moto is. For each case a fresh member account is onboarded
-(first run: everything is created), then onboarded again (re-run: must write nothing).
+Two backends answer the AWS calls, both with an injected per-call latency (default 50 ms, a
+round trip):
+
+- `model` (default): `awsmodel.Model`, a model of AWS at botocore's HTTP layer (requests are
+  built, signed, answered, parsed and retried by the real SDK). The figures are watershed's own.
+- `moto`: moto in this process (a botocore `before-call` hook sleeps). moto's CPU time competes
+  with the region threads for the GIL, so the figures mostly show moto's cost.
+
+For each case a fresh member account is onboarded (first run: everything is created), then
+onboarded again (re-run: must write nothing). "one worker" is REGION_WORKERS=1: one region at
+a time (its two steps side by side).
 
     .venv/bin/python bench/onboard_regions.py [--latency-ms 50] [--workers 20] [--repeat 3]
-
-moto runs in this process, so its own CPU time (and botocore's) competes with the region
-threads for the GIL; `--latency-ms 0` shows that floor.
+                                              [--backend model|moto]
 """
 
 from __future__ import annotations
@@ -16,26 +21,48 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from _common import Meter, create_account, organization
-from moto import mock_aws
+from awsmodel import DEFAULT_REGIONS, Model
 
 from onboarding.events import OnboardingRequest
 from onboarding.service import Onboarder
 from onboarding.sessions import SessionFactory
 from onboarding.settings import Settings
 
-# The 17 regions every account has enabled by default (no opt-in needed).
-DEFAULT_REGIONS = (
-    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "sa-east-1",
-    "eu-central-1", "eu-west-1", "eu-west-2", "eu-west-3", "eu-north-1", "ap-south-1",
-    "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-southeast-1", "ap-southeast-2",
-)  # fmt: skip
+# (new account, onboarder for (regions, workers), (calls, writes) since the last reset, reset)
+World = tuple[
+    Callable[[], str],
+    Callable[[tuple[str, ...], int], Onboarder],
+    Callable[[], tuple[int, int]],
+    Callable[[], None],
+]
 
 
-def run(args: argparse.Namespace) -> None:
+@contextmanager
+def model_world(latency: float) -> Iterator[World]:
+    model = Model(1000, latency=latency)
+    accounts = iter(model.member_ids())
+
+    def onboarder(regions: tuple[str, ...], workers: int) -> Onboarder:
+        settings = model.settings(regions, region_workers=workers)
+        factory = SessionFactory(settings, base_session=model.session(), hooks=model.hooks())
+        return Onboarder(settings, factory)
+
+    def counts() -> tuple[int, int]:
+        return sum(model.calls.values()), model.writes()
+
+    yield (lambda: next(accounts)), onboarder, counts, model.reset_counts
+
+
+@contextmanager
+def moto_world(latency: float) -> Iterator[World]:
+    from moto import mock_aws
+
     os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
-    meter = Meter(args.latency_ms / 1000)
+    meter = Meter(latency)
     with mock_aws():
         orgs, management = organization()
         counter = iter(range(1000))
@@ -55,7 +82,13 @@ def run(args: argparse.Namespace) -> None:
             )
             return Onboarder(settings, SessionFactory(settings, hooks=[("before-call", meter)]))
 
-        # Warm moto's backends and botocore's models so the first timed case is not penalised.
+        yield new_account, onboarder, lambda: (meter.total, meter.writes), meter.reset
+
+
+def run(args: argparse.Namespace) -> None:
+    world = model_world if args.backend == "model" else moto_world
+    with world(args.latency_ms / 1000) as (new_account, onboarder, counts, reset):
+        # Warm botocore's models (and moto's backends) so the first timed case is not penalised.
         onboarder(DEFAULT_REGIONS, args.workers).onboard(OnboardingRequest(new_account()))
 
         rows = []
@@ -65,19 +98,19 @@ def run(args: argparse.Namespace) -> None:
                 for _ in range(args.repeat):  # a fresh account each time: first runs create all
                     service, account = onboarder(regions, workers), new_account()
                     for run_name in samples:
-                        meter.reset()
+                        reset()
                         started = time.perf_counter()
                         report = service.onboard(OnboardingRequest(account))
                         wall = time.perf_counter() - started
                         assert report.status == "ok", report.as_dict()
-                        samples[run_name].append((wall, meter.total, meter.writes))
+                        samples[run_name].append((wall, *counts()))
                 for run_name, measured in samples.items():
                     wall, calls, writes = sorted(measured)[len(measured) // 2]  # the median run
                     rows.append((len(regions), workers, run_name, wall, calls, writes))
 
     print(
-        f"onboard one account, moto + {args.latency_ms:g} ms injected per AWS call, "
-        f"median of {args.repeat}\n"
+        f"onboard one account, {args.backend} + {args.latency_ms:g} ms per AWS call, "
+        f"median of {args.repeat}, load average {os.getloadavg()[0]:.1f}\n"
     )
     header = (
         f"{'regions':>7}  {'workers':>7}  {'run':<9}  {'wall s':>7}  {'calls':>5}  {'writes':>6}"
@@ -102,4 +135,5 @@ if __name__ == "__main__":
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--workers", type=int, default=20, help="REGION_WORKERS for 'parallel'")
     parser.add_argument("--repeat", type=int, default=3, help="runs per case (median shown)")
+    parser.add_argument("--backend", choices=("model", "moto"), default="model")
     run(parser.parse_args())

@@ -189,6 +189,9 @@ class Onboarder:
             listed = prologue.submit(
                 contextvars.copy_context().run, regions.region_statuses, session.client("ec2", home)
             )
+            # While those two wait on the network, build the regional clients the steps will use
+            # (a few ms of CPU each, 34 for 17 regions): the steps then start at once.
+            self._clients(session, request.regions or self.settings.hub_regions, is_security)
         try:
             account_changes = role.result()
         except (ClientError, BotoCoreError) as err:
@@ -219,6 +222,12 @@ class Onboarder:
         ]
         results += [_region_result(r, outcomes.get(r, [])) for r in selection.configure]
         return AccountReport.build(account_id, results, account_changes, request.dry_run)
+
+    def _clients(self, session: AccountSession, wanted: Iterable[str], is_security: bool) -> None:
+        services = ("guardduty",) if is_security else ("guardduty", "events")
+        for region in wanted:
+            for service in services:
+                session.client(service, region)
 
     def _forwarder_role(
         self, session: AccountSession, request: OnboardingRequest, is_security: bool
