@@ -2,8 +2,9 @@
 
 Trusted by `events.amazonaws.com` only when acting for this very account (`aws:SourceAccount`)
 and for its forwarding rule (`aws:SourceArn`: EventBridge sets it to the ARN of the rule whose
-target assumes the role), allowed `events:PutEvents` on the Security account's default bus in
-the hub regions — nothing else. `read_*` / `plan_*` never write; `ensure_forwarder_role` writes
+target assumes the role), allowed `events:PutEvents` on exactly the Security buses the delivery
+mode uses (relay: the default bus of every hub region; direct: the home region's only) —
+nothing else. `read_*` / `plan_*` never write; `ensure_forwarder_role` writes
 only the difference.
 """
 
@@ -61,7 +62,7 @@ def permissions_policy(settings: Settings) -> dict[str, Any]:
                 "Sid": "PutEventsOnSecurityBus",
                 "Effect": "Allow",
                 "Action": "events:PutEvents",
-                "Resource": [settings.security_bus_arn(r) for r in settings.hub_regions],
+                "Resource": list(settings.target_bus_arns()),
             }
         ],
     }
