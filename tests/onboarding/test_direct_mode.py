@@ -52,14 +52,14 @@ def test_direct_targets_the_home_region_bus_from_every_region():
 
 @pytest.mark.parametrize("value", ["relayed", "both", "direct,relay", "0"])
 def test_an_unknown_mode_is_refused_naming_the_variable(value):
-    with pytest.raises(ConfigError, match="^DELIVERY_MODE: .* is not one of relay, direct"):
+    with pytest.raises(ConfigError, match=r"^DELIVERY_MODE: .* is not one of relay, direct"):
         Settings.from_env({**REQUIRED, "DELIVERY_MODE": value})
 
 
 def test_direct_with_a_home_region_outside_the_hub_is_refused():
     # The CLI run with AWS_REGION elsewhere would otherwise point every member at a bus no
     # stack of ours collects from.
-    with pytest.raises(ConfigError, match="^DELIVERY_MODE: .*sa-east-1.* not one of HUB_REGIONS"):
+    with pytest.raises(ConfigError, match=r"^DELIVERY_MODE: .*sa-east-1.* not one of HUB_REGIONS"):
         Settings.from_env({**REQUIRED, "DELIVERY_MODE": "direct", "AWS_REGION": "sa-east-1"})
     assert Settings.from_env({**REQUIRED, "AWS_REGION": "sa-east-1"}).delivery_mode == "relay"
 

@@ -454,9 +454,7 @@ def test_delivery_mode_is_relay_by_default_and_only_relay_or_direct(sam_template
 
 
 @pytest.mark.parametrize("region", ["us-east-1", "ap-southeast-2"])
-def test_direct_mode_other_regions_create_no_stream_relay_queue_or_bus_grant(
-    sam_template, region
-):
+def test_direct_mode_other_regions_create_no_stream_relay_queue_or_bus_grant(sam_template, region):
     other = _direct(sam_template, region)
     created = set(other.resources())
     assert created == DIRECT_OTHER_REGION
