@@ -120,6 +120,9 @@ def test_relay_to_direct_repoints_every_target_and_a_rerun_writes_nothing(
     assert sorted(recorder.writes) == sorted(
         [("PutTargets", r) for r in moved] + [("PutRolePolicy", "aws-global")]
     )
+    # the policy is narrowed last: until then it still allows the regional buses the
+    # not-yet-repointed targets deliver to (a permission failure is never retried: lost)
+    assert recorder.writes[-1] == ("PutRolePolicy", "aws-global")
     for region in direct.hub_regions:
         assert [t["Arn"] for t in reader.targets(org.member, region)] == [home_bus]
     recorder.clear()
@@ -245,3 +248,56 @@ def test_the_audit_flags_a_security_region_still_collecting_to_a_regional_stream
         assert regions[region].state == "drift"
         assert f"not {_bus(org.security, 'us-east-1')}" in regions[region].detail
     assert report.security_state == "drift"
+
+
+def test_the_policy_is_not_narrowed_while_a_target_still_points_at_its_region(
+    org, settings, direct, make_onboarder, reader, recorder, faults
+):
+    # PutTargets fails in eu-west-1 (what moto cannot produce: EventBridge's FailedEntries, as
+    # when the forwarder role is not yet usable). That region's target stays at the eu-west-1
+    # bus, so the role must keep allowing it.
+    make_onboarder(settings).onboard(OnboardingRequest(org.member))  # relay
+    fault = faults.add(
+        "PutTargets",
+        None,
+        response={
+            "FailedEntryCount": 1,
+            "FailedEntries": [{"TargetId": "security-bus", "ErrorCode": "ConcurrentModification"}],
+        },
+        region="eu-west-1",
+    )
+    switched = make_onboarder(direct)
+    recorder.clear()
+
+    report = switched.onboard(OnboardingRequest(org.member))
+
+    assert report.regions["eu-west-1"].status == "failed"
+    assert ("PutRolePolicy", "aws-global") not in recorder.writes
+    [allow] = reader.role(org.member)["policies"][POLICY_NAME]["Statement"]
+    assert _bus(org.security, "eu-west-1") in allow["Resource"]  # still delivers there
+    assert [t["Arn"] for t in reader.targets(org.member, "eu-west-1")] == [
+        _bus(org.security, "eu-west-1")
+    ]
+
+    faults.faults.remove(fault)  # the retry, once EventBridge takes the target
+    recorder.clear()
+    again = switched.onboard(OnboardingRequest(org.member))
+
+    assert again.status == "ok"
+    assert recorder.writes == [("PutTargets", "eu-west-1"), ("PutRolePolicy", "aws-global")]
+    [allow] = reader.role(org.member)["policies"][POLICY_NAME]["Statement"]
+    assert allow["Resource"] in (_bus(org.security, "us-east-1"), [_bus(org.security, "us-east-1")])
+
+
+def test_a_switch_limited_to_some_regions_keeps_the_policy_until_all_are_repointed(
+    org, settings, direct, make_onboarder, reader, recorder
+):
+    # e.g. a region opt-in request during the switch: the other regions were not looked at
+    make_onboarder(settings).onboard(OnboardingRequest(org.member))  # relay
+    recorder.clear()
+
+    make_onboarder(direct).onboard(OnboardingRequest(org.member, regions=("eu-west-1",)))
+
+    assert recorder.writes == [("PutTargets", "eu-west-1")]
+    [allow] = reader.role(org.member)["policies"][POLICY_NAME]["Statement"]
+    assert _bus(org.security, "eu-central-1") in allow["Resource"]
