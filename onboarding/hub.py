@@ -138,12 +138,7 @@ def read_hub_region(
     try:
         bus = events.describe_event_bus(Name="default")
         policy = check_bus_policy(bus.get("Policy"), organization_id)
-        try:
-            rule = events.describe_rule(Name=COLLECT_RULE_NAME)
-        except ClientError as err:
-            if error_code(err) != "ResourceNotFoundException":
-                raise
-            rule = None
+        rule = _collect_rule(events)
         if rule is None:
             collect = Check(False, f"rule {COLLECT_RULE_NAME} missing")
             stream = Check(False, "no collect rule, so no stream to deliver to")
@@ -158,6 +153,16 @@ def read_hub_region(
     detail = "; ".join(c.detail for c in checks.values() if not c.ok)
     nothing_there = rule is None and not bus.get("Policy")
     return HubRegion(region, "missing" if nothing_there else "drift", checks, detail=detail)
+
+
+def _collect_rule(events: Any) -> dict[str, Any] | None:
+    """DescribeRule of watershed-collect, None when the rule does not exist."""
+    try:
+        return dict(events.describe_rule(Name=COLLECT_RULE_NAME))
+    except ClientError as err:
+        if error_code(err) != "ResourceNotFoundException":
+            raise
+        return None
 
 
 def _check_collect(events: Any, kinesis_for: Any, rule: dict[str, Any]) -> tuple[Check, Check]:
@@ -187,12 +192,7 @@ def _check_collect(events: Any, kinesis_for: Any, rule: dict[str, Any]) -> tuple
 def _read_direct_region(events: Any, region: str, home_bus_arn: str) -> HubRegion:
     """Direct mode outside the home region: only the collect rule to the home bus is needed."""
     try:
-        try:
-            rule = events.describe_rule(Name=COLLECT_RULE_NAME)
-        except ClientError as err:
-            if error_code(err) != "ResourceNotFoundException":
-                raise
-            rule = None
+        rule = _collect_rule(events)
         targets = (
             events.list_targets_by_rule(Rule=COLLECT_RULE_NAME).get("Targets", []) if rule else []
         )

@@ -170,19 +170,11 @@ def test_direct_repoints_a_target_moved_to_another_region_bus_of_the_security_ac
 # --- audit ------------------------------------------------------------------------------------
 
 
-def _security_side(org, direct, home_target_arn: str, other_target: dict[str, str]) -> None:
+def _security_side(org, reader, direct, home_target_arn: str, other_target: dict[str, str]) -> None:
     """The Security account as template.yaml deploys it in direct mode (moto's CloudFormation
     skips the bus policy, so the grant is put directly): home bus policy + collect rule to the
     destination stream; every other hub region only the collect rule to the home bus."""
-    creds = boto3.client("sts", region_name="us-east-1").assume_role(
-        RoleArn=f"arn:aws:iam::{org.security}:role/OrganizationAccountAccessRole",
-        RoleSessionName="setup",
-    )["Credentials"]
-    session = boto3.Session(
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
+    session = reader.session(org.security)
     organization_id = boto3.client("organizations", "us-east-1").describe_organization()[
         "Organization"
     ]["Id"]
@@ -210,6 +202,7 @@ def test_the_audit_flags_a_target_left_at_a_regional_bus_in_direct_mode(
     role = f"arn:aws:iam::{org.security}:role/watershed-collect"
     _security_side(
         org,
+        reader,
         direct,
         stream,
         {"Id": "home-bus", "Arn": _bus(org.security, "us-east-1"), "RoleArn": role},
@@ -233,12 +226,14 @@ def test_the_audit_flags_a_target_left_at_a_regional_bus_in_direct_mode(
     assert checks["us-east-1"]["bus_policy"].ok and checks["us-east-1"]["collect_stream"].ok
 
 
-def test_the_audit_flags_a_security_region_still_collecting_to_a_regional_stream(org, direct):
+def test_the_audit_flags_a_security_region_still_collecting_to_a_regional_stream(
+    org, reader, direct
+):
     # direct mode, but a non-home region's collect rule still feeds a regional stream (the
     # regional stack was never switched): the Security account's own events there stay local.
     stream = f"arn:aws:kinesis:us-east-1:{org.security}:stream/watershed"
     regional = f"arn:aws:kinesis:eu-west-1:{org.security}:stream/watershed-regional"
-    _security_side(org, direct, stream, {"Id": "stream", "Arn": regional})
+    _security_side(org, reader, direct, stream, {"Id": "stream", "Arn": regional})
 
     report = Auditor(direct, SessionFactory(direct)).run([org.member])
 
