@@ -193,7 +193,7 @@ class Onboarder:
             # (a few ms of CPU each, 34 for 17 regions): the steps then start at once.
             self._clients(session, request.regions or self.settings.hub_regions, is_security)
         try:
-            account_changes = role.result()
+            account_changes, after_repoint = role.result()
         except (ClientError, BotoCoreError) as err:
             return _account_failed(step_failed(err, account_id, None, "iam"))
         try:
@@ -221,6 +221,25 @@ class Onboarder:
             for r, why in selection.pending.items()
         ]
         results += [_region_result(r, outcomes.get(r, [])) for r in selection.configure]
+        if after_repoint:
+            # Narrow only once every hub region's target is known to be repointed; until then
+            # the relay policy (which includes the home bus) keeps every region delivering.
+            every_region = request.regions is None or set(self.settings.hub_regions) <= set(
+                request.regions
+            )
+            if request.dry_run or (
+                every_region
+                and not selection.pending
+                and all(r.status != "failed" for r in results)
+            ):
+                try:
+                    if not request.dry_run:
+                        iam.apply_forwarder_role(
+                            session.client("iam", home), self.settings, account_id, after_repoint
+                        )
+                except (ClientError, BotoCoreError) as err:
+                    return _account_failed(step_failed(err, account_id, None, "iam"))
+                account_changes += after_repoint
         return AccountReport.build(account_id, results, account_changes, request.dry_run)
 
     def _clients(self, session: AccountSession, wanted: Iterable[str], is_security: bool) -> None:
@@ -231,15 +250,18 @@ class Onboarder:
 
     def _forwarder_role(
         self, session: AccountSession, request: OnboardingRequest, is_security: bool
-    ) -> list[Change]:
+    ) -> tuple[list[Change], list[Change]]:
+        """The forwarder role's changes made now, and those kept for after a relay -> direct
+        repoint (a switch narrows the policy last)."""
         if is_security:  # the Security account's events are already on its own bus
-            return []
-        return iam.ensure_forwarder_role(
-            session.client("iam", self.settings.home_region),
-            self.settings,
-            request.account_id,
-            request.dry_run,
+            return [], []
+        iam_client = session.client("iam", self.settings.home_region)
+        changes, after_repoint = iam.plan_in_switch_order(
+            iam_client, self.settings, request.account_id
         )
+        if changes and not request.dry_run:
+            iam.apply_forwarder_role(iam_client, self.settings, request.account_id, changes)
+        return changes, after_repoint
 
     def _guardduty(
         self, session: AccountSession, region: str, request: OnboardingRequest
