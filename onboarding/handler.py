@@ -42,6 +42,15 @@ def onboarder() -> Onboarder:
 
 
 @cache
+def fanout() -> Any:
+    """The fanned-out audit (AUDIT_BUCKET), built on first use: the audit and its HTML renderer
+    are imported only by an invocation that audits, not on every cold start."""
+    from onboarding.audit_fanout import fanout_for
+
+    return fanout_for(onboarder(), work_queue_for(onboarder()).send)
+
+
+@cache
 def metrics() -> Metrics:
     """Built on first use, so the namespace is read when the function runs, not at import."""
     return Metrics()
@@ -90,6 +99,8 @@ def _handle(event: dict[str, Any]) -> dict[str, Any]:
 def _handle_queued(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     service = onboarder()
     queue = work_queue_for(service)
+    if isinstance(event, dict) and event.get("audit") == "start":  # the audit schedule
+        return fanout().start().as_dict()
     if not is_sqs_batch(event):
         items = _logged(parse_input(event, service.settings))
         enqueued = Dispatcher(service, queue).dispatch(items)
@@ -100,11 +111,18 @@ def _handle_queued(event: dict[str, Any], context: LambdaContext) -> dict[str, A
             missing = len(enqueued.selection.missing_ous)
             metrics().add_metric(name="ExcludedOusNotFound", unit=MetricUnit.Count, value=missing)
         return enqueued.as_dict()
-    result = QueueWorker(service, queue).process(
+    audit = (
+        (lambda payload: fanout().audit_account(payload)) if service.settings.audit_bucket else None
+    )
+    result = QueueWorker(service, queue, audit).process(
         event["Records"], remaining_ms=context.get_remaining_time_in_millis
     )
     _record_batch_metrics(result)
     return result.response()
+
+
+def _audit_step(payload: dict[str, Any]) -> Any:
+    return fanout().audit_account(payload)
 
 
 def _record_batch_metrics(result: BatchResult) -> None:
@@ -119,6 +137,7 @@ def _record_batch_metrics(result: BatchResult) -> None:
         "SendFailures",
         "MessagesDeferred",
         "ExcludedOusNotFound",
+        "AccountsAudited",
     ):
         metrics().add_metric(name=name, unit=MetricUnit.Count, value=result.counts[name])
 

@@ -143,6 +143,19 @@ def _queue_url(env: Mapping[str, str], name: str) -> str | None:
     return value
 
 
+# The fanned-out audit's bucket (issue 15): S3's bucket naming rules, no dots (TLS wildcards).
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+def _bucket(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    if not value:
+        return None
+    if not BUCKET_NAME.match(value):
+        raise ConfigError(name, f"{value!r} is not an S3 bucket name (a-z, 0-9, -; 3-63)")
+    return value
+
+
 def parse_tag(name: str, value: str) -> tuple[str, str | None] | None:
     """`key` (any value) or `key=value`; empty means no tag exclusion."""
     value = value.strip()
@@ -195,6 +208,8 @@ class Settings:
     excluded_accounts: frozenset[str] = frozenset()
     excluded_ous: frozenset[str] = frozenset()
     exclude_tag: tuple[str, str | None] | None = None  # (key, value or None for "any value")
+    # The audit fanned out through the work queue writes its results here (issue 15).
+    audit_bucket: str | None = None
     # Delivery mode (issue 13): see DELIVERY_MODES and `target_bus_arn`.
     delivery_mode: str = DEFAULT_DELIVERY_MODE
 
@@ -321,6 +336,7 @@ class Settings:
             excluded_ous=frozenset(excluded_ous),
             exclude_tag=parse_tag("EXCLUDE_TAG", env.get("EXCLUDE_TAG", "")),
             delivery_mode=env.get("DELIVERY_MODE", "").strip().lower() or DEFAULT_DELIVERY_MODE,
+            audit_bucket=_bucket(env, "AUDIT_BUCKET"),
         )
 
     # Derived values -----------------------------------------------------------------------

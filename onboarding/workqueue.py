@@ -338,11 +338,18 @@ class BatchResult:
 class QueueWorker:
     """Processes an SQS batch of the work queue. One message never blocks another."""
 
-    def __init__(self, onboarder: Onboarder, queue: WorkQueue) -> None:
+    def __init__(
+        self,
+        onboarder: Onboarder,
+        queue: WorkQueue,
+        audit: Callable[[Mapping[str, Any]], Any] | None = None,
+    ) -> None:
         self.onboarder = onboarder
         self.queue = queue
         self.cap = onboarder.settings.retry_cap_seconds
         self._deadline: Deadline | None = None
+        # The fanned-out audit's per-account step (onboarding.audit_fanout), when configured.
+        self.audit = audit
 
     def process(
         self,
@@ -380,6 +387,16 @@ class QueueWorker:
         seen: set[tuple[str, tuple[str, ...] | None, bool]],
     ) -> None:
         message_id = str(record.get("messageId"))
+        if _is_audit_message(record):  # one account of a fanned-out audit (audit_fanout)
+            try:
+                if self.audit is None:
+                    raise InvalidRequest("audit message, but no AUDIT_BUCKET is configured")
+                payload = json.loads(str(record.get("body")))
+                self.audit(payload)
+                result.counts["AccountsAudited"] += 1
+            except InvalidRequest as err:
+                self._invalid(record, str(err), result)
+            return
         try:
             items = self._parse(record)
         except InvalidRequest as err:
@@ -534,6 +551,16 @@ class QueueWorker:
             result.counts["RequestsDeadLettered"] += 1
         else:
             logger.error("no DEAD_LETTER_QUEUE_URL: request dropped", extra=envelope)
+
+
+def _is_audit_message(record: Mapping[str, Any]) -> bool:
+    """A body `{"audit": {...}}`: what `audit_fanout.FanoutAudit.start` sends, one per account."""
+    body = record.get("body")
+    try:
+        payload = json.loads(body) if isinstance(body, str) else None
+    except json.JSONDecodeError:
+        return False
+    return isinstance(payload, Mapping) and set(payload) == {"audit"}
 
 
 def _log_outcome(outcome: Outcome) -> None:

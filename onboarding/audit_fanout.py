@@ -1,0 +1,352 @@
+"""The audit at organization scale: one work-queue message per account, results in S3.
+
+    start (the audit schedule, or `watershed audit --via-queue`)
+      → organization id, the Security side, the ACTIVE accounts (ListAccounts pages) and their
+        exclusions — the same reads as the inline audit
+      → s3://AUDIT_BUCKET/audits/<run>/manifest.json, written FIRST: every account expected
+      → one work-queue message per account: {"audit": {"run": <run>, "account": <id>, ...}}
+    each message (the queue consumer, any invocation)
+      → that account's audit (the inline audit's own code) → audits/<run>/accounts/<id>.json
+      → ListObjectsV2 of audits/<run>/accounts/: as many objects as the manifest expects?
+        → assemble
+    assemble (whoever finds the count complete; several invocations may)
+      → audits/<run>/report.json, then report.html, each written with `If-None-Match: *`: the
+        first writer wins, the others get 412 and stop. Any of them holds the same content.
+
+Why this completes without timing: every worker lists *after* its own write, and S3 lists are
+strongly consistent, so the worker whose write completes the set always sees it complete. An
+account whose audit failed is written as `error` cells by the audit code itself; an account
+whose message never produced a result (dead-lettered, lost) has no object, so the count never
+completes: `finalize(run)` (the next scheduled start, or the CLI after its `--timeout`)
+assembles what is there and reports each such account as `error` (`NoResult`), never omits it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from onboarding import hub
+from onboarding.audit import (
+    TIMESTAMP_FORMAT,
+    AccountAudit,
+    Auditor,
+    AuditReport,
+    Cell,
+    Finding,
+    Member,
+)
+from onboarding.audit_html import render_html
+from onboarding.errors import ConfigError, InvalidRequest, error_code
+from onboarding.events import validate_regions
+from onboarding.service import Onboarder
+from onboarding.settings import ACCOUNT_ID, Settings
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "audits"
+MESSAGE_KEY = "audit"
+NO_RESULT = "NoResult"
+NO_RESULT_DETAIL = "no result: the account's audit message was lost or dead-lettered"
+
+
+def _key(run: str, *parts: str) -> str:
+    return "/".join((PREFIX, run, *parts))
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """`20260130T060000Z-1a2b3c4d`: sorts by time; unique per start."""
+    now = now or datetime.now(UTC)
+    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
+
+
+def is_audit_message(payload: Any) -> bool:
+    return isinstance(payload, Mapping) and set(payload) == {MESSAGE_KEY}
+
+
+# JSON <-> audit objects ------------------------------------------------------------------------
+
+
+def account_from_dict(data: Mapping[str, Any]) -> AccountAudit:
+    """The inverse of `AccountAudit.as_dict` (what each worker writes to S3)."""
+
+    def finding(f: Mapping[str, Any]) -> Finding:
+        return Finding(f["kind"], f["detail"], bool(f.get("global")))
+
+    cells = {
+        region: Cell(
+            cell["state"],
+            cell.get("detail", ""),
+            tuple(finding(f) for f in cell.get("findings", ())),
+            cell.get("error"),
+            bool(cell.get("retryable", False)),
+        )
+        for region, cell in data["regions"].items()
+    }
+    return AccountAudit(
+        data["account_id"],
+        data.get("name", ""),
+        cells,
+        tuple(finding(f) for f in data.get("findings", ())),
+    )
+
+
+def _hub_from_dict(region: str, data: Mapping[str, Any]) -> hub.HubRegion:
+    checks = {
+        name: hub.Check(bool(c["ok"]), c.get("detail", ""))
+        for name, c in data.get("checks", {}).items()
+    }
+    return hub.HubRegion(
+        region, data["state"], checks, detail=data.get("detail", ""), error=data.get("error")
+    )
+
+
+# The store ------------------------------------------------------------------------------------
+
+
+class AuditStore:
+    """The audit bucket. `s3` is a client in the bucket's region (the home region)."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    def put(self, key: str, body: str, content_type: str, only_if_new: bool = False) -> bool:
+        """Write `key`; with `only_if_new`, False if it already existed (S3's 412)."""
+        extra = {"IfNoneMatch": "*"} if only_if_new else {}
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=body.encode("utf-8"),
+                ContentType=content_type,
+                **extra,
+            )
+        except ClientError as err:
+            if only_if_new and error_code(err) in ("PreconditionFailed", "412"):
+                return False
+            raise
+        return True
+
+    def get_json(self, key: str) -> Any | None:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except ClientError as err:
+            if error_code(err) in ("NoSuchKey", "404"):
+                return None
+            raise
+        return json.loads(body)
+
+    def keys(self, prefix: str) -> list[str]:
+        paginator = self.s3.get_paginator("list_objects_v2")
+        return [
+            item["Key"]
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+            for item in page.get("Contents", [])
+        ]
+
+
+# Start, audit one account, assemble ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Started:
+    run: str
+    expected: int
+    finalized: tuple[str, ...] = ()  # earlier runs this start assembled with missing accounts
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"audit_run": self.run, "expected": self.expected}
+        if self.finalized:
+            out["finalized"] = list(self.finalized)
+        return out
+
+
+class FanoutAudit:
+    """The audit through the work queue (`send` puts message bodies on it) and the bucket."""
+
+    def __init__(
+        self,
+        auditor: Auditor,
+        store: AuditStore,
+        send: Callable[[list[dict[str, Any]]], Any],
+    ) -> None:
+        self.auditor = auditor
+        self.store = store
+        self.send = send
+
+    def start(self, regions: Iterable[str] | None = None, run: str | None = None) -> Started:
+        """Write the manifest, then one message per ACTIVE account. Before that, any earlier
+        run still without a report is assembled with its missing accounts as errors."""
+        finalized = tuple(r for r in self.unfinished_runs() if self.finalize(r))
+        auditor, settings = self.auditor, self.auditor.settings
+        run = run or new_run_id()
+        regions = tuple(regions or settings.hub_regions)
+        management = auditor.sessions.management_or_fail(settings.management_account_id)
+        orgs = management.client("organizations", settings.home_region)
+        organization_id = auditor._organization_id(orgs)
+        excluded = auditor._exclusions(orgs, None)
+        members = [(m, excluded(m.account_id)) for m in auditor._members(orgs, None)]
+        security = auditor._security_side(regions, organization_id)
+        manifest = {
+            "run": run,
+            "generated_at": datetime.now(UTC).strftime(TIMESTAMP_FORMAT),
+            "regions": list(regions),
+            "organization_id": organization_id,
+            "management_account_id": settings.management_account_id,
+            "security_account_id": settings.security_account_id,
+            "security": {r.region: r.as_dict() for r in security},
+            "accounts": [{"account_id": m.account_id, "name": m.name} for m, _ in members],
+        }
+        self.store.put(_key(run, "manifest.json"), json.dumps(manifest), "application/json")
+        self.send(
+            [
+                {
+                    MESSAGE_KEY: {
+                        "run": run,
+                        "account": m.account_id,
+                        "name": m.name,
+                        "regions": list(regions),
+                        "excluded": reason,
+                    }
+                }
+                for m, reason in members
+            ]
+        )
+        logger.info("audit fanned out", extra={"run": run, "accounts": len(members)})
+        return Started(run, len(members), finalized)
+
+    def audit_account(self, payload: Mapping[str, Any]) -> str | None:
+        """One message: audit the account, write its result, assemble if it was the last.
+        Returns the report key if this call assembled the report."""
+        settings = self.auditor.settings
+        message = _message(payload, settings)
+        management = self.auditor.sessions.management_or_fail(settings.management_account_id)
+        orgs = management.client("organizations", settings.home_region)
+        reason = message["excluded"]
+        audit = self.auditor._audit_account(
+            orgs,
+            Member(message["account"], message["name"]),
+            message["regions"],
+            None,
+            lambda _: reason,
+        )
+        run = message["run"]
+        self.store.put(
+            _key(run, "accounts", f"{audit.account_id}.json"),
+            json.dumps(audit.as_dict()),
+            "application/json",
+        )
+        return self.assemble(run) if self.complete(run) else None
+
+    def complete(self, run: str) -> bool:
+        manifest = self.store.get_json(_key(run, "manifest.json"))
+        if manifest is None:
+            return False
+        expected = {a["account_id"] for a in manifest["accounts"]}
+        return expected <= self._done(run)
+
+    def finalize(self, run: str) -> str | None:
+        """Assemble `run` now, whatever is missing (reported as errors). None if it already
+        had a report or has no manifest."""
+        if self.store.get_json(_key(run, "report.json")) is not None:
+            return None
+        return self.assemble(run)
+
+    def unfinished_runs(self) -> list[str]:
+        runs: dict[str, set[str]] = {}
+        for key in self.store.keys(f"{PREFIX}/"):
+            parts = key.split("/")
+            if len(parts) == 3:
+                runs.setdefault(parts[1], set()).add(parts[2])
+        return sorted(r for r, files in runs.items() if "report.json" not in files)
+
+    def assemble(self, run: str) -> str | None:
+        """Build the report from the manifest and the account objects and write it once.
+        Returns the key of report.json if this call wrote it."""
+        report = self.report(run)
+        if report is None:
+            return None
+        key = _key(run, "report.json")
+        if not self.store.put(
+            key, json.dumps(report.as_dict(), indent=2), "application/json", True
+        ):
+            return None  # another invocation assembled it first
+        self.store.put(_key(run, "report.html"), render_html(report), "text/html", True)
+        logger.info("audit assembled", extra={"run": run, "key": key})
+        return key
+
+    def report(self, run: str) -> AuditReport | None:
+        manifest = self.store.get_json(_key(run, "manifest.json"))
+        if manifest is None:
+            return None
+        regions = tuple(manifest["regions"])
+        accounts = []
+        for entry in manifest["accounts"]:
+            data = self.store.get_json(_key(run, "accounts", f"{entry['account_id']}.json"))
+            if data is None:  # never silently omitted
+                cell = Cell("error", NO_RESULT_DETAIL, error=NO_RESULT, retryable=True)
+                accounts.append(
+                    AccountAudit(entry["account_id"], entry["name"], dict.fromkeys(regions, cell))
+                )
+            else:
+                accounts.append(account_from_dict(data))
+        generated_at = datetime.strptime(manifest["generated_at"], TIMESTAMP_FORMAT)
+        return AuditReport(
+            generated_at=generated_at.replace(tzinfo=UTC),
+            regions=regions,
+            accounts=tuple(sorted(accounts, key=lambda a: a.account_id)),
+            security=tuple(_hub_from_dict(r, d) for r, d in manifest["security"].items()),
+            management_account_id=manifest["management_account_id"],
+            security_account_id=manifest["security_account_id"],
+            organization_id=manifest["organization_id"],
+            duration_seconds=(datetime.now(UTC) - generated_at.replace(tzinfo=UTC)).total_seconds(),
+        )
+
+    def _done(self, run: str) -> set[str]:
+        prefix = _key(run, "accounts") + "/"
+        return {k.removeprefix(prefix).removesuffix(".json") for k in self.store.keys(prefix)}
+
+
+def _message(payload: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
+    """Validate an audit message before any call: clear errors name what is wrong."""
+    body = payload.get(MESSAGE_KEY)
+    if not isinstance(body, Mapping):
+        raise InvalidRequest('audit message: "audit" must be an object')
+    run, account = body.get("run"), body.get("account")
+    if not isinstance(run, str) or not run or "/" in run or len(run) > 64:
+        raise InvalidRequest(f"audit message: bad run id {run!r}")
+    if not isinstance(account, str) or not ACCOUNT_ID.match(account):
+        raise InvalidRequest(f"audit message: account {account!r} is not 12 digits")
+    regions = validate_regions(body.get("regions"), settings)
+    excluded = body.get("excluded")
+    return {
+        "run": run,
+        "account": account,
+        "name": str(body.get("name") or ""),
+        "regions": regions,
+        "excluded": excluded if isinstance(excluded, str) and excluded else None,
+    }
+
+
+def fanout_for(onboarder: Onboarder, send: Callable[[list[dict[str, Any]]], Any]) -> FanoutAudit:
+    """The fanned-out audit of the settings' AUDIT_BUCKET, sending through `send` (the work
+    queue's `WorkQueue.send`); the bucket is read and written with the function's own role."""
+    settings = onboarder.settings
+    if not settings.audit_bucket:
+        raise ConfigError("AUDIT_BUCKET", "not set: the fanned-out audit writes its results there")
+    s3 = onboarder.sessions.own().client("s3", settings.home_region)
+    auditor = Auditor(settings, onboarder.sessions)
+    return FanoutAudit(auditor, AuditStore(s3, settings.audit_bucket), send)
+
+
+def is_start(payload: Any) -> bool:
+    """The audit schedule's input: `{"audit": "start"}`."""
+    return isinstance(payload, Mapping) and payload.get(MESSAGE_KEY) == "start"

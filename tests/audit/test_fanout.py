@@ -1,0 +1,163 @@
+"""The audit fanned out through the work queue (onboarding.audit_fanout), end to end on moto.
+
+Given the zoo (an account in every state, including accounts whose audit fails: an admin role
+that cannot be assumed, a region denied), the fan-out audit puts one message per ACTIVE account
+on the work queue; the queue consumer (QueueWorker, as the Lambda runs it) audits each and
+writes its result to S3; the message that completes the set assembles one report, equal to the
+inline audit's for the same organization. A lost message shows up as an `error`, never as an
+omission. moto's S3 honours `If-None-Match: *` (412 PreconditionFailed), which decides who
+assembles."""
+
+import json
+
+import boto3
+import pytest
+from auditzoo import InjectingFactory
+
+from onboarding.audit import Auditor
+from onboarding.audit_fanout import NO_RESULT, AuditStore, FanoutAudit
+from onboarding.errors import InvalidRequest
+from onboarding.workqueue import QueueWorker, WorkQueue
+
+BUCKET = "watershed-audit-test"
+VOLATILE = ("generated_at", "duration_seconds")  # differ between any two runs
+
+
+@pytest.fixture(scope="module")
+def world(zoo):
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket=BUCKET)
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    work = sqs.create_queue(QueueName="watershed-work-audit")["QueueUrl"]
+    dead = sqs.create_queue(QueueName="watershed-work-audit-dlq")["QueueUrl"]
+    factory = InjectingFactory(zoo.org.settings, zoo.faults)
+    auditor = Auditor(zoo.org.settings, factory)
+    queue = WorkQueue(sqs, work, dead)
+    fanout = FanoutAudit(auditor, AuditStore(s3, BUCKET), queue.send)
+    inline = auditor.run().as_dict()
+    return s3, sqs, queue, fanout, inline
+
+
+def receive_all(sqs, url):
+    messages = []
+    while batch := sqs.receive_message(
+        QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=600
+    ).get("Messages", []):
+        messages += batch
+    return messages
+
+
+def as_records(messages, url):
+    """The SQS event records Lambda hands the function (aws-events.md, SQS batch)."""
+    return [
+        {
+            "messageId": m["MessageId"],
+            "receiptHandle": m["ReceiptHandle"],
+            "body": m["Body"],
+            "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1767225600000"},
+            "messageAttributes": {},
+            "md5OfBody": m["MD5OfBody"],
+            "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:watershed-work-audit",
+            "awsRegion": "us-east-1",
+        }
+        for m in messages
+    ]
+
+
+def keys(s3, prefix):
+    return sorted(
+        o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", [])
+    )
+
+
+def stable(report):
+    return {k: v for k, v in report.items() if k not in VOLATILE}
+
+
+def test_one_message_per_account_results_in_s3_and_one_report_equal_to_the_inline_audit(zoo, world):
+    s3, sqs, queue, fanout, inline = world
+    # When the audit is started
+    started = fanout.start(run="run-complete")
+
+    # Then one message per ACTIVE account is on the work queue, after the manifest
+    messages = receive_all(sqs, queue.queue_url)
+    bodies = [json.loads(m["Body"]) for m in messages]
+    accounts = sorted(b["audit"]["account"] for b in bodies)
+    assert accounts == sorted(zoo.expected) and started.expected == len(accounts)
+    assert keys(s3, "audits/run-complete/") == ["audits/run-complete/manifest.json"]
+
+    # When the queue consumer processes them (two batches, as two invocations would)
+    worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
+    records = as_records(messages, queue.queue_url)
+    first = worker.process(records[:5])
+    assert keys(s3, "audits/run-complete/report") == []  # not complete yet: no report
+    second = worker.process(records[5:])
+
+    # Then every account's result is in S3, and exactly one report, equal to the inline audit
+    assert first.failures == second.failures == []
+    assert keys(s3, "audits/run-complete/accounts/") == [
+        f"audits/run-complete/accounts/{a}.json" for a in accounts
+    ]
+    report = json.loads(
+        s3.get_object(Bucket=BUCKET, Key="audits/run-complete/report.json")["Body"].read()
+    )
+    assert stable(report) == stable(inline)
+    assert {a["account_id"]: {r: c["state"] for r, c in a["regions"].items()}
+            for a in report["accounts"]} == zoo.expected  # fmt: skip
+    locked = next(a for a in report["accounts"] if a["account_id"] == zoo.org.accounts["locked"])
+    assert {c["error"] for c in locked["regions"].values()} == {"AccessDenied"}  # failed: error
+    html = s3.get_object(Bucket=BUCKET, Key="audits/run-complete/report.html")["Body"].read()
+    assert zoo.org.accounts["locked"].encode() in html
+    assert b"<script>window.pwned=1</script>" not in html  # the zoo's hostile name, escaped
+
+    # And assembling again (a late duplicate) writes nothing: If-None-Match decides
+    assert fanout.assemble("run-complete") is None
+
+
+def test_a_lost_account_is_an_error_in_the_report_never_an_omission(zoo, world):
+    s3, sqs, queue, fanout, inline = world
+    fanout.start(run="run-lost")
+    messages = receive_all(sqs, queue.queue_url)
+    lost = next(m for m in messages if zoo.org.accounts["configured"] in m["Body"])
+    worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
+
+    # When every message but one is processed (the other one dead-lettered, say)
+    worker.process(as_records([m for m in messages if m is not lost], queue.queue_url))
+
+    # Then the count is not complete, so nothing is assembled ...
+    assert keys(s3, "audits/run-lost/report") == []
+    assert fanout.unfinished_runs() == ["run-lost"]
+    # ... until the run is finalized (the next scheduled start does it, or the CLI's timeout)
+    assert fanout.finalize("run-lost") == "audits/run-lost/report.json"
+    report = json.loads(
+        s3.get_object(Bucket=BUCKET, Key="audits/run-lost/report.json")["Body"].read()
+    )
+    [account] = [a for a in report["accounts"] if a["account_id"] == zoo.org.accounts["configured"]]
+    assert account["state"] == "error"
+    assert {c["error"] for c in account["regions"].values()} == {NO_RESULT}
+    others = [a for a in report["accounts"] if a is not account]
+    assert others == [a for a in inline["accounts"] if a["account_id"] != account["account_id"]]
+    assert report["ok"] is False and report["totals"]["error"] >= 3
+    assert fanout.unfinished_runs() == []
+
+
+def test_a_forged_audit_message_is_refused_before_any_call(zoo, world):
+    s3, sqs, queue, fanout, _ = world
+    forged = {"audit": {"run": "../x", "account": zoo.org.accounts["configured"],
+                        "regions": ["us-east-1"]}}  # fmt: skip
+    with pytest.raises(InvalidRequest, match="bad run id"):
+        fanout.audit_account(forged)
+    outside = {"audit": {"run": "r", "account": zoo.org.accounts["configured"],
+                         "regions": ["eu-north-1"]}}  # fmt: skip
+    with pytest.raises(InvalidRequest, match="HUB_REGIONS"):
+        fanout.audit_account(outside)
+    assert keys(s3, "audits/r/") == [] and keys(s3, "audits/../") == []
+
+    # Through the consumer: dead-lettered as invalid, the batch goes on
+    worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
+    sqs.send_message(QueueUrl=queue.queue_url, MessageBody=json.dumps(forged))
+    result = worker.process(as_records(receive_all(sqs, queue.queue_url), queue.queue_url))
+    assert result.failures == [] and result.counts["MessagesRefused"] == 1
+    [dead] = receive_all(sqs, queue.dead_letter_url)
+    assert "bad run id" in json.loads(dead["Body"])["reason"]
