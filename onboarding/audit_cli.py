@@ -3,6 +3,12 @@
     watershed audit [--all | --accounts ID [ID ...]] [--regions r1,r2]
                     [--json FILE|-] [--html FILE] [--fix] [--allow-skipped]
                     [--account-workers N]
+    watershed audit --via-queue [--queue-url URL] [--bucket NAME] [--timeout SECONDS] ...
+
+`--via-queue` runs the audit the way the schedule does (onboarding.audit_fanout): one message
+per account on the work queue, the deployed function audits them and assembles the report in
+the audit bucket; the CLI waits for report.json (up to `--timeout`, then assembles what is there,
+every account without a result as `error`) and downloads it. For organizations of thousands.
 
 Read-only unless `--fix`. Prints every account x region that is not `ok` with the reason, then
 the totals (a progress line goes to stderr while it runs, on a terminal only). Exit codes:
@@ -32,6 +38,7 @@ from onboarding.settings import ACCOUNT_ID, Settings
 from onboarding.workqueue import work_queue_for
 
 EXIT_OK, EXIT_NOT_OK, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+POLL_SECONDS = 5
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -64,6 +71,20 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "excluded); drift, missing and error still exit 1. Default: anything not ok exits 1",
     )
     audit.add_argument(
+        "--via-queue",
+        action="store_true",
+        help="fan the audit out through the work queue (the deployed function audits, the "
+        "report is assembled in the audit bucket and downloaded)",
+    )
+    audit.add_argument("--bucket", metavar="AUDIT_BUCKET", help="overrides AUDIT_BUCKET")
+    audit.add_argument(
+        "--timeout",
+        type=int,
+        default=1800,
+        metavar="SECONDS",
+        help="--via-queue: how long to wait for the report before assembling what is there",
+    )
+    audit.add_argument(
         "--account-workers",
         type=int,
         default=DEFAULT_ACCOUNT_WORKERS,
@@ -87,6 +108,16 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return EXIT_USAGE
 
     auditor = Auditor(settings, account_workers=args.account_workers)
+    if args.via_queue:
+        try:
+            via = _via_queue(auditor, args, accounts, regions)
+        except InvalidRequest as err:
+            print(f"watershed: {err}", file=sys.stderr)
+            return EXIT_USAGE
+        except StepFailed as err:
+            print(f"watershed: audit could not run: {err}", file=sys.stderr)
+            return EXIT_FAILED
+        return _output(via, None, args)
     meter = _ProgressLine(sys.stderr) if sys.stderr.isatty() else None
     try:
         report = auditor.run(accounts, regions, progress=meter)
@@ -106,6 +137,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         else:
             fix = onboard_inline(auditor.onboarder, requests, args.account_workers)
 
+    return _output(report, fix, args)
+
+
+def _output(report: AuditReport, fix: FixResult | None, args: argparse.Namespace) -> int:
     document: dict[str, Any] = report.as_dict()
     if fix is not None:
         document["fix"] = fix.as_dict()
@@ -120,6 +155,39 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if fix is not None:
             print(fix.summary())
     return EXIT_OK if report.passes(allow_skipped=args.allow_skipped) else EXIT_NOT_OK
+
+
+def _via_queue(
+    auditor: Auditor,
+    args: argparse.Namespace,
+    accounts: list[str] | None,
+    regions: tuple[str, ...] | None,
+    sleep: Any = time.sleep,
+) -> AuditReport:
+    """Start the fanned-out audit, wait for its report, return it."""
+    from onboarding.audit_fanout import AuditStore, FanoutAudit
+
+    settings = auditor.settings
+    queue_url = args.queue_url or settings.work_queue_url
+    bucket = args.bucket or settings.audit_bucket
+    if accounts is not None or args.fix:
+        raise InvalidRequest("--via-queue audits every ACTIVE account and cannot --fix")
+    if not queue_url or not bucket:
+        raise InvalidRequest("--via-queue needs WORK_QUEUE_URL (--queue-url) and AUDIT_BUCKET")
+    queue = work_queue_for(auditor.onboarder, queue_url)
+    s3 = auditor.sessions.own().client("s3", settings.home_region)
+    fanout = FanoutAudit(auditor, AuditStore(s3, bucket), queue.send)
+    started = fanout.start(regions)
+    print(f"audit {started.run}: {started.expected} account(s) queued", file=sys.stderr)
+    waited = 0
+    while not fanout.finished(started.run) and waited < args.timeout:
+        sleep(POLL_SECONDS)
+        waited += POLL_SECONDS
+    fanout.finalize(started.run)  # nothing if the function assembled it; else what is there
+    report = fanout.stored_report(started.run)
+    if report is None:
+        raise InvalidRequest(f"audit {started.run}: no report in s3://{bucket}")
+    return report
 
 
 def _accounts(values: list[str] | None) -> list[str] | None:

@@ -28,7 +28,7 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -55,6 +55,10 @@ PREFIX = "audits"
 MESSAGE_KEY = "audit"
 NO_RESULT = "NoResult"
 NO_RESULT_DETAIL = "no result: the account's audit message was lost or dead-lettered"
+# A scheduled start finalizes earlier runs still without a report once they are this old: by
+# then every message has been processed, retried or dead-lettered (the queue's retries take
+# minutes), so what is missing is lost, not late.
+FINALIZE_AFTER = timedelta(hours=2)
 
 
 def _key(run: str, *parts: str) -> str:
@@ -95,6 +99,21 @@ def account_from_dict(data: Mapping[str, Any]) -> AccountAudit:
         data.get("name", ""),
         cells,
         tuple(finding(f) for f in data.get("findings", ())),
+    )
+
+
+def report_from_dict(data: Mapping[str, Any]) -> AuditReport:
+    """The inverse of `AuditReport.as_dict` (the assembled report.json)."""
+    generated_at = datetime.strptime(data["generated_at"], TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    return AuditReport(
+        generated_at=generated_at,
+        regions=tuple(data["regions"]),
+        accounts=tuple(account_from_dict(a) for a in data["accounts"]),
+        security=tuple(_hub_from_dict(r, d) for r, d in data["security"]["regions"].items()),
+        management_account_id=data["management_account_id"],
+        security_account_id=data["security_account_id"],
+        organization_id=data.get("organization_id"),
+        duration_seconds=float(data.get("duration_seconds", 0.0)),
     )
 
 
@@ -185,7 +204,7 @@ class FanoutAudit:
     def start(self, regions: Iterable[str] | None = None, run: str | None = None) -> Started:
         """Write the manifest, then one message per ACTIVE account. Before that, any earlier
         run still without a report is assembled with its missing accounts as errors."""
-        finalized = tuple(r for r in self.unfinished_runs() if self.finalize(r))
+        finalized = tuple(r for r in self.unfinished_runs(FINALIZE_AFTER) if self.finalize(r))
         auditor, settings = self.auditor, self.auditor.settings
         run = run or new_run_id()
         regions = tuple(regions or settings.hub_regions)
@@ -260,13 +279,29 @@ class FanoutAudit:
             return None
         return self.assemble(run)
 
-    def unfinished_runs(self) -> list[str]:
+    def finished(self, run: str) -> bool:
+        """The run has its report."""
+        return bool(self.store.keys(_key(run, "report.json")))
+
+    def stored_report(self, run: str) -> AuditReport | None:
+        """The assembled report of `run`, as written to the bucket."""
+        data = self.store.get_json(_key(run, "report.json"))
+        return None if data is None else report_from_dict(data)
+
+    def unfinished_runs(self, older_than: timedelta | None = None) -> list[str]:
+        """Runs without a report; with `older_than`, only those started at least that long ago
+        (by the time in their id; ids not made by `new_run_id` count as old)."""
         runs: dict[str, set[str]] = {}
         for key in self.store.keys(f"{PREFIX}/"):
             parts = key.split("/")
             if len(parts) == 3:
                 runs.setdefault(parts[1], set()).add(parts[2])
-        return sorted(r for r, files in runs.items() if "report.json" not in files)
+        cutoff = datetime.now(UTC) - older_than if older_than else None
+        return sorted(
+            r
+            for r, files in runs.items()
+            if "report.json" not in files and (cutoff is None or _started(r) <= cutoff)
+        )
 
     def assemble(self, run: str) -> str | None:
         """Build the report from the manifest and the account objects and write it once.
@@ -313,6 +348,13 @@ class FanoutAudit:
     def _done(self, run: str) -> set[str]:
         prefix = _key(run, "accounts") + "/"
         return {k.removeprefix(prefix).removesuffix(".json") for k in self.store.keys(prefix)}
+
+
+def _started(run: str) -> datetime:
+    try:
+        return datetime.strptime(run.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
 
 
 def _message(payload: Mapping[str, Any], settings: Settings) -> dict[str, Any]:

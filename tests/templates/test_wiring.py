@@ -135,7 +135,12 @@ def test_home_region_has_destination_stream_rules_queue_and_onboarding(hub):
     assert _missing(kinesis.describe_stream_summary, StreamName="watershed-regional")
 
     rules = {rule["Name"] for rule in events.list_rules()["Rules"]}
-    assert rules == {"watershed-collect", "watershed-trigger", "watershed-reconcile"}
+    assert rules == {
+        "watershed-collect",
+        "watershed-trigger",
+        "watershed-reconcile",
+        "watershed-audit",
+    }
     (collect,) = events.list_targets_by_rule(Rule="watershed-collect")["Targets"]
     assert collect["Arn"] == outputs["DestinationStreamArn"]
     assert collect["RoleArn"] == outputs["CollectRoleArn"]
@@ -145,7 +150,12 @@ def test_home_region_has_destination_stream_rules_queue_and_onboarding(hub):
     (reconcile,) = events.list_targets_by_rule(Rule="watershed-reconcile")["Targets"]
     assert reconcile["Arn"] == outputs["OnboardingFunctionArn"]
     assert json.loads(reconcile["Input"]) == {"accounts": "ALL", "reason": "schedule"}
-    for target in (collect, trigger, reconcile):
+    (audit,) = events.list_targets_by_rule(Rule="watershed-audit")["Targets"]
+    assert audit["Arn"] == outputs["OnboardingFunctionArn"]
+    assert json.loads(audit["Input"]) == {"audit": "start"}
+    buckets = {b["Name"] for b in boto3.client("s3").list_buckets()["Buckets"]}
+    assert outputs["AuditBucketName"] in buckets
+    for target in (collect, trigger, reconcile, audit):
         assert target["DeadLetterConfig"]["Arn"].endswith(
             outputs["EventsDeadLetterQueueUrl"].rsplit("/", 1)[1]
         )
@@ -325,6 +335,7 @@ def test_direct_mode_other_region_creates_no_stream_relay_or_relay_queue():
             b["Name"]
             for b in boto3.client("s3", region_name=RELAY_REGION).list_buckets()["Buckets"]
             if b["Name"] != ARTIFACTS
+            and "auditbucket" not in b["Name"]  # the home stack's (ListBuckets is global)
         ]
         rules = {rule["Name"] for rule in events.list_rules()["Rules"]}
         (collect,) = events.list_targets_by_rule(Rule="watershed-collect")["Targets"]

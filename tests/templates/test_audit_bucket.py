@@ -1,0 +1,65 @@
+"""The scheduled audit's resources (template.yaml): the bucket it creates, its schedule, and the
+onboarding role's access to it — scoped to the bucket's ARN and the audits/ prefix, read as
+rendered for the home region."""
+
+from cfnmodel import policy_documents, statements
+
+
+def _onboarding_s3(home):
+    return [
+        s
+        for logical_id, kind, document in policy_documents(home)
+        if logical_id == "OnboardingRole" and kind == "identity"
+        for s in statements(document)
+        if any(
+            str(a).startswith("s3:")
+            for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+        )
+    ]
+
+
+def test_the_home_region_creates_a_private_encrypted_bucket_and_the_schedule(home, relay_region):
+    bucket = home.resources()["AuditBucket"]["Properties"]
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    rule = home.resolve(bucket["LifecycleConfiguration"])["Rules"][0]
+    assert (rule["Prefix"], rule["Status"]) == ("audits/", "Enabled")
+    assert "AuditBucket" not in relay_region.resources()
+
+    events = home.resources()["OnboardingFunction"]["Properties"]["Events"]
+    audit = home.resolve(events["Audit"]["Properties"])
+    assert audit["Input"] == '{"audit": "start"}'
+    assert audit["Schedule"].startswith("cron(")
+    env = home.resolve(home.resources()["OnboardingFunction"]["Properties"]["Environment"])
+    assert env["Variables"]["AUDIT_BUCKET"] == "watershed-auditbucket"
+
+
+def test_the_onboarding_role_reaches_only_the_audit_prefix_of_its_own_bucket(home):
+    arn = "arn:aws:s3:::watershed-auditbucket"
+    got = {
+        s["Sid"]: (
+            sorted(s["Action"]) if isinstance(s["Action"], list) else [s["Action"]],
+            s["Resource"],
+            s.get("Condition"),
+        )
+        for s in _onboarding_s3(home)
+    }
+    assert got == {
+        "AuditResults": (["s3:GetObject", "s3:PutObject"], f"{arn}/audits/*", None),
+        "AuditCount": (["s3:ListBucket"], arn, {"StringLike": {"s3:prefix": "audits/*"}}),
+    }
+
+
+def test_the_bucket_refuses_anything_but_tls(home):
+    [document] = [d for i, _, d in policy_documents(home) if i == "AuditBucketPolicy"]
+    [deny] = statements(document)
+    assert deny["Effect"] == "Deny" and deny["Principal"] == "*" and deny["Action"] == "s3:*"
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert deny["Resource"] == [
+        "arn:aws:s3:::watershed-auditbucket",
+        "arn:aws:s3:::watershed-auditbucket/*",
+    ]
