@@ -162,7 +162,6 @@ def _via_queue(
     args: argparse.Namespace,
     accounts: list[str] | None,
     regions: tuple[str, ...] | None,
-    sleep: Any = time.sleep,
 ) -> AuditReport:
     """Start the fanned-out audit, wait for its report, return it."""
     from onboarding.audit_fanout import AuditStore, FanoutAudit
@@ -181,7 +180,7 @@ def _via_queue(
     print(f"audit {started.run}: {started.expected} account(s) queued", file=sys.stderr)
     waited = 0
     while not fanout.finished(started.run) and waited < args.timeout:
-        sleep(POLL_SECONDS)
+        time.sleep(POLL_SECONDS)
         waited += POLL_SECONDS
     fanout.finalize(started.run)  # nothing if the function assembled it; else what is there
     report = fanout.stored_report(started.run)
