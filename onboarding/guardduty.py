@@ -1,10 +1,25 @@
 """The GuardDuty detector of one account in one region.
 
-One detector per region. Created enabled, with the configured publishing frequency and an
-*explicit* feature list (CreateDetector without `Features` turns on every paid protection
-plan). A detector managed by a GuardDuty administrator (organization auto-enable) is left as
-it is and only re-enabled. A concurrent CreateDetector ("a detector already exists") is
-resolved by reading again and updating the detector that won.
+One detector per region. What watershed does with it depends on GUARDDUTY (settings):
+
+- `manage`: a missing detector is created enabled, with the creation frequency and an explicit
+  `Features` list naming every plan the installed SDK knows (onboarding.guardduty_model: unnamed
+  plans DISABLED, since CreateDetector turns on whatever it is not told about). A suspended
+  detector is re-enabled. On an existing detector only what is configured is enforced: the
+  plans GUARDDUTY_FEATURES names, and FINDING_PUBLISHING_FREQUENCY when set. A plan it does not
+  name is the owner's and is never switched off.
+- `observe`: the same reads and comparisons; what would differ is reported as an observation,
+  nothing is written.
+- `off`: the service makes no GuardDuty call at all (this module is not used).
+
+A detector managed by a GuardDuty administrator - a member whose detector has an administrator,
+or the organization's delegated administrator itself (known from the management side: the
+administrator's own GetAdministratorAccount answers nothing) - is "managed by administrator
+<id>": watershed changes neither its plans nor its frequency. A member's suspended detector is
+left to the administrator too: GuardDuty documents suspending and re-enabling an organization
+member as the delegated administrator's action (StopMonitoringMembers / StartMonitoringMembers),
+not the member's. A concurrent CreateDetector ("a detector already exists") is resolved by
+reading again and updating the detector that won.
 """
 
 from __future__ import annotations
@@ -16,6 +31,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from onboarding.errors import error_code, error_message
+from onboarding.guardduty_model import creation_features
 from onboarding.report import Change
 from onboarding.settings import Settings
 
@@ -27,6 +43,40 @@ class DetectorState:
     finding_publishing_frequency: str
     features: Mapping[str, str] = field(default_factory=dict)
     administrator: str | None = None  # set when a GuardDuty administrator manages the detector
+
+
+@dataclass(frozen=True)
+class DetectorView:
+    """What the report and the audit show of one region's GuardDuty (schema: audit `guardduty`)."""
+
+    mode: str  # manage | observe
+    status: str  # ENABLED | DISABLED | missing
+    plans_on: tuple[str, ...] = ()
+    administrator: str | None = None  # the account that manages this detector, if any
+    notes: tuple[str, ...] = ()  # observations: what is left alone, and why
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "mode": self.mode,
+            "status": self.status,
+            "plans_on": list(self.plans_on),
+        }
+        if self.administrator:
+            out["administrator"] = self.administrator
+        if self.notes:
+            out["notes"] = list(self.notes)
+        return out
+
+
+@dataclass(frozen=True)
+class DetectorOutcome:
+    changes: list[Change]
+    view: DetectorView
+
+
+def _enabled_relationship(admin: Mapping[str, Any]) -> bool:
+    # AWS answers "Enabled"; moto answers "ENABLED".
+    return str(admin.get("RelationshipStatus", "")).lower() == "enabled"
 
 
 def read_detector(guardduty: Any) -> DetectorState | None:
@@ -41,55 +91,111 @@ def read_detector(guardduty: Any) -> DetectorState | None:
         status=detector.get("Status", "DISABLED"),
         finding_publishing_frequency=detector.get("FindingPublishingFrequency", ""),
         features={f["Name"]: f.get("Status", "") for f in detector.get("Features", [])},
-        administrator=admin.get("AccountId")
-        if admin.get("RelationshipStatus") == "Enabled"
-        else None,
+        administrator=admin.get("AccountId") if _enabled_relationship(admin) else None,
     )
 
 
-def plan_detector(state: DetectorState | None, settings: Settings) -> list[Change]:
-    desired = dict(settings.guardduty_features)
+def read_administrator(guardduty: Any) -> str | None:
+    """The GuardDuty administrator of this account's detector in this region (None: none, or no
+    detector). Two reads; used to decide whether the member's findings reach the Security
+    account natively."""
+    ids = guardduty.list_detectors().get("DetectorIds", [])
+    if not ids:
+        return None
+    admin = guardduty.get_administrator_account(DetectorId=sorted(ids)[0]).get("Administrator")
+    admin = admin or {}
+    return admin.get("AccountId") if _enabled_relationship(admin) else None
+
+
+def managed_by(
+    state: DetectorState | None, account_id: str, delegated_admin: str | None
+) -> str | None:
+    """The administrator that manages this detector: the member's administrator, or the account
+    itself when it is the region's delegated administrator."""
+    if state is not None and state.administrator:
+        return state.administrator
+    if delegated_admin and delegated_admin == account_id:
+        return account_id
+    return None
+
+
+def plan_detector(
+    state: DetectorState | None, settings: Settings, administrator: str | None = None
+) -> list[Change]:
+    """The writes `manage` would make. `administrator`: see `managed_by`."""
     if state is None:
-        enabled = [name for name, status in desired.items() if status == "ENABLED"]
+        enabled = [name for name, status in settings.guardduty_features if status == "ENABLED"]
         return [
             Change(
                 "detector",
                 "create",
-                f"enabled, {settings.finding_publishing_frequency}, "
+                f"enabled, {settings.creation_frequency}, "
                 f"paid features: {', '.join(enabled) or 'none'}",
             )
         ]
     changes = []
-    if state.status != "ENABLED":
+    if state.status != "ENABLED" and not state.administrator:
         changes.append(Change("detector", "update", f"enable (was {state.status})"))
-    if state.administrator:
+    if administrator:
         return changes  # the GuardDuty administrator owns frequency and features
-    if state.finding_publishing_frequency != settings.finding_publishing_frequency:
+    wanted = settings.finding_publishing_frequency
+    if wanted and state.finding_publishing_frequency != wanted:
         changes.append(
             Change(
                 "detector",
                 "update",
-                f"publishing frequency {state.finding_publishing_frequency} → "
-                f"{settings.finding_publishing_frequency}",
+                f"publishing frequency {state.finding_publishing_frequency} → {wanted}",
             )
         )
-    for name, status in desired.items():
+    for name, status in settings.guardduty_features:
         current = state.features.get(name, "DISABLED")
         if current != status:
             changes.append(Change("detector", "update", f"feature {name} {current} → {status}"))
     return changes
 
 
-def _update(guardduty: Any, state: DetectorState, settings: Settings) -> None:
-    if state.administrator:
-        guardduty.update_detector(DetectorId=state.detector_id, Enable=True)
-        return
-    guardduty.update_detector(
-        DetectorId=state.detector_id,
-        Enable=True,
-        FindingPublishingFrequency=settings.finding_publishing_frequency,
-        Features=settings.features_list,
-    )
+def _notes(state: DetectorState | None, administrator: str | None, account_id: str) -> list[str]:
+    notes = []
+    if administrator == account_id:
+        notes.append("GuardDuty delegated administrator: its plans and frequency are left to it")
+    elif administrator:
+        notes.append(f"managed by administrator {administrator}: plans and frequency left to it")
+    if state is not None and state.administrator and state.status != "ENABLED":
+        notes.append(
+            f"suspended by administrator {state.administrator}: only the administrator can "
+            "re-enable it (StartMonitoringMembers)"
+        )
+    return notes
+
+
+def view_of(
+    state: DetectorState | None, mode: str, administrator: str | None, notes: list[str]
+) -> DetectorView:
+    if state is None:
+        return DetectorView(mode, "missing", notes=tuple(notes))
+    plans = tuple(sorted(n for n, s in state.features.items() if s == "ENABLED"))
+    return DetectorView(mode, state.status, plans, administrator, tuple(notes))
+
+
+def _update(
+    guardduty: Any, state: DetectorState, settings: Settings, administrator: str | None
+) -> None:
+    kwargs: dict[str, Any] = {"DetectorId": state.detector_id}
+    if state.status != "ENABLED" and not state.administrator:
+        kwargs["Enable"] = True
+    if not administrator:
+        wanted = settings.finding_publishing_frequency
+        if wanted and wanted != state.finding_publishing_frequency:
+            kwargs["FindingPublishingFrequency"] = wanted
+        differing = [
+            {"Name": name, "Status": status}
+            for name, status in settings.guardduty_features
+            if state.features.get(name, "DISABLED") != status
+        ]
+        if differing:  # only the named plans that differ: GuardDuty leaves the others as they are
+            kwargs["Features"] = differing
+    if len(kwargs) > 1:
+        guardduty.update_detector(**kwargs)
 
 
 def _already_exists(err: ClientError) -> bool:
@@ -98,29 +204,64 @@ def _already_exists(err: ClientError) -> bool:
     )
 
 
-def apply_detector(guardduty: Any, state: DetectorState | None, settings: Settings) -> None:
+def apply_detector(
+    guardduty: Any,
+    state: DetectorState | None,
+    settings: Settings,
+    administrator: str | None = None,
+    account_id: str = "",
+    delegated_admin: str | None = None,
+) -> None:
     if state is not None:
-        _update(guardduty, state, settings)
+        _update(guardduty, state, settings, administrator)
         return
     try:
         guardduty.create_detector(
             Enable=True,
-            FindingPublishingFrequency=settings.finding_publishing_frequency,
-            Features=settings.features_list,
+            FindingPublishingFrequency=settings.creation_frequency,
+            Features=creation_features(dict(settings.guardduty_features)),
         )
     except ClientError as err:
         if not _already_exists(err):
             raise
         # Someone (another invocation, GuardDuty org auto-enable) created it meanwhile.
         winner = read_detector(guardduty)
-        if winner is not None and plan_detector(winner, settings):
-            _update(guardduty, winner, settings)
+        if winner is not None:
+            owner = managed_by(winner, account_id, delegated_admin)
+            if plan_detector(winner, settings, owner):
+                _update(guardduty, winner, settings, owner)
 
 
-def ensure_detector(guardduty: Any, settings: Settings, dry_run: bool = False) -> list[Change]:
-    """Read, compare, write only the difference. Returns the changes made (or planned)."""
+def ensure_detector(
+    guardduty: Any,
+    settings: Settings,
+    dry_run: bool = False,
+    account_id: str = "",
+    delegated_admin: str | None = None,
+) -> DetectorOutcome:
+    """Read, compare, write only the difference (GUARDDUTY=manage). Returns the changes made
+    (or planned, with dry_run) and what the region's GuardDuty looks like. With observe, the
+    differences are observations in the view, never changes, and nothing is written."""
     state = read_detector(guardduty)
-    changes = plan_detector(state, settings)
+    administrator = managed_by(state, account_id, delegated_admin)
+    changes = plan_detector(state, settings, administrator)
+    notes = _notes(state, administrator, account_id)
+    if settings.guardduty_mode != "manage":
+        notes += [f"not written (GUARDDUTY={settings.guardduty_mode}): {c}" for c in changes]
+        return DetectorOutcome([], view_of(state, settings.guardduty_mode, administrator, notes))
     if changes and not dry_run:
-        apply_detector(guardduty, state, settings)
-    return changes
+        apply_detector(guardduty, state, settings, administrator, account_id, delegated_admin)
+    return DetectorOutcome(changes, view_of(state, settings.guardduty_mode, administrator, notes))
+
+
+def delegated_administrator(management_guardduty: Any) -> str | None:
+    """The organization's GuardDuty delegated administrator in the client's region, or None.
+
+    ListOrganizationAdminAccounts, called with the management account's credentials (only the
+    management account may call it); GuardDuty designates the administrator per region and
+    answers at most one. One that is being removed (DISABLE_IN_PROGRESS) no longer counts."""
+    accounts = management_guardduty.list_organization_admin_accounts().get("AdminAccounts", [])
+    for account in accounts:
+        if account.get("AdminStatus") == "ENABLED":
+            return str(account["AdminAccountId"])
+    return None

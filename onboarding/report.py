@@ -43,6 +43,9 @@ class RegionResult:
     reason: str | None = None
     error: str | None = None
     retryable: bool = False
+    # The region's GuardDuty as read (onboarding.guardduty.DetectorView.as_dict) and which path
+    # its findings take (`findings_path`); None with GUARDDUTY=off or when it was not read.
+    guardduty: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "changes": [str(c) for c in self.changes]}
@@ -52,6 +55,8 @@ class RegionResult:
             out["error"] = self.error
         if self.status == "failed":
             out["retryable"] = self.retryable
+        if self.guardduty is not None:
+            out["guardduty"] = dict(self.guardduty)
         return out
 
 

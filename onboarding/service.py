@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -57,6 +60,14 @@ STEP_FORWARDING = "forwarding"
 REGION_NOT_ENABLED_YET = "RegionNotEnabledYet"
 # How often a request with a deadline looks at the clock while its region threads run.
 WAIT_POLL_SECONDS = 0.2
+# The organization's GuardDuty delegated administrator per region is read from the management
+# account once and kept this long by a (warm) function, not once per account.
+ADMINISTRATORS_TTL_SECONDS = 300.0
+# Which path a region's GuardDuty findings of an account take to the Security bus.
+PATH_NATIVE = "native: the Security account is its GuardDuty administrator"
+PATH_FORWARDED = "forwarded by the member's rule"
+PATH_OWN_BUS = "own bus (the Security account)"
+PATH_UNKNOWN = "forwarded (GUARDDUTY=off: the administrator is not read)"
 
 
 @dataclass(frozen=True)
@@ -75,6 +86,8 @@ class Onboarder:
         self.settings = settings
         self.sessions = sessions or SessionFactory(settings)
         self.exclusions = Exclusions.from_settings(settings)
+        self._administrators: dict[str, tuple[float, str | None]] = {}
+        self._administrators_lock = threading.Lock()
 
     # Entry points -------------------------------------------------------------------------
 
@@ -194,11 +207,18 @@ class Onboarder:
             expect_enabled=request.reason == REGION_OPT_IN,
         )
 
+        administrators = self.guardduty_administrators(selection.configure, account_id)
+        views: dict[str, dict[str, Any]] = {}  # region -> GuardDuty as read (the steps fill it)
+        paths: dict[str, str] = {}  # region -> the path its GuardDuty findings take
         steps: list[tuple[str, str, Callable[[], list[Change]]]] = []
         for region in selection.configure:
-            steps.append((region, STEP_GUARDDUTY, self._guardduty(session, region, request)))
+            admin = administrators.get(region)
+            if self.settings.guardduty_mode != "off":
+                step = self._guardduty(session, region, request, admin, views)
+                steps.append((region, STEP_GUARDDUTY, step))
             if not is_security:
-                steps.append((region, STEP_FORWARDING, self._forwarding(session, region, request)))
+                step = self._forwarding(session, region, request, admin, paths)
+                steps.append((region, STEP_FORWARDING, step))
         outcomes = self._run(account_id, steps)
 
         results = [RegionResult(r, "skipped", reason=why) for r, why in selection.skipped.items()]
@@ -206,25 +226,102 @@ class Onboarder:
             RegionResult(r, "failed", reason=why, error=REGION_NOT_ENABLED_YET, retryable=True)
             for r, why in selection.pending.items()
         ]
-        results += [_region_result(r, outcomes.get(r, [])) for r in selection.configure]
+        for region in selection.configure:
+            result = _region_result(region, outcomes.get(region, []))
+            if self.settings.guardduty_mode != "off" and region in views:
+                path = PATH_OWN_BUS if is_security else paths.get(region, PATH_FORWARDED)
+                result = replace(result, guardduty={**views[region], "findings_path": path})
+            results.append(result)
         return AccountReport.build(account_id, results, account_changes, request.dry_run)
 
+    def guardduty_administrators(
+        self, regions: Iterable[str], account_id: str = ""
+    ) -> dict[str, str | None]:
+        """The organization's GuardDuty delegated administrator in each region (None: none, or
+        it could not be read - logged; findings are then forwarded, which may duplicate but
+        never loses them). Read from the management account (ListOrganizationAdminAccounts,
+        through the launcher) once per ADMINISTRATORS_TTL_SECONDS; nothing with GUARDDUTY=off."""
+        if self.settings.guardduty_mode == "off":
+            return {}
+        now = time.monotonic()
+        out: dict[str, str | None] = {}
+        with self._administrators_lock:
+            missing = []
+            for region in regions:
+                cached = self._administrators.get(region)
+                if cached and now - cached[0] < ADMINISTRATORS_TTL_SECONDS:
+                    out[region] = cached[1]
+                else:
+                    missing.append(region)
+            if not missing:
+                return out
+            try:
+                management = self.sessions.management()
+            except (ClientError, BotoCoreError) as err:
+                logger.warning(
+                    "GuardDuty administrators not read",
+                    extra={"error": error_code(err), "account_id": account_id},
+                )
+                return {**out, **dict.fromkeys(missing)}
+            for region in missing:
+                try:
+                    client = management.client("guardduty", region)
+                    admin = guardduty.delegated_administrator(client)
+                except (ClientError, BotoCoreError) as err:
+                    logger.warning(
+                        "GuardDuty administrator not read",
+                        extra={"region": region, "error": error_code(err)},
+                    )
+                    out[region] = None  # not cached: read again next time
+                    continue
+                self._administrators[region] = (now, admin)
+                out[region] = admin
+        return out
+
     def _guardduty(
-        self, session: AccountSession, region: str, request: OnboardingRequest
+        self,
+        session: AccountSession,
+        region: str,
+        request: OnboardingRequest,
+        delegated_admin: str | None,
+        views: dict[str, dict[str, Any]],
     ) -> Callable[[], list[Change]]:
         def step() -> list[Change]:
             client = session.client("guardduty", region)
-            return guardduty.ensure_detector(client, self.settings, request.dry_run)
+            outcome = guardduty.ensure_detector(
+                client, self.settings, request.dry_run, request.account_id, delegated_admin
+            )
+            views[region] = outcome.view.as_dict()
+            return outcome.changes
 
         return step
 
     def _forwarding(
-        self, session: AccountSession, region: str, request: OnboardingRequest
+        self,
+        session: AccountSession,
+        region: str,
+        request: OnboardingRequest,
+        delegated_admin: str | None = None,
+        paths: dict[str, str] | None = None,
     ) -> Callable[[], list[Change]]:
         def step() -> list[Change]:
+            settings = self.settings
+            path = PATH_FORWARDED if settings.guardduty_mode != "off" else PATH_UNKNOWN
+            if delegated_admin and delegated_admin == settings.security_account_id:
+                # The Security account administers GuardDuty here: if it administers this
+                # member, GuardDuty already puts the member's findings on its bus.
+                member_admin = guardduty.read_administrator(session.client("guardduty", region))
+                if member_admin == settings.security_account_id:
+                    pattern = forwarding.pattern_without_guardduty_findings(
+                        settings.forward_event_pattern
+                    )
+                    settings = replace(settings, forward_event_pattern=pattern)
+                    path = PATH_NATIVE
+            if paths is not None:
+                paths[region] = path
             client = session.client("events", region)
             return forwarding.ensure_forwarding(
-                client, self.settings, request.account_id, region, request.dry_run
+                client, settings, request.account_id, region, request.dry_run
             )
 
         return step

@@ -170,6 +170,7 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
     if key in (
         ("guardduty", "ListDetectors"),
         ("guardduty", "GetAdministratorAccount"),
+        ("guardduty", "ListOrganizationAdminAccounts"),
     ):
         return [Request(f"guardduty:{op}", "*")]  # no resource-level permissions
     if key == ("guardduty", "CreateDetector"):

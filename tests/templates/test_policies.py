@@ -20,6 +20,9 @@ WILDCARD_ALLOWED = {
     "guardduty:ListDetectors": "no resource-level permissions; the account's own detector",
     "guardduty:CreateDetector": "no resource-level permissions; the account's own detector",
     "guardduty:GetAdministratorAccount": "no resource-level permissions; its own detector",
+    "guardduty:ListOrganizationAdminAccounts": (
+        "no resource-level permissions; the GuardDuty delegated administrator of each region"
+    ),
     "organizations:ListAccounts": "no resource-level permissions; the backfill reads pages",
 }
 
