@@ -150,6 +150,8 @@ def render_text(report: AuditReport) -> str:
         if hub.state != "ok":
             error = f" [{hub.error}]" if hub.error else ""
             lines.append(f"  {hub.region:<15} {hub.state:<8}{error} {hub.detail}")
+    if report.guardduty_administrators is not None:
+        lines.append(guardduty_paths_line(report))
     problems = list(report.not_ok())
     if problems:
         lines.append(f"{'ACCOUNT':<12}  {'REGION':<15} {'STATE':<8} DETAIL")
@@ -189,3 +191,17 @@ class _ProgressLine:
         if self._shown:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def guardduty_paths_line(report: AuditReport) -> str:
+    """Which path GuardDuty findings take to the Security bus, region by region."""
+    security = report.security_account_id
+    parts = []
+    for region, admin in (report.guardduty_administrators or {}).items():
+        if admin == security:
+            parts.append(f"{region} native for its members (Security is the administrator)")
+        elif admin:
+            parts.append(f"{region} forwarded (administrator {admin})")
+        else:
+            parts.append(f"{region} forwarded")
+    return "GuardDuty findings: " + "; ".join(parts)
