@@ -59,6 +59,7 @@ FINDING_KINDS = {
     "detector-suspended": "GuardDuty detector suspended",
     "detector-frequency": "GuardDuty publishing frequency differs",
     "detector-features": "GuardDuty protection plans differ",
+    "detector-administrator": "GuardDuty administrator is not the organization's delegated one",
     "rule-missing": "forwarding rule missing",
     "rule-pattern": "forwarding rule pattern changed",
     "rule-disabled": "forwarding rule disabled",
@@ -271,6 +272,10 @@ def classify(
             continue
         local = tuple(finding(c) for c in result.changes)
         guardduty = result.guardduty
+        if guardduty and guardduty.get("unexpected_administrator"):
+            label = FINDING_KINDS["detector-administrator"]
+            why = f"{guardduty.get('administrator')} (left alone; only visible here)"
+            local += (Finding("detector-administrator", f"{label}: {why}"),)
         if result.status == "skipped":
             cells[region] = Cell("skipped", result.reason or "skipped")
         elif result.status == "failed":

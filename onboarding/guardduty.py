@@ -54,6 +54,9 @@ class DetectorView:
     plans_on: tuple[str, ...] = ()
     administrator: str | None = None  # the account that manages this detector, if any
     notes: tuple[str, ...] = ()  # observations: what is left alone, and why
+    # the detector's administrator is not the organization's delegated administrator of the
+    # region (e.g. an invitation from any account): left alone, but never reported as fine
+    unexpected_administrator: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -65,6 +68,8 @@ class DetectorView:
             out["administrator"] = self.administrator
         if self.notes:
             out["notes"] = list(self.notes)
+        if self.unexpected_administrator:
+            out["unexpected_administrator"] = True
         return out
 
 
@@ -169,12 +174,16 @@ def _notes(state: DetectorState | None, administrator: str | None, account_id: s
 
 
 def view_of(
-    state: DetectorState | None, mode: str, administrator: str | None, notes: list[str]
+    state: DetectorState | None,
+    mode: str,
+    administrator: str | None,
+    notes: list[str],
+    unexpected: bool = False,
 ) -> DetectorView:
     if state is None:
         return DetectorView(mode, "missing", notes=tuple(notes))
     plans = tuple(sorted(n for n, s in state.features.items() if s == "ENABLED"))
-    return DetectorView(mode, state.status, plans, administrator, tuple(notes))
+    return DetectorView(mode, state.status, plans, administrator, tuple(notes), unexpected)
 
 
 def _update(
@@ -238,6 +247,7 @@ def ensure_detector(
     dry_run: bool = False,
     account_id: str = "",
     delegated_admin: str | None = None,
+    administrator_known: bool = False,
 ) -> DetectorOutcome:
     """Read, compare, write only the difference (GUARDDUTY=manage). Returns the changes made
     (or planned, with dry_run) and what the region's GuardDuty looks like. With observe, the
@@ -246,12 +256,27 @@ def ensure_detector(
     administrator = managed_by(state, account_id, delegated_admin)
     changes = plan_detector(state, settings, administrator)
     notes = _notes(state, administrator, account_id)
-    if settings.guardduty_mode != "manage":
-        notes += [f"not written (GUARDDUTY={settings.guardduty_mode}): {c}" for c in changes]
-        return DetectorOutcome([], view_of(state, settings.guardduty_mode, administrator, notes))
+    # Anyone can invite a detector into GuardDuty membership; only the organization's delegated
+    # administrator of the region is expected. Another one is left alone (watershed does not
+    # fight GuardDuty relationships) but reported, so a member cannot hide from enforcement.
+    unexpected = bool(
+        administrator_known
+        and state is not None
+        and state.administrator
+        and state.administrator != delegated_admin
+    )
+    if unexpected:
+        notes.append(
+            f"administrator {administrator} is not the organization's GuardDuty delegated "
+            f"administrator in this region ({delegated_admin or 'none'})"
+        )
+    mode = settings.guardduty_mode
+    if mode != "manage":
+        notes += [f"not written (GUARDDUTY={mode}): {c}" for c in changes]
+        return DetectorOutcome([], view_of(state, mode, administrator, notes, unexpected))
     if changes and not dry_run:
         apply_detector(guardduty, state, settings, administrator, account_id, delegated_admin)
-    return DetectorOutcome(changes, view_of(state, settings.guardduty_mode, administrator, notes))
+    return DetectorOutcome(changes, view_of(state, mode, administrator, notes, unexpected))
 
 
 def delegated_administrator(management_guardduty: Any) -> str | None:

@@ -214,7 +214,8 @@ class Onboarder:
         for region in selection.configure:
             admin = administrators.get(region)
             if self.settings.guardduty_mode != "off":
-                step = self._guardduty(session, region, request, admin, views)
+                known = region in administrators
+                step = self._guardduty(session, region, request, admin, views, known)
                 steps.append((region, STEP_GUARDDUTY, step))
             if not is_security:
                 step = self._forwarding(session, region, request, admin, paths)
@@ -237,10 +238,11 @@ class Onboarder:
     def guardduty_administrators(
         self, regions: Iterable[str], account_id: str = ""
     ) -> dict[str, str | None]:
-        """The organization's GuardDuty delegated administrator in each region (None: none, or
-        it could not be read - logged; findings are then forwarded, which may duplicate but
-        never loses them). Read from the management account (ListOrganizationAdminAccounts,
-        through the launcher) once per ADMINISTRATORS_TTL_SECONDS; nothing with GUARDDUTY=off."""
+        """The organization's GuardDuty delegated administrator in each region (None: none; a
+        region whose administrator could not be read is left out - logged; its findings are
+        then forwarded, which may duplicate but never loses them). Read from the management
+        account (ListOrganizationAdminAccounts, through the launcher) once per
+        ADMINISTRATORS_TTL_SECONDS; nothing with GUARDDUTY=off."""
         if self.settings.guardduty_mode == "off":
             return {}
         now = time.monotonic()
@@ -262,7 +264,7 @@ class Onboarder:
                     "GuardDuty administrators not read",
                     extra={"error": error_code(err), "account_id": account_id},
                 )
-                return {**out, **dict.fromkeys(missing)}
+                return out
             for region in missing:
                 try:
                     client = management.client("guardduty", region)
@@ -272,8 +274,7 @@ class Onboarder:
                         "GuardDuty administrator not read",
                         extra={"region": region, "error": error_code(err)},
                     )
-                    out[region] = None  # not cached: read again next time
-                    continue
+                    continue  # unknown, not cached: read again next time
                 self._administrators[region] = (now, admin)
                 out[region] = admin
         return out
@@ -285,11 +286,17 @@ class Onboarder:
         request: OnboardingRequest,
         delegated_admin: str | None,
         views: dict[str, dict[str, Any]],
+        administrator_known: bool = True,
     ) -> Callable[[], list[Change]]:
         def step() -> list[Change]:
             client = session.client("guardduty", region)
             outcome = guardduty.ensure_detector(
-                client, self.settings, request.dry_run, request.account_id, delegated_admin
+                client,
+                self.settings,
+                request.dry_run,
+                request.account_id,
+                delegated_admin,
+                administrator_known,
             )
             views[region] = outcome.view.as_dict()
             return outcome.changes

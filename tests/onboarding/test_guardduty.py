@@ -379,3 +379,63 @@ def test_the_guardduty_branch_is_dropped_from_any_configured_pattern(pattern, ex
     matcher = EventPattern.load(json.dumps(dropped))
     finding = {"source": "aws.guardduty", "detail-type": "GuardDuty Finding", "detail": {}}
     assert not matcher.matches_event(finding)
+
+
+# -- as an attacker would try it ----------------------------------------------------------------
+
+
+def test_a_member_cannot_hide_behind_an_administrator_of_its_own_choosing(
+    org, settings, with_calls, calls, faults, reader
+):
+    # Given the organization's GuardDuty administrator in eu-west-1 is the Security account, and
+    # a member owner who accepted a GuardDuty invitation from an account of their own, hoping
+    # watershed would then leave the detector (suspended, plans off) to "the administrator".
+    # moto has no invitations: GetAdministratorAccount is injected with what AWS would answer.
+    _designate(org, "eu-west-1", org.security)
+    _owner_detector(reader, org.member, "eu-west-1")
+    faults.add(
+        "GetAdministratorAccount",
+        None,
+        region="eu-west-1",
+        response={
+            "Administrator": {
+                "AccountId": "999988887777",
+                "InvitationId": "inv-x",
+                "RelationshipStatus": "Enabled",
+            }
+        },
+    )
+    onboarder = with_calls(settings)
+
+    report = onboarder.onboard(OnboardingRequest(org.member, ("eu-west-1",)))
+    audit = Auditor(settings, onboarder.sessions).run(accounts=[org.member], regions=["eu-west-1"])
+
+    # Then watershed does not fight the relationship (no GuardDuty write) and keeps forwarding
+    # the member's findings (the Security account does not receive them natively) ...
+    assert "UpdateDetector" not in calls.of("guardduty")
+    view = report.regions["eu-west-1"].guardduty
+    assert view["unexpected_administrator"] is True
+    assert view["findings_path"] == PATH_FORWARDED
+    # ... but the audit never calls it ok
+    cell = audit.accounts[0].regions["eu-west-1"]
+    assert cell.state == "drift"
+    assert [f.kind for f in cell.findings] == ["detector-administrator"]
+    assert "999988887777" in cell.detail
+
+
+def test_an_unreadable_administrator_means_forward_everything(
+    org, settings, onboarder, reader, faults, load_finding
+):
+    # The launcher lost guardduty:ListOrganizationAdminAccounts (or an SCP denies it): the
+    # Security account may well be the administrator, but that is not known, so nothing is
+    # left out of the rule - duplicates are possible, losses are not.
+    _designate(org, "eu-west-1", org.security)
+    faults.add("ListOrganizationAdminAccounts", "AccessDeniedException", "not authorized")
+    with administrator_relationships(org.management, [org.member]):
+        onboarder.onboard(OnboardingRequest(org.member, ("eu-west-1",)))
+        report = onboarder.onboard(OnboardingRequest(org.member, ("eu-west-1",)))
+
+    rule = EventPattern.load(reader.rule(org.member, "eu-west-1")["EventPattern"])
+    assert rule.matches_event(load_finding(org.member, "eu-west-1"))
+    assert report.regions["eu-west-1"].status == "ok"
+    assert report.regions["eu-west-1"].guardduty["findings_path"] == PATH_FORWARDED
