@@ -176,6 +176,9 @@ def render_table(report: Report, plan: bool = False) -> str:
                     detail = f"{verb}: " + "; ".join(str(c) for c in result.changes)
                 else:
                     detail = "up to date"
+                admin = (result.guardduty or {}).get("administrator")
+                if admin:  # watershed leaves this detector's plans and frequency alone
+                    detail += f" (GuardDuty managed by administrator {admin})"
                 lines.append(f"  {name.ljust(width)}  {result.status.ljust(7)}  {detail}")
         lines.append("")
     totals = {s: 0 for s in ("ok", "partial", "failed", "refused")}

@@ -23,6 +23,7 @@ from onboarding import audit_fix
 from onboarding.audit import Auditor
 from onboarding.events import AllAccountsRequest, OnboardingRequest
 from onboarding.forwarding import pattern_without_guardduty_findings
+from onboarding.report import Report, render_table
 from onboarding.service import PATH_FORWARDED, PATH_NATIVE, Onboarder
 from onboarding.sessions import SessionFactory
 from onboarding.settings import DEFAULT_FORWARD_EVENT_PATTERN
@@ -439,3 +440,16 @@ def test_an_unreadable_administrator_means_forward_everything(
     assert rule.matches_event(load_finding(org.member, "eu-west-1"))
     assert report.regions["eu-west-1"].status == "ok"
     assert report.regions["eu-west-1"].guardduty["findings_path"] == PATH_FORWARDED
+
+
+def test_the_table_says_which_detectors_an_administrator_manages(org, settings, onboarder, reader):
+    _designate(org, "eu-west-1", org.other_member)
+    _owner_detector(reader, org.member, "eu-west-1")
+    with administrator_relationships(org.management, [org.member]):
+        report = onboarder.plan(OnboardingRequest(org.member, ("eu-west-1", "us-east-1")))
+
+    lines = render_table(Report((report,)), plan=True).splitlines()
+    [west] = [line for line in lines if line.strip().startswith("eu-west-1")]
+    [east] = [line for line in lines if line.strip().startswith("us-east-1")]
+    assert west.endswith(f"(GuardDuty managed by administrator {org.other_member})")
+    assert "administrator" not in east
