@@ -31,7 +31,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from onboarding.errors import error_code, error_message
-from onboarding.guardduty_model import creation_features
+from onboarding.guardduty_model import client_features, creation_features
 from onboarding.report import Change
 from onboarding.settings import Settings
 
@@ -228,7 +228,9 @@ def apply_detector(
         guardduty.create_detector(
             Enable=True,
             FindingPublishingFrequency=settings.creation_frequency,
-            Features=creation_features(dict(settings.guardduty_features)),
+            Features=creation_features(
+                dict(settings.guardduty_features), client_features(guardduty)
+            ),
         )
     except ClientError as err:
         if not _already_exists(err):

@@ -3,7 +3,9 @@
 CreateDetector turns on every feature it is not told about (RUNTIME_MONITORING excepted: API
 reference, CreateDetector), and AWS adds paid plans every year. So watershed does not keep its
 own list of plans: it reads the `DetectorFeature` enum of the installed botocore's GuardDuty
-service model, once per process (one JSON model, ~15 ms), and a newer SDK brings newer plans.
+service model at run time, and a newer SDK brings newer plans. At creation the enum comes from
+the GuardDuty client's own model (already loaded: no cost); validating GUARDDUTY_FEATURES at
+cold start loads the model once, and only when the variable names a plan (15-90 ms measured).
 
 NOT_SENT_AT_CREATION is the one place that lists the names CreateDetector is never sent, each
 with its source. Everything else in the enum is sent at creation, DISABLED unless
@@ -13,6 +15,7 @@ GUARDDUTY_FEATURES names it.
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import botocore.loaders
 
@@ -41,11 +44,18 @@ def detector_features() -> tuple[str, ...]:
     return tuple(model["shapes"]["DetectorFeature"]["enum"])
 
 
-def creation_features(named: dict[str, str]) -> list[dict[str, str]]:
-    """CreateDetector's `Features`: every plan the model knows (but NOT_SENT_AT_CREATION), named
-    ones with their configured status, all others DISABLED."""
+def client_features(guardduty: Any) -> tuple[str, ...]:
+    """The same enum, from a GuardDuty client's own (already loaded) service model."""
+    return tuple(guardduty.meta.service_model.shape_for("DetectorFeature").enum)
+
+
+def creation_features(
+    named: dict[str, str], known: tuple[str, ...] | None = None
+) -> list[dict[str, str]]:
+    """CreateDetector's `Features`: every plan the model knows (`known`, default: the installed
+    model; but NOT_SENT_AT_CREATION), named ones with their configured status, others DISABLED."""
     return [
         {"Name": name, "Status": named.get(name, "DISABLED")}
-        for name in detector_features()
+        for name in (known if known is not None else detector_features())
         if name not in NOT_SENT_AT_CREATION
     ]

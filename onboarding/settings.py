@@ -104,7 +104,6 @@ def parse_features(name: str, value: str) -> tuple[tuple[str, str], ...]:
 
     Names must be `DetectorFeature` values of the installed SDK's GuardDuty model."""
     features: dict[str, str] = {}
-    known = detector_features()
     for item in _csv(value):
         feature, _, status = item.partition("=")
         feature, status = feature.strip().upper(), (status.strip().upper() or "ENABLED")
@@ -117,6 +116,7 @@ def parse_features(name: str, value: str) -> tuple[tuple[str, str], ...]:
         if feature in NOT_SENT_AT_CREATION:
             why = NOT_SENT_AT_CREATION[feature]
             raise ConfigError(name, f"{feature} is never configured: {why}")
+        known = detector_features()  # loaded only when a plan is named (cached)
         if feature not in known:
             raise ConfigError(
                 name, f"{feature!r} is not a GuardDuty plan this SDK knows ({', '.join(known)})"
