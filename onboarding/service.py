@@ -67,7 +67,6 @@ ADMINISTRATORS_TTL_SECONDS = 300.0
 PATH_NATIVE = "native: the Security account is its GuardDuty administrator"
 PATH_FORWARDED = "forwarded by the member's rule"
 PATH_OWN_BUS = "own bus (the Security account)"
-PATH_UNKNOWN = "forwarded (GUARDDUTY=off: the administrator is not read)"
 
 
 @dataclass(frozen=True)
@@ -312,12 +311,11 @@ class Onboarder:
         paths: dict[str, str] | None = None,
     ) -> Callable[[], list[Change]]:
         def step() -> list[Change]:
-            settings = self.settings
-            path = PATH_FORWARDED if settings.guardduty_mode != "off" else PATH_UNKNOWN
+            settings, path = self.settings, PATH_FORWARDED
             if delegated_admin and delegated_admin == settings.security_account_id:
                 # The Security account administers GuardDuty here: if it administers this
                 # member, GuardDuty already puts the member's findings on its bus.
-                member_admin = guardduty.read_administrator(session.client("guardduty", region))
+                member_admin = _member_administrator(session, region, request.account_id)
                 if member_admin == settings.security_account_id:
                     pattern = forwarding.pattern_without_guardduty_findings(
                         settings.forward_event_pattern
@@ -370,6 +368,19 @@ class Onboarder:
             # left to end on its own (its next call fails at once: the deadline has passed).
             pool.shutdown(wait=deadline is None, cancel_futures=True)
         return outcomes
+
+
+def _member_administrator(session: AccountSession, region: str, account_id: str) -> str | None:
+    """The member's GuardDuty administrator, for the forwarding decision. A read that fails
+    (e.g. GuardDuty denied by an SCP) must not fail forwarding: unknown means forward all."""
+    try:
+        return guardduty.read_administrator(session.client("guardduty", region))
+    except (ClientError, BotoCoreError) as err:
+        logger.warning(
+            "GuardDuty administrator of the member not read: forwarding every finding",
+            extra={"account_id": account_id, "region": region, "error": error_code(err)},
+        )
+        return None
 
 
 def _wait(futures: list[Future[StepOutcome]], deadline: Deadline | None) -> None:

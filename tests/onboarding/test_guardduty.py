@@ -454,3 +454,28 @@ def test_the_table_says_which_detectors_an_administrator_manages(org, settings, 
     [east] = [line for line in lines if line.strip().startswith("us-east-1")]
     assert west.endswith(f"(GuardDuty managed by administrator {org.other_member})")
     assert "administrator" not in east
+
+
+def test_guardduty_denied_in_a_member_region_never_stops_its_forwarding(
+    org, settings, onboarder, reader, faults, load_finding
+):
+    # The Security account administers eu-west-1, and an SCP denies GuardDuty in the member
+    # there: the GuardDuty step is skipped with its reason, and forwarding (whose decision
+    # needs the member's GuardDuty administrator) still happens, with every finding.
+    _designate(org, "eu-west-1", org.security)
+    for operation in ("ListDetectors", "GetAdministratorAccount"):
+        faults.add(
+            operation,
+            "AccessDeniedException",
+            "not authorized to perform: guardduty:ListDetectors with an explicit deny in a "
+            "service control policy",
+            region="eu-west-1",
+        )
+
+    report = onboarder.onboard(OnboardingRequest(org.member, ("eu-west-1",)))
+
+    result = report.regions["eu-west-1"]
+    assert result.status == "skipped", result
+    assert "service control policy" in result.reason
+    rule = EventPattern.load(reader.rule(org.member, "eu-west-1")["EventPattern"])
+    assert rule.matches_event(load_finding(org.member, "eu-west-1"))
