@@ -19,10 +19,14 @@ from sandbox.streams import read_stream
 REGIONS = ("eu-west-1", "us-east-1")
 
 
-@pytest.fixture(scope="module")
-def played():
+@pytest.fixture(scope="module", params=["relay", "direct"])
+def played(request):
+    """Both delivery modes: in direct mode the native copy on a spoke region's Security bus is
+    sent home by that region's collect rule, and the member's rule targets the home bus."""
     with EmbeddedAws() as aws:
-        options = DemoOptions(regions=REGIONS, members=2, control_tower_members=1)
+        options = DemoOptions(
+            regions=REGIONS, members=2, control_tower_members=1, delivery=request.param
+        )
         yield aws, play_guardduty_administrator(aws, options)
 
 
