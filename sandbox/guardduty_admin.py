@@ -99,3 +99,20 @@ def _finding_id(record: dict) -> str | None:
     if document.get("source") != "aws.guardduty":
         return None
     return (document.get("detail") or {}).get("id")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sandbox.guardduty_admin [--delivery relay|direct]`: play it, say the outcome."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sandbox.guardduty_admin")
+    parser.add_argument("--delivery", choices=("relay", "direct"), default="relay")
+    args = parser.parse_args(argv)
+    with EmbeddedAws() as aws:
+        result = play_guardduty_administrator(aws, DemoOptions(delivery=args.delivery))
+    print(f"guardduty-admin ({args.delivery}): {result.summary()}")
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
