@@ -79,25 +79,26 @@ class DetectorOutcome:
     view: DetectorView
 
 
-def _enabled_relationship(admin: Mapping[str, Any]) -> bool:
-    # AWS answers "Enabled"; moto answers "ENABLED".
-    return str(admin.get("RelationshipStatus", "")).lower() == "enabled"
-
-
 def read_detector(guardduty: Any) -> DetectorState | None:
     ids = guardduty.list_detectors().get("DetectorIds", [])
     if not ids:
         return None
     detector_id = sorted(ids)[0]
     detector = guardduty.get_detector(DetectorId=detector_id)
-    admin = guardduty.get_administrator_account(DetectorId=detector_id).get("Administrator") or {}
     return DetectorState(
         detector_id=detector_id,
         status=detector.get("Status", "DISABLED"),
         finding_publishing_frequency=detector.get("FindingPublishingFrequency", ""),
         features={f["Name"]: f.get("Status", "") for f in detector.get("Features", [])},
-        administrator=admin.get("AccountId") if _enabled_relationship(admin) else None,
+        administrator=_administrator_of(guardduty, detector_id),
     )
+
+
+def _administrator_of(guardduty: Any, detector_id: str) -> str | None:
+    admin = guardduty.get_administrator_account(DetectorId=detector_id).get("Administrator") or {}
+    # AWS answers RelationshipStatus "Enabled"; moto "ENABLED".
+    enabled = str(admin.get("RelationshipStatus", "")).lower() == "enabled"
+    return str(admin["AccountId"]) if enabled and admin.get("AccountId") else None
 
 
 def read_administrator(guardduty: Any) -> str | None:
@@ -105,11 +106,7 @@ def read_administrator(guardduty: Any) -> str | None:
     detector). Two reads; used to decide whether the member's findings reach the Security
     account natively."""
     ids = guardduty.list_detectors().get("DetectorIds", [])
-    if not ids:
-        return None
-    admin = guardduty.get_administrator_account(DetectorId=sorted(ids)[0]).get("Administrator")
-    admin = admin or {}
-    return admin.get("AccountId") if _enabled_relationship(admin) else None
+    return _administrator_of(guardduty, sorted(ids)[0]) if ids else None
 
 
 def managed_by(
