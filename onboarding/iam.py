@@ -224,10 +224,10 @@ def plan_remove_forwarder_role(
     the same name someone else made is left alone. In the management account the role is never
     deleted here: management.yaml declares it there, and the launcher has no IAM write."""
     name = settings.forwarder_role_name
-    if not state.exists:
-        return []
     if account_id == settings.management_account_id:
         return [Change("forwarder-role", "retain", f"{name} {MANAGEMENT_ROLE_RETAINED}")]
+    if not state.exists:
+        return []
     if not ownership.is_managed(state.tags):
         why = f"{name} is not tagged {ownership.MANAGED_TAG_TEXT}: not watershed's, left alone"
         return [Change("forwarder-role", "retain", why)]
@@ -257,7 +257,10 @@ def apply_remove_forwarder_role(iam: Any, settings: Settings, changes: list[Chan
 def remove_forwarder_role(
     iam: Any, settings: Settings, account_id: str, dry_run: bool = False
 ) -> list[Change]:
-    """Read, then remove only what exists and is ours. Returns the changes made (or planned)."""
+    """Read, then remove only what exists and is ours. Returns the changes made (or planned).
+    In the management account nothing is read or written: the role is management.yaml's."""
+    if account_id == settings.management_account_id:
+        return plan_remove_forwarder_role(RoleRemoval(False), settings, account_id)
     changes = plan_remove_forwarder_role(read_removal(iam, settings), settings, account_id)
     if not dry_run and any(c.action == "delete" for c in changes):
         apply_remove_forwarder_role(iam, settings, changes)
