@@ -187,9 +187,7 @@ def test_foreign_rules_and_roles_are_untouched(org, settings, onboarder, reader,
     assert theirs.regions["eu-west-1"].changes[0].action == "retain"
 
 
-def test_the_management_accounts_role_is_left_to_management_yaml(
-    org, settings, onboarder, reader
-):
+def test_the_management_accounts_role_is_left_to_management_yaml(org, settings, onboarder, reader):
     onboarder.onboard(OnboardingRequest(org.management))
 
     report = onboarder.onboard(_remove(org.management))
@@ -217,9 +215,7 @@ def test_removing_some_regions_keeps_the_role_while_a_rule_remains(
     _assert_nothing_of_ours(reader, settings, org.member)
 
 
-def test_a_failed_region_keeps_the_role_for_its_retry(
-    org, settings, onboarder, reader, faults
-):
+def test_a_failed_region_keeps_the_role_for_its_retry(org, settings, onboarder, reader, faults):
     onboarder.onboard(OnboardingRequest(org.member))
     faults.add("RemoveTargets", "ThrottlingException", "Rate exceeded", region="eu-west-1")
 
