@@ -56,6 +56,7 @@ ONBOARDING_VARIABLES = {
     "EXCLUDED_ACCOUNTS",
     "EXCLUDED_OUS",
     "EXCLUDE_TAG",
+    "RETAIN_ON_EXCLUSION",
 }
 RELAY_VARIABLES = {
     "DESTINATION_STREAM_ARN",
@@ -275,7 +276,11 @@ def test_work_queue_feeds_onboarding_within_the_organization_limits(home, sam_te
 def test_reconcile_schedule_invokes_onboarding_with_all_accounts(home):
     reconcile = _events(home, "OnboardingFunction")["Reconcile"]
     assert reconcile["Type"] == "Schedule"
-    assert json.loads(reconcile["Properties"]["Input"]) == {"accounts": "ALL", "reason": "schedule"}
+    assert json.loads(reconcile["Properties"]["Input"]) == {
+        "accounts": "ALL",
+        "reason": "schedule",
+        "action": "scope",
+    }
     assert reconcile["Properties"]["Name"] == "watershed-reconcile"
 
 
@@ -419,3 +424,19 @@ def test_arns_name_their_partition(sam_template, management_template):
         text = json.dumps(template["Resources"])
         # Literal partitions appear only in the per-partition Fn::Join delimiters.
         assert "arn:aws:" not in text.replace(",arn:aws:iam::*:role/", "")
+
+
+def test_trigger_rule_accepts_the_offboarding_calls_from_the_management_account_only(home):
+    for name in ("MoveAccount", "TagResource", "UntagResource", "RemoveAccountFromOrganization"):
+        call = eventbridge_event(
+            "aws.organizations", "AWS API Call via CloudTrail", MANAGEMENT, {"eventName": name}
+        )
+        assert _matches(home, "TriggerRule", call), name
+        assert not _matches(home, "TriggerRule", {**call, "account": MEMBER})
+    create = eventbridge_event(
+        "aws.organizations",
+        "AWS API Call via CloudTrail",
+        MANAGEMENT,
+        {"eventName": "CreateAccount"},
+    )
+    assert not _matches(home, "TriggerRule", create)
