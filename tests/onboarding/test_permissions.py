@@ -202,11 +202,14 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
             )
             for service, name in slrs
         ]
-    if key in (
-        ("guardduty", "GetDetector"),
-        ("guardduty", "UpdateDetector"),
-        ("guardduty", "DeleteDetector"),
-    ):
+    if key == ("guardduty", "DeleteDetector"):
+        # Removal deletes only a detector it read as tagged managed-by=watershed (asserted by
+        # tests/onboarding/test_remove.py), so that is the tag IAM sees on the resource.
+        arn = f"arn:{p}:guardduty:{r}:{account}:detector/{params['DetectorId']}"
+        return [
+            Request("guardduty:DeleteDetector", arn, (("aws:ResourceTag/managed-by", "watershed"),))
+        ]
+    if key in (("guardduty", "GetDetector"), ("guardduty", "UpdateDetector")):
         arn = f"arn:{p}:guardduty:{r}:{account}:detector/{params['DetectorId']}"
         return [Request(f"guardduty:{op}", arn)]
     raise AssertionError(f"unmapped call {call.service}:{op}: map it here and grant it")
@@ -316,6 +319,21 @@ def test_the_matcher_allows_and_refuses_what_iam_would():
     assert not allowed([policy], Request("iam:PassRole", role))
     to_lambda = (("iam:PassedToService", "lambda.amazonaws.com"),)
     assert not allowed([policy], Request("iam:PassRole", role, to_lambda))
+
+
+def test_the_launcher_may_not_delete_an_untagged_detector(org, settings, org_id, launcher_arn):
+    management, _ = _launcher_deployments(org, settings, org_id, launcher_arn)
+    launcher = identity_policies(management, "LauncherRole")
+    arn = f"arn:aws:guardduty:eu-west-1:{org.management}:detector/12abc34d567e8fa901bc2d34e56789f0"
+    tagged = (("aws:ResourceTag/managed-by", "watershed"),)
+    assert allowed(launcher, Request("guardduty:DeleteDetector", arn, tagged))
+    assert not allowed(launcher, Request("guardduty:DeleteDetector", arn))  # the owner's
+    other = (("aws:ResourceTag/managed-by", "someone-else"),)
+    assert not allowed(launcher, Request("guardduty:DeleteDetector", arn, other))
+    # and it may delete only the forwarding rule of our name
+    rule = f"arn:aws:events:eu-west-1:{org.management}:rule/team-rule"
+    assert not allowed(launcher, Request("events:DeleteRule", rule))
+    assert not allowed(launcher, Request("events:RemoveTargets", rule))
 
 
 # -- the scenario ------------------------------------------------------------------------------

@@ -263,3 +263,35 @@ def test_remove_all_includes_excluded_accounts(org, settings, make_onboarder, re
 
     assert org.member in {a.account_id for a in report.accounts}
     _assert_nothing_of_ours(reader, settings, org.member)
+
+
+def test_the_audit_catches_members_forwarding_to_a_bus_without_a_policy(
+    org, settings, onboarder, reader
+):
+    # Given an onboarded member, and a Security account whose stack is gone from eu-west-1 and
+    # eu-central-1 (no bus policy there) but still grants the organization in us-east-1
+    from onboarding.audit import Auditor
+
+    onboarder.onboard(OnboardingRequest(org.member))
+    org_id = reader.client(org.management, "organizations").describe_organization()["Organization"][
+        "Id"
+    ]
+    reader.client(org.security, "events", "us-east-1").put_permission(
+        EventBusName="default",
+        Action="events:PutEvents",
+        Principal="*",
+        StatementId="watershed-organization",
+        Condition={"Type": "StringEquals", "Key": "aws:PrincipalOrgID", "Value": org_id},
+    )
+
+    report = Auditor(settings, onboarder.sessions).run(accounts=[org.member])
+
+    # Then the member's cells where the bus refuses its events drift, naming why
+    [audit] = report.accounts
+    assert not report.passes()
+    for region in ("eu-west-1", "eu-central-1"):
+        cell = audit.regions[region]
+        assert cell.state == "drift", region
+        assert [f.kind for f in cell.findings] == ["target-refused"]
+        assert "no policy on the default bus" in cell.detail
+    assert audit.regions["us-east-1"].state == "ok"
