@@ -135,3 +135,51 @@ def test_serve_keeps_the_sandbox_up_for_other_tools(monkeypatch, capsys):
     assert seen["accounts"] == 3  # management, security, one member
     assert seen["plan"] == 0  # the member is configured: nothing to change, nothing failed
     assert "AWS_ENDPOINT_URL" not in os.environ
+
+
+def test_uninstall_empties_every_member_and_keeps_the_last_line(capsys):
+    code = main(["--regions", "2", "--accounts", "2", "--uninstall"])
+
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0, out[-1]
+    assert out[-1] == "demo: 5 of 5 events reached watershed in eu-west-1"
+    section = out[out.index(next(line for line in out if line.startswith("7. uninstall"))) :]
+    rows = [line for line in section if line.strip().startswith("workload-")]
+    assert len(rows) == 2 and all(row.count("✓ empty") == 2 for row in rows), rows
+
+
+def test_a_removal_that_leaves_a_rule_exits_1_and_says_where(monkeypatch, capsys):
+    # Fault injected inside the function's own copy of the package (see above): removal plans
+    # nothing in eu-west-1, standing in for a regression that forgets a region.
+    import sys
+
+    from sandbox.lambda_runtime import LambdaRuntime
+
+    load = LambdaRuntime._handler
+
+    def with_forgetful_removal(path):
+        handler = load(path)
+        forwarding = sys.modules.get("onboarding.forwarding")
+        if forwarding is not None and not getattr(forwarding.remove_forwarding, "forgets", False):
+            remove = forwarding.remove_forwarding
+
+            def forgetful(events, settings, account_id, region, dry_run=False):
+                return (
+                    []
+                    if region == "eu-west-1"
+                    else remove(events, settings, account_id, region, dry_run)
+                )
+
+            forgetful.forgets = True
+            monkeypatch.setattr(forwarding, "remove_forwarding", forgetful)
+        return handler
+
+    monkeypatch.setattr(LambdaRuntime, "_handler", staticmethod(with_forgetful_removal))
+
+    code = main(["--regions", "2", "--accounts", "1", "--quiet", "--uninstall"])
+
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert code == 1, line
+    assert line.startswith("demo: 4 of 4 events reached watershed in eu-west-1; ")
+    assert "still has rule watershed-forward, target security-bus" in line
+    assert "in eu-west-1 after uninstall" in line
