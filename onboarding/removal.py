@@ -100,7 +100,7 @@ def remove(onboarder: Onboarder, request: OnboardingRequest, known_active: bool)
     account_changes: list[Change] = []
     if forwards:
         try:
-            kept = _role_still_needed(onboarder, session, results, statuses)
+            kept = _role_still_needed(onboarder, session, results, selection.configure, statuses)
         except (ClientError, BotoCoreError) as err:
             return _account_failed(step_failed(err, account_id, None, "forwarding"))
         if kept:
@@ -170,6 +170,7 @@ def _role_still_needed(
     onboarder: Onboarder,
     session: AccountSession,
     results: list[RegionResult],
+    configured: tuple[str, ...],
     statuses: dict[str, str],
 ) -> str | None:
     """Why the forwarder role must stay for now, or None. A rule of ours left in any hub region
@@ -179,6 +180,10 @@ def _role_still_needed(
     failed = sorted(r.region for r in results if r.status == "failed")
     if failed:
         return f"kept until the rule is removed in every region (failed: {', '.join(failed)})"
+    # An enabled region whose calls a service control policy denied: its rule may still be there.
+    denied = sorted(r.region for r in results if r.status == "skipped" and r.region in configured)
+    if denied:
+        return f"kept: the rule could not be read in {', '.join(denied)} (skipped)"
     done = {r.region for r in results}
     others = regions.select_regions(
         [r for r in onboarder.settings.hub_regions if r not in done], statuses

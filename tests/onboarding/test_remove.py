@@ -295,3 +295,23 @@ def test_the_audit_catches_members_forwarding_to_a_bus_without_a_policy(
         assert [f.kind for f in cell.findings] == ["target-refused"]
         assert "no policy on the default bus" in cell.detail
     assert audit.regions["us-east-1"].state == "ok"
+
+
+def test_a_region_denied_by_an_scp_keeps_the_role(org, settings, onboarder, reader, faults):
+    # Stands in for a service control policy that denies EventBridge in eu-west-1 after
+    # onboarding: the rule there cannot be read, so the role it delivers with must stay.
+    onboarder.onboard(OnboardingRequest(org.member))
+    faults.add(
+        "DescribeRule",
+        "AccessDeniedException",
+        "User: arn:aws:sts::1:assumed-role/x/y is not authorized to perform: events:DescribeRule "
+        "with an explicit deny in a service control policy",
+        region="eu-west-1",
+    )
+
+    report = onboarder.onboard(_remove(org.member))
+
+    assert report.regions["eu-west-1"].status == "skipped"
+    [kept] = report.changes
+    assert kept.action == "retain" and "eu-west-1" in kept.detail
+    assert reader.role(org.member) is not None
