@@ -122,16 +122,21 @@ def apply_forwarding(
         response = events.put_targets(
             Rule=settings.forward_rule_name, Targets=[desired_target(settings, account_id, region)]
         )
-        if response.get("FailedEntryCount"):
-            entry = response.get("FailedEntries", [{}])[0]
-            # Typically IAM propagation of a brand-new forwarder role: worth a retry.
-            raise RetryableStepFailed(
-                account_id,
-                region,
-                "forwarding",
-                entry.get("ErrorCode", "PutTargetsFailed"),
-                entry.get("ErrorMessage", ""),
-            )
+        # Typically IAM propagation of a brand-new forwarder role: worth a retry.
+        _raise_failed_entry(response, account_id, region, "PutTargetsFailed")
+
+
+def _raise_failed_entry(response: Any, account_id: str, region: str, default: str) -> None:
+    """Put/RemoveTargets answer 200 with failed entries: the first one as a retryable failure."""
+    if response.get("FailedEntryCount"):
+        entry = response.get("FailedEntries", [{}])[0]
+        raise RetryableStepFailed(
+            account_id,
+            region,
+            "forwarding",
+            entry.get("ErrorCode", default),
+            entry.get("ErrorMessage", ""),
+        )
 
 
 def ensure_forwarding(
@@ -209,15 +214,7 @@ def apply_remove_forwarding(
     name = settings.forward_rule_name
     if ("target", "delete") in kinds:
         response = events.remove_targets(Rule=name, Ids=[TARGET_ID])
-        if response.get("FailedEntryCount"):
-            entry = response.get("FailedEntries", [{}])[0]
-            raise RetryableStepFailed(
-                account_id,
-                region,
-                "forwarding",
-                entry.get("ErrorCode", "RemoveTargetsFailed"),
-                entry.get("ErrorMessage", ""),
-            )
+        _raise_failed_entry(response, account_id, region, "RemoveTargetsFailed")
     if ("rule", "delete") in kinds:
         try:
             events.delete_rule(Name=name)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -33,27 +34,26 @@ logger = logging.getLogger(__name__)
 STEP_FORWARDING = "forwarding"
 STEP_GUARDDUTY = "guardduty"
 RETAINED = "RETAIN_ON_EXCLUSION=true: watershed's resources are kept"
+T = TypeVar("T")
 
 
 def scope(onboarder: Onboarder, request: OnboardingRequest, known_active: bool) -> AccountReport:
     """Bring the account to what its scope says: onboard it, or remove watershed if excluded.
     `known_active` as for `Onboarder.onboard` (account and OU exclusions applied in bulk)."""
     account_id = request.account_id
-    try:
+
+    def exclusion() -> str | None:
         orgs = onboarder.sessions.management_or_fail(account_id).client(
             "organizations", onboarder.settings.home_region
         )
         if known_active:
-            excluded = onboarder.exclusions.tag_reason(orgs, account_id)
-        else:
-            organization.check_active_member(orgs, account_id)
-            excluded = onboarder.exclusions.excluded_reason(orgs, account_id)
-    except AccountRefused as refused:
-        return AccountReport.refused(account_id, refused.reason)
-    except StepFailed as failed:
-        return _account_failed(failed)
-    except (ClientError, BotoCoreError) as err:
-        return _account_failed(step_failed(err, account_id, None, "membership"))
+            return onboarder.exclusions.tag_reason(orgs, account_id)
+        organization.check_active_member(orgs, account_id)
+        return onboarder.exclusions.excluded_reason(orgs, account_id)
+
+    excluded = _guarded(account_id, "membership", exclusion)
+    if isinstance(excluded, AccountReport):
+        return excluded
     if not excluded:
         return onboarder._onboard(replace(request, action=ONBOARD), known_active=True)
     if onboarder.settings.retain_on_exclusion:
@@ -65,23 +65,20 @@ def scope(onboarder: Onboarder, request: OnboardingRequest, known_active: bool) 
 def remove(onboarder: Onboarder, request: OnboardingRequest, known_active: bool) -> AccountReport:
     """Remove watershed's rule, target and role (and, with `request.guardduty`, a detector it
     created) from one account. Writes only what exists and is watershed's."""
-    settings, account_id, home = (
-        onboarder.settings,
-        request.account_id,
-        onboarder.settings.home_region,
-    )
-    try:
+    settings, account_id = onboarder.settings, request.account_id
+    home = settings.home_region
+
+    def reach() -> tuple[AccountSession, dict[str, str]]:
         if not known_active:
             orgs = onboarder.sessions.management_or_fail(account_id).client("organizations", home)
             organization.check_active_member(orgs, account_id)
         session = onboarder.sessions.for_account(account_id)
-        statuses = regions.region_statuses(session.client("ec2", home))
-    except AccountRefused as refused:
-        return AccountReport.refused(account_id, refused.reason)
-    except StepFailed as failed:
-        return _account_failed(failed)
-    except (ClientError, BotoCoreError) as err:
-        return _account_failed(step_failed(err, account_id, None, "regions"))
+        return session, regions.region_statuses(session.client("ec2", home))
+
+    reached = _guarded(account_id, "regions", reach)
+    if isinstance(reached, AccountReport):
+        return reached
+    session, statuses = reached
     selection = regions.select_regions(request.regions or settings.hub_regions, statuses)
 
     forwards = account_id != settings.security_account_id  # onboarding gave it no rule or role
@@ -99,20 +96,39 @@ def remove(onboarder: Onboarder, request: OnboardingRequest, known_active: bool)
 
     account_changes: list[Change] = []
     if forwards:
-        try:
-            kept = _role_still_needed(onboarder, session, results, selection.configure, statuses)
-        except (ClientError, BotoCoreError) as err:
-            return _account_failed(step_failed(err, account_id, None, "forwarding"))
+        kept = _guarded(
+            account_id,
+            "forwarding",
+            lambda: _role_still_needed(onboarder, session, results, selection.configure, statuses),
+        )
+        if isinstance(kept, AccountReport):
+            return kept
         if kept:
             account_changes = [Change("forwarder-role", "retain", kept)]
         else:
-            try:
-                account_changes = iam.remove_forwarder_role(
+            removed = _guarded(
+                account_id,
+                "iam",
+                lambda: iam.remove_forwarder_role(
                     session.client("iam", home), settings, account_id, request.dry_run
-                )
-            except (ClientError, BotoCoreError) as err:
-                return _account_failed(step_failed(err, account_id, None, "iam"))
+                ),
+            )
+            if isinstance(removed, AccountReport):
+                return removed
+            account_changes = removed
     return AccountReport.build(account_id, results, account_changes, request.dry_run)
+
+
+def _guarded(account_id: str, step: str, fn: Callable[[], T]) -> T | AccountReport:
+    """`fn()`, or the account's report when it was refused or an account-level step failed."""
+    try:
+        return fn()
+    except AccountRefused as refused:
+        return AccountReport.refused(account_id, refused.reason)
+    except StepFailed as failed:
+        return _account_failed(failed)
+    except (ClientError, BotoCoreError) as err:
+        return _account_failed(step_failed(err, account_id, None, step))
 
 
 def departed(onboarder: Onboarder, request: OnboardingRequest) -> AccountReport:

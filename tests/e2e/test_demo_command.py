@@ -1,5 +1,7 @@
 """`watershed demo` / `python -m sandbox` / `make demo`: the verdict line and the exit code."""
 
+import sys
+
 from sandbox.cli import main
 
 
@@ -61,28 +63,17 @@ def test_a_dead_lettered_trigger_exits_1_and_names_it(monkeypatch, capsys):
     # anyway by its CreateAccountResult, so only the queues and the per-request outcomes tell.
     # The function runs on its own copy of the package (sandbox.lambda_runtime), so the patch
     # is applied to that copy, inside the function's container, when its handler is loaded.
-    import sys
+    def refusing_parser(parse_event):
+        errors = sys.modules["onboarding.errors"]  # the function's own copy, as loaded
 
-    from sandbox.lambda_runtime import LambdaRuntime
+        def refusing(event, settings):
+            if event.get("source") == "aws.controltower":
+                raise errors.InvalidRequest("injected: Control Tower event refused")
+            return parse_event(event, settings)
 
-    load = LambdaRuntime._handler
+        return refusing
 
-    def with_refusing_parser(path):
-        handler = load(path)
-        events = sys.modules.get("onboarding.events")
-        if events is not None and not getattr(events.parse_event, "refuses", False):
-            parse_event, invalid = events.parse_event, sys.modules["onboarding.errors"]
-
-            def refusing(event, settings):
-                if event.get("source") == "aws.controltower":
-                    raise invalid.InvalidRequest("injected: Control Tower event refused")
-                return parse_event(event, settings)
-
-            refusing.refuses = True
-            monkeypatch.setattr(events, "parse_event", refusing)
-        return handler
-
-    monkeypatch.setattr(LambdaRuntime, "_handler", staticmethod(with_refusing_parser))
+    _inject_in_the_function(monkeypatch, "onboarding.events", "parse_event", refusing_parser)
 
     code = main(["--regions", "2", "--accounts", "2", "--quiet"])
 
@@ -151,30 +142,17 @@ def test_uninstall_empties_every_member_and_keeps_the_last_line(capsys):
 def test_a_removal_that_leaves_a_rule_exits_1_and_says_where(monkeypatch, capsys):
     # Fault injected inside the function's own copy of the package (see above): removal plans
     # nothing in eu-west-1, standing in for a regression that forgets a region.
-    import sys
+    def forgetful_removal(remove):
+        def forgetful(events, settings, account_id, region, dry_run=False):
+            if region == "eu-west-1":
+                return []
+            return remove(events, settings, account_id, region, dry_run)
 
-    from sandbox.lambda_runtime import LambdaRuntime
+        return forgetful
 
-    load = LambdaRuntime._handler
-
-    def with_forgetful_removal(path):
-        handler = load(path)
-        forwarding = sys.modules.get("onboarding.forwarding")
-        if forwarding is not None and not getattr(forwarding.remove_forwarding, "forgets", False):
-            remove = forwarding.remove_forwarding
-
-            def forgetful(events, settings, account_id, region, dry_run=False):
-                return (
-                    []
-                    if region == "eu-west-1"
-                    else remove(events, settings, account_id, region, dry_run)
-                )
-
-            forgetful.forgets = True
-            monkeypatch.setattr(forwarding, "remove_forwarding", forgetful)
-        return handler
-
-    monkeypatch.setattr(LambdaRuntime, "_handler", staticmethod(with_forgetful_removal))
+    _inject_in_the_function(
+        monkeypatch, "onboarding.forwarding", "remove_forwarding", forgetful_removal
+    )
 
     code = main(["--regions", "2", "--accounts", "1", "--quiet", "--uninstall"])
 
@@ -183,3 +161,22 @@ def test_a_removal_that_leaves_a_rule_exits_1_and_says_where(monkeypatch, capsys
     assert line.startswith("demo: 4 of 4 events reached watershed in eu-west-1; ")
     assert "still has rule watershed-forward, target security-bus" in line
     assert "in eu-west-1 after uninstall" in line
+
+
+def _inject_in_the_function(monkeypatch, module: str, name: str, wrap) -> None:
+    """Replace `module.name` by `wrap(original)` inside the function's own copy of the package
+    (sandbox.lambda_runtime loads one per function), once, when its handler is loaded."""
+    from sandbox.lambda_runtime import LambdaRuntime
+
+    load = LambdaRuntime._handler
+
+    def loading(path):
+        handler = load(path)
+        target = sys.modules.get(module)
+        if target is not None and not getattr(getattr(target, name), "injected", False):
+            replacement = wrap(getattr(target, name))
+            replacement.injected = True
+            monkeypatch.setattr(target, name, replacement)
+        return handler
+
+    monkeypatch.setattr(LambdaRuntime, "_handler", staticmethod(loading))
