@@ -74,8 +74,9 @@ def requests_for(
     selection: Selection, item: AllAccountsRequest, retain_on_exclusion: bool = False
 ) -> list[OnboardingRequest]:
     """One request per selected account, with the item's action. Removal and a scope
-    reconcile also take the accounts left out by EXCLUDED_ACCOUNTS / EXCLUDED_OUS: removal
-    is for every account, and excluded ones are removed (unless RETAIN_ON_EXCLUSION)."""
+    reconcile also take the accounts left out by EXCLUDED_ACCOUNTS / EXCLUDED_OUS: removal is
+    for every account; a scope request for an excluded account removes watershed there after
+    one cheap probe (unless RETAIN_ON_EXCLUSION, when they are left out as before)."""
     from onboarding.events import REMOVE, SCOPE, OnboardingRequest
 
     def request(account: str, action: str) -> OnboardingRequest:
@@ -90,7 +91,7 @@ def requests_for(
 
     requests = [request(a, item.action) for a in selection.accounts]
     if item.action == REMOVE or (item.action == SCOPE and not retain_on_exclusion):
-        requests += [request(a, REMOVE) for a in selection.excluded]
+        requests += [request(a, item.action) for a in selection.excluded]
     return requests
 
 

@@ -195,7 +195,9 @@ class RoleRemoval:
     attached: tuple[str, ...] = ()  # attached managed policy ARNs
 
 
-def read_removal(iam: Any, settings: Settings) -> RoleRemoval:
+def read_removal(iam: Any, settings: Settings, policies: bool = True) -> RoleRemoval:
+    """The role of our name; with `policies=False` only whether it exists and its tags (one
+    GetRole: the exclusion reconcile's probe)."""
     name = settings.forwarder_role_name
     try:
         role = iam.get_role(RoleName=name)["Role"]
@@ -203,6 +205,8 @@ def read_removal(iam: Any, settings: Settings) -> RoleRemoval:
         if error_code(err) == "NoSuchEntity":
             return RoleRemoval(exists=False)
         raise
+    if not policies:
+        return RoleRemoval(True, tuple(role.get("Tags", [])))
     inline = [
         p
         for page in iam.get_paginator("list_role_policies").paginate(RoleName=name)

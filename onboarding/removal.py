@@ -39,16 +39,16 @@ T = TypeVar("T")
 
 def scope(onboarder: Onboarder, request: OnboardingRequest, known_active: bool) -> AccountReport:
     """Bring the account to what its scope says: onboard it, or remove watershed if excluded.
-    `known_active` as for `Onboarder.onboard` (account and OU exclusions applied in bulk)."""
+    `known_active` skips DescribeAccount only: the exclusions are always read for the account
+    itself, since a scope backfill hands over the excluded accounts too."""
     account_id = request.account_id
 
     def exclusion() -> str | None:
         orgs = onboarder.sessions.management_or_fail(account_id).client(
             "organizations", onboarder.settings.home_region
         )
-        if known_active:
-            return onboarder.exclusions.tag_reason(orgs, account_id)
-        organization.check_active_member(orgs, account_id)
+        if not known_active:
+            organization.check_active_member(orgs, account_id)
         return onboarder.exclusions.excluded_reason(orgs, account_id)
 
     excluded = _guarded(account_id, "membership", exclusion)
@@ -58,13 +58,47 @@ def scope(onboarder: Onboarder, request: OnboardingRequest, known_active: bool) 
         return onboarder._onboard(replace(request, action=ONBOARD), known_active=True)
     if onboarder.settings.retain_on_exclusion:
         return AccountReport.refused(account_id, f"{excluded}; {RETAINED}")
-    report = remove(onboarder, replace(request, action=REMOVE), known_active=True)
+    return _offboard(onboarder, request, excluded)
+
+
+def _offboard(onboarder: Onboarder, request: OnboardingRequest, excluded: str) -> AccountReport:
+    """Remove watershed from an excluded account - after one cheap probe, because the daily
+    reconcile sends every excluded account here, every day: the forwarder role (one GetRole).
+    Onboarding creates it before any rule and removal deletes it after the last one, so no
+    role means nothing of watershed's is left. An account that cannot be reached (excluded
+    accounts often lack the member role) is reported, not retried: it has nothing we could
+    remove, and tomorrow's reconcile looks again."""
+    account_id, settings = request.account_id, onboarder.settings
+    session = None
+    if account_id not in (settings.management_account_id, settings.security_account_id):
+
+        def probe() -> tuple[AccountSession, bool]:
+            reached = onboarder.sessions.for_account(account_id)
+            client = reached.client("iam", settings.home_region)
+            return reached, iam.read_removal(client, settings, policies=False).exists
+
+        probed = _guarded(account_id, "assume-role", probe)
+        if isinstance(probed, AccountReport):
+            why = f"not reachable ({probed.error}: {probed.reason})"
+            return AccountReport.refused(account_id, f"{excluded}; {why}: nothing removed")
+        session, has_role = probed
+        if not has_role:
+            why = f"no role {settings.forwarder_role_name}, so nothing of watershed's is left"
+            return AccountReport.refused(account_id, f"{excluded}; {why}")
+    removal = replace(request, action=REMOVE)
+    report = remove(onboarder, removal, known_active=True, session=session)
     return replace(report, reason=report.reason or f"{excluded}: offboarded")
 
 
-def remove(onboarder: Onboarder, request: OnboardingRequest, known_active: bool) -> AccountReport:
+def remove(
+    onboarder: Onboarder,
+    request: OnboardingRequest,
+    known_active: bool,
+    session: AccountSession | None = None,
+) -> AccountReport:
     """Remove watershed's rule, target and role (and, with `request.guardduty`, a detector it
-    created) from one account. Writes only what exists and is watershed's."""
+    created) from one account. Writes only what exists and is watershed's. `session`: one the
+    caller already has in the account."""
     settings, account_id = onboarder.settings, request.account_id
     home = settings.home_region
 
@@ -72,24 +106,22 @@ def remove(onboarder: Onboarder, request: OnboardingRequest, known_active: bool)
         if not known_active:
             orgs = onboarder.sessions.management_or_fail(account_id).client("organizations", home)
             organization.check_active_member(orgs, account_id)
-        session = onboarder.sessions.for_account(account_id)
-        return session, regions.region_statuses(session.client("ec2", home))
+        inside = session or onboarder.sessions.for_account(account_id)
+        return inside, regions.region_statuses(inside.client("ec2", home))
 
     reached = _guarded(account_id, "regions", reach)
     if isinstance(reached, AccountReport):
         return reached
-    session, statuses = reached
+    inside, statuses = reached
     selection = regions.select_regions(request.regions or settings.hub_regions, statuses)
 
     forwards = account_id != settings.security_account_id  # onboarding gave it no rule or role
     steps: list[tuple[str, str, Callable[[], list[Change]]]] = []
     for region in selection.configure:
         if forwards:
-            steps.append(
-                (region, STEP_FORWARDING, _forwarding(onboarder, session, request, region))
-            )
+            steps.append((region, STEP_FORWARDING, _forwarding(onboarder, inside, request, region)))
         if request.guardduty:
-            steps.append((region, STEP_GUARDDUTY, _detector(session, request, region)))
+            steps.append((region, STEP_GUARDDUTY, _detector(inside, request, region)))
     outcomes = onboarder._run(account_id, steps)
     results = [RegionResult(r, "skipped", reason=why) for r, why in selection.skipped.items()]
     results += [_region_result(r, outcomes.get(r, [])) for r in selection.configure]
@@ -99,7 +131,7 @@ def remove(onboarder: Onboarder, request: OnboardingRequest, known_active: bool)
         kept = _guarded(
             account_id,
             "forwarding",
-            lambda: _role_still_needed(onboarder, session, results, selection.configure, statuses),
+            lambda: _role_still_needed(onboarder, inside, results, selection.configure, statuses),
         )
         if isinstance(kept, AccountReport):
             return kept
@@ -110,7 +142,7 @@ def remove(onboarder: Onboarder, request: OnboardingRequest, known_active: bool)
                 account_id,
                 "iam",
                 lambda: iam.remove_forwarder_role(
-                    session.client("iam", home), settings, account_id, request.dry_run
+                    inside.client("iam", home), settings, account_id, request.dry_run
                 ),
             )
             if isinstance(removed, AccountReport):

@@ -148,13 +148,54 @@ def test_the_scope_reconcile_removes_from_excluded_accounts(
     # When the daily reconcile runs
     function.invoke({"accounts": "ALL", "reason": "schedule", "action": "scope"})
     bodies = {b["accounts"][0]: b for b in queues.bodies(queues.work)}
-    assert bodies[org.member]["action"] == "remove"
-    assert bodies[org.other_member]["action"] == "scope"
-    function.poll()
+    assert {bodies[a]["action"] for a in (org.member, org.other_member)} == {"scope"}
+    [response] = function.poll(batch_size=10)
 
     # Then the excluded member has nothing of watershed's, the others are onboarded
+    reports = {a["account_id"]: a for a in response["accounts"]}
+    assert reports[org.member]["reason"] == "excluded by EXCLUDED_ACCOUNTS: offboarded"
     assert _has_nothing_of_ours(reader, org.member)
     assert reader.role(org.other_member) is not None
+    assert reports[org.other_member]["status"] == "ok"
+
+
+def test_an_excluded_account_with_nothing_of_ours_costs_one_probe(
+    org, queued_env, function, queues, recorder
+):
+    # Given an excluded account watershed never onboarded, as the reconcile hands it over
+    queued_env(EXCLUDED_ACCOUNTS=org.member)
+    function.invoke({"accounts": [org.member], "reason": "schedule", "action": "scope"})
+    recorder.clear()
+
+    [response] = function.poll()
+
+    # Then one GetRole said nothing of watershed's is there: no region read, nothing written
+    [report] = response["accounts"]
+    assert report["status"] == "refused"
+    assert "nothing of watershed's is left" in report["reason"]
+    made = {op for op, _, _ in recorder.calls}
+    assert made <= {"DescribeAccount", "AssumeRole", "GetRole"}, made
+    assert "GetRole" in made
+    assert queues.receive(queues.dead_letter) == []
+
+
+def test_an_excluded_account_that_cannot_be_reached_is_reported_not_retried(
+    org, queued_env, function, queues, reader, faults
+):
+    # Excluded accounts often lack the member role: assume-role is refused (moto lets anyone
+    # assume anything, so AccessDenied is injected)
+    _onboarded(function, reader, org.member)
+    queued_env(EXCLUDED_ACCOUNTS=org.member)
+    faults.add("AssumeRole", "AccessDenied", "not authorized to perform: sts:AssumeRole")
+
+    function.invoke({"accounts": [org.member], "action": "scope"})
+    [response] = function.poll()
+
+    [report] = response["accounts"]
+    assert report["status"] == "refused"
+    assert "not reachable" in report["reason"] and "nothing removed" in report["reason"]
+    assert queues.receive(queues.dead_letter) == []
+    assert queues.receive(queues.work) == []  # no retry scheduled
 
 
 def test_with_retain_on_exclusion_the_reconcile_leaves_excluded_accounts_alone(
