@@ -1,7 +1,7 @@
 """`python -m sandbox` / `watershed demo`: play the story and print the journey.
 
-    watershed demo [--regions N|r1,r2,...] [--accounts N] [--quiet] [--logs] [--serve]
-                   [--uninstall]
+    watershed demo [--regions N|r1,r2,...] [--accounts N] [--delivery relay|direct] [--quiet]
+                   [--logs] [--serve] [--uninstall]
 
 With --serve the same story runs behind a local HTTP endpoint (moto's server, 127.0.0.1), which
 stays up afterwards for the aws CLI or `watershed plan` until Ctrl-C.
@@ -73,6 +73,13 @@ def parser(prog: str = "watershed demo") -> argparse.ArgumentParser:
         metavar="N",
         help="member accounts; the last one is vended by Control Tower (default: 3)",
     )
+    result.add_argument(
+        "--delivery",
+        choices=("relay", "direct"),
+        default="relay",
+        help="template.yaml's DeliveryMode: relay (each region's Security bus, regional stream "
+        "and relay) or direct (every region straight to the home region's bus; default: relay)",
+    )
     result.add_argument("--quiet", action="store_true", help="print the verdict line only")
     result.add_argument(
         "--serve",
@@ -98,6 +105,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "watershed demo") -> int
         regions=args.regions,
         members=args.accounts,
         control_tower_members=1 if args.accounts > 1 else 0,
+        delivery=args.delivery,
         uninstall=args.uninstall,
     )
     printer = Printer(quiet=args.quiet)
@@ -105,7 +113,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "watershed demo") -> int
     printer.line("watershed demo: the whole pipeline on an embedded AWS (moto, in this process)")
     printer.line(
         f"hub regions {', '.join(options.regions)} (home {options.home_region}); "
-        f"{options.members} member account(s)"
+        f"{options.members} member account(s); delivery {options.delivery}"
     )
     story: Story | None = None
     act = "setup"
@@ -145,6 +153,7 @@ def _serve(printer: Printer, aws: EmbeddedAws, result: DemoResult) -> None:
     printer.verdict(
         f"  export AWS_ENDPOINT_URL={aws.endpoint_url} AWS_ACCESS_KEY_ID=testing "
         f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={home}"
+        + (" DELIVERY_MODE=direct" if result.options.direct else "")
     )
     printer.verdict(
         "  aws organizations list-accounts   # these credentials are the management account's"
@@ -296,9 +305,10 @@ def _render_onboarding(printer: Printer, result: DemoResult, seconds: float) -> 
         ]
         rows.append((f"{member.name} {member.account_id}", *cells))
     printer.lines(table(rows))
+    bus = "the home region" if result.options.direct else "the same region"
     printer.line(
         f"  {OK} = GuardDuty detector enabled, and rule watershed-forward → the Security bus of "
-        "the same region, as watershed-forwarder"
+        f"{bus}, as watershed-forwarder"
     )
     for problem in result.unhandled:
         printer.line(f"  {FAIL} trigger not onboarded: {problem}")
