@@ -30,6 +30,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from onboarding import ownership
 from onboarding.errors import error_code, error_message
 from onboarding.guardduty_model import client_features, creation_features
 from onboarding.report import Change
@@ -228,6 +229,7 @@ def apply_detector(
             Features=creation_features(
                 dict(settings.guardduty_features), client_features(guardduty)
             ),
+            Tags=ownership.tag_map(),  # created by watershed: the only detector removal deletes
         )
     except ClientError as err:
         if not _already_exists(err):
@@ -289,3 +291,38 @@ def delegated_administrator(management_guardduty: Any) -> str | None:
         if account.get("AdminStatus") == "ENABLED":
             return str(account["AdminAccountId"])
     return None
+
+
+# Removal (only with `watershed remove --guardduty`) ----------------------------------------------
+
+
+def plan_remove_detector(detectors: Mapping[str, Mapping[str, str]]) -> list[Change]:
+    """`detectors`: detector id → its tags. Only a detector tagged at its creation by watershed
+    is deleted; one that existed before (the owner's, GuardDuty auto-enable's) stays running."""
+    changes = []
+    for detector_id, tags in sorted(detectors.items()):
+        if ownership.is_managed(tags):
+            changes.append(Change("detector", "delete", detector_id))
+        else:
+            why = f"{detector_id} not created by watershed (no {ownership.MANAGED_TAG_TEXT})"
+            changes.append(Change("detector", "retain", why))
+    return changes
+
+
+def remove_detector(guardduty: Any, dry_run: bool = False) -> list[Change]:
+    """Read, then delete only a detector watershed created. Returns the changes (made/planned)."""
+    detectors = {
+        detector_id: guardduty.get_detector(DetectorId=detector_id).get("Tags") or {}
+        for detector_id in guardduty.list_detectors().get("DetectorIds", [])
+    }
+    changes = plan_remove_detector(detectors)
+    if dry_run:
+        return changes
+    for change in changes:
+        if change.action == "delete":
+            try:
+                guardduty.delete_detector(DetectorId=change.detail)
+            except ClientError as err:
+                if error_code(err) != "ResourceNotFoundException":  # gone meanwhile: done
+                    raise
+    return changes

@@ -24,7 +24,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from onboarding import forwarding, guardduty, iam, organization, regions
-from onboarding.backfill import select_accounts
+from onboarding.backfill import requests_for, select_accounts
 from onboarding.errors import (
     AccountRefused,
     RetryableStepFailed,
@@ -34,7 +34,10 @@ from onboarding.errors import (
     step_failed,
 )
 from onboarding.events import (
+    ONBOARD,
     REGION_OPT_IN,
+    REMOVE,
+    SCOPE,
     AllAccountsRequest,
     Ignored,
     OnboardingRequest,
@@ -93,13 +96,13 @@ class Onboarder:
     def handle(self, items: Iterable[Parsed]) -> Report:
         """Process parsed inputs inline: ignored ones are logged, requests are onboarded."""
         reports: list[AccountReport] = []
-        seen: set[tuple[str, tuple[str, ...] | None, bool]] = set()
+        seen: set[tuple[str, tuple[str, ...] | None, bool, str]] = set()
         for item in items:
             if isinstance(item, Ignored):
                 logger.info("ignored input", extra={"reason": item.reason})
                 continue
             for request in self._expand(item):
-                key = (request.account_id, request.regions, request.dry_run)
+                key = (request.account_id, request.regions, request.dry_run, request.action)
                 if key in seen:  # Control Tower sends two triggers for one account: do it once
                     continue
                 seen.add(key)
@@ -135,7 +138,7 @@ class Onboarder:
         did not finish is reported as a retryable `DeadlineExceeded` failure, for just those
         regions (or the whole account if it happened before the regions)."""
         with deadline_scope(deadline):
-            report = self._onboard(request, known_active)
+            report = self._dispatch(request, known_active)
         logger.info(
             "account report",
             extra={
@@ -143,12 +146,25 @@ class Onboarder:
                 "reason": request.reason,
                 "attempt": request.attempt,
                 "dry_run": request.dry_run,
+                "action": request.action,
                 "report": report.as_dict(),
             },
         )
         return report
 
     # Steps --------------------------------------------------------------------------------
+
+    def _dispatch(self, request: OnboardingRequest, known_active: bool) -> AccountReport:
+        """Onboard, or one of the offboarding actions (onboarding/removal.py)."""
+        if request.action == ONBOARD:
+            return self._onboard(request, known_active)
+        from onboarding import removal  # it builds on this module (fan-out, region results)
+
+        if request.action == REMOVE:
+            return removal.remove(self, request, known_active)
+        if request.action == SCOPE:
+            return removal.scope(self, request, known_active)
+        return removal.departed(self, request)
 
     def _expand(self, item: OnboardingRequest | AllAccountsRequest) -> list[OnboardingRequest]:
         if isinstance(item, OnboardingRequest):
@@ -158,10 +174,7 @@ class Onboarder:
         management = self.sessions.management()
         orgs = management.client("organizations", self.settings.home_region)
         selection = select_accounts(orgs, self.exclusions)
-        return [
-            OnboardingRequest(a, item.regions, item.reason, dry_run=item.dry_run)
-            for a in selection.accounts
-        ]
+        return requests_for(selection, item, self.settings.retain_on_exclusion)
 
     def _onboard(self, request: OnboardingRequest, known_active: bool) -> AccountReport:
         account_id, home = request.account_id, self.settings.home_region

@@ -166,6 +166,14 @@ def parse_tag(name: str, value: str) -> tuple[str, str | None] | None:
     return key, (tag_value.strip() if sep else None)
 
 
+def parse_bool(name: str, value: str) -> bool:
+    """`true` or `false` (any case); empty means false. Anything else is refused."""
+    value = value.strip().lower()
+    if value not in ("", "true", "false"):
+        raise ConfigError(name, f"{value!r} must be true or false")
+    return value == "true"
+
+
 @lru_cache(maxsize=64)
 def partition_for(region: str) -> str:
     """`aws`, `aws-cn`, `aws-us-gov`… from botocore's bundled endpoint data (read once)."""
@@ -209,6 +217,8 @@ class Settings:
     exclude_tag: tuple[str, str | None] | None = None  # (key, value or None for "any value")
     # Delivery mode (issue 13): see DELIVERY_MODES and `target_bus_arn`.
     delivery_mode: str = DEFAULT_DELIVERY_MODE
+    # Offboarding (issue 14): an account put out of scope keeps watershed's resources if true.
+    retain_on_exclusion: bool = False
 
     def __post_init__(self) -> None:
         if not self.home_region:
@@ -334,6 +344,9 @@ class Settings:
             excluded_ous=frozenset(excluded_ous),
             exclude_tag=parse_tag("EXCLUDE_TAG", env.get("EXCLUDE_TAG", "")),
             delivery_mode=env.get("DELIVERY_MODE", "").strip().lower() or DEFAULT_DELIVERY_MODE,
+            retain_on_exclusion=parse_bool(
+                "RETAIN_ON_EXCLUSION", env.get("RETAIN_ON_EXCLUSION", "")
+            ),
         )
 
     # Derived values -----------------------------------------------------------------------

@@ -58,6 +58,7 @@ ONBOARDING_VARIABLES = {
     "EXCLUDED_OUS",
     "EXCLUDE_TAG",
     "DELIVERY_MODE",
+    "RETAIN_ON_EXCLUSION",
 }
 RELAY_VARIABLES = {
     "DESTINATION_STREAM_ARN",
@@ -284,7 +285,11 @@ def test_work_queue_feeds_onboarding_within_the_organization_limits(home, sam_te
 def test_reconcile_schedule_invokes_onboarding_with_all_accounts(home):
     reconcile = _events(home, "OnboardingFunction")["Reconcile"]
     assert reconcile["Type"] == "Schedule"
-    assert json.loads(reconcile["Properties"]["Input"]) == {"accounts": "ALL", "reason": "schedule"}
+    assert json.loads(reconcile["Properties"]["Input"]) == {
+        "accounts": "ALL",
+        "reason": "schedule",
+        "action": "scope",
+    }
     assert reconcile["Properties"]["Name"] == "watershed-reconcile"
 
 
@@ -511,3 +516,19 @@ def test_direct_mode_other_region_rule_has_a_watched_dead_letter_queue(sam_templ
         if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"]["Namespace"] == "AWS/SQS"
     }
     assert watched == {"EventsDeadLetterQueue"}
+
+
+def test_trigger_rule_accepts_the_offboarding_calls_from_the_management_account_only(home):
+    for name in ("MoveAccount", "TagResource", "UntagResource", "RemoveAccountFromOrganization"):
+        call = eventbridge_event(
+            "aws.organizations", "AWS API Call via CloudTrail", MANAGEMENT, {"eventName": name}
+        )
+        assert _matches(home, "TriggerRule", call), name
+        assert not _matches(home, "TriggerRule", {**call, "account": MEMBER})
+    create = eventbridge_event(
+        "aws.organizations",
+        "AWS API Call via CloudTrail",
+        MANAGEMENT,
+        {"eventName": "CreateAccount"},
+    )
+    assert not _matches(home, "TriggerRule", create)

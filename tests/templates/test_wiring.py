@@ -144,7 +144,11 @@ def test_home_region_has_destination_stream_rules_queue_and_onboarding(hub):
     assert trigger["Arn"] == work_queue["QueueArn"]
     (reconcile,) = events.list_targets_by_rule(Rule="watershed-reconcile")["Targets"]
     assert reconcile["Arn"] == outputs["OnboardingFunctionArn"]
-    assert json.loads(reconcile["Input"]) == {"accounts": "ALL", "reason": "schedule"}
+    assert json.loads(reconcile["Input"]) == {
+        "accounts": "ALL",
+        "reason": "schedule",
+        "action": "scope",
+    }
     for target in (collect, trigger, reconcile):
         assert target["DeadLetterConfig"]["Arn"].endswith(
             outputs["EventsDeadLetterQueueUrl"].rsplit("/", 1)[1]
@@ -290,7 +294,10 @@ def test_management_template_deploys_rules_per_region_and_the_launcher_once():
             if role["RoleName"].startswith("watershed-trigger-forwarder-")
         }
 
-    assert set(rules["us-east-1"]) == {"watershed-trigger-organizations"}
+    assert set(rules["us-east-1"]) == {
+        "watershed-trigger-organizations",
+        "watershed-trigger-offboarding",
+    }
     assert set(rules[HOME_REGION]) == {"watershed-trigger-controltower"}
     security_bus = f"arn:aws:events:{HOME_REGION}:{SECURITY_ACCOUNT}:event-bus/default"
     for region_rules in rules.values():
