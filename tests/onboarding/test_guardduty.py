@@ -80,6 +80,17 @@ def with_calls(calls, faults):
     return make
 
 
+def _security_buses_accept_the_organization(reader, org, regions) -> None:
+    """The bus policy template.yaml gives every Security region (the audit checks that a
+    member's target is accepted)."""
+    organization_id = boto3.client("organizations").describe_organization()["Organization"]["Id"]
+    condition = {"Type": "StringEquals", "Key": "aws:PrincipalOrgID", "Value": organization_id}
+    for region in regions:
+        reader.client(org.security, "events", region).put_permission(
+            Action="events:PutEvents", Principal="*", StatementId="org", Condition=condition
+        )
+
+
 def _designate(org, region: str, admin: str) -> None:
     """The management account designates the GuardDuty delegated administrator of a region."""
     boto3.client("guardduty", region_name=region).enable_organization_admin_account(
@@ -94,6 +105,8 @@ def test_an_owners_plans_survive_onboarding_reconcile_and_audit_fix(
     org, settings, onboarder, reader
 ):
     # Given a member whose owner enabled S3, EBS malware and Runtime protection everywhere
+    # (and the Security buses accept the organization, so the audit judges the member alone)
+    _security_buses_accept_the_organization(reader, org, settings.hub_regions)
     for region in settings.hub_regions:
         _owner_detector(reader, org.member, region)
 
@@ -105,7 +118,9 @@ def test_an_owners_plans_survive_onboarding_reconcile_and_audit_fix(
     fixed = audit_fix.onboard_inline(onboarder, audit_fix.fix_requests(report))
 
     # Then every plan is still on, the frequency is the owner's, and the audit saw no drift
-    assert {c.state for c in report.accounts[0].regions.values()} == {"ok"}
+    assert {c.state for c in report.accounts[0].regions.values()} == {"ok"}, [
+        c.detail for c in report.accounts[0].regions.values()
+    ]
     assert fixed.requests == ()
     for region in settings.hub_regions:
         detector = reader.detector(org.member, region)
@@ -281,6 +296,7 @@ def test_members_of_the_security_account_leave_guardduty_findings_out_there_only
     # Given the Security account administers GuardDuty in eu-west-1 (auto-enable: every account
     # of the organization is its member there), and no administrator elsewhere
     _designate(org, "eu-west-1", org.security)
+    _security_buses_accept_the_organization(reader, org, settings.hub_regions)
     with administrator_relationships(org.management, [org.member, org.management]):
         # the first run creates the detectors (the forwarding step may see them related or not
         # yet: it runs in parallel), the reconcile converges, and a third run writes nothing
