@@ -161,6 +161,7 @@ def _render(printer: Printer, act: str, result: DemoResult) -> None:
         "reconcile": _render_reconcile,
         "events": _render_events,
         "queues": _render_queues,
+        "canary": _render_canary,
     }[act](printer, result, seconds)
 
 
@@ -360,6 +361,46 @@ def _render_queues(printer: Printer, result: DemoResult, seconds: float) -> None
         printer.line(f"  {FAIL} sandbox notice: {notice}")
 
 
+def _render_canary(printer: Printer, result: DemoResult, seconds: float) -> None:
+    act = result.canary
+    assert act is not None
+    printer.section("7. canary", f"{seconds:.1f} s; watershed canary, sample findings stood in")
+    printer.line(
+        f"  {act.broken_region}: the Security bus policy removed on purpose, restored afterwards"
+    )
+    org = result.organization
+    names = {a.account_id: a.name for a in org.accounts} if org else {}
+    regions = result.options.regions
+    if act.report is not None:
+        cells = {(r.account_id, r.region): r for r in act.report.results}
+        rows = [("canary", *regions)]
+        for account_id in dict.fromkeys(r.account_id for r in act.report.results):
+            row = []
+            for region in regions:
+                r = cells.get((account_id, region))
+                if r is None:
+                    row.append(f"{FAIL} no result")
+                elif r.status == "arrived":
+                    row.append(
+                        f"{OK if region != act.broken_region else FAIL} {r.latency_seconds:.2f} s"
+                    )
+                elif r.status == "missing":
+                    mark = OK if region == act.broken_region else FAIL
+                    row.append(f"{mark} NOT ARRIVED")
+                else:
+                    row.append(f"{FAIL} {r.status}: {r.reason[:40]}")
+            rows.append((f"{names.get(account_id, account_id)} {account_id}", *row))
+        printer.lines(table(rows))
+        missing = sorted({r.region for r in act.report.results if r.status == "missing"})
+        printer.line(
+            f"  {OK if act.ok else FAIL} not arrived within {act.report.timeout_seconds} s in: "
+            f"{', '.join(missing) or 'no region'} (expected: {act.broken_region}); "
+            f"bus policy {'restored' if act.restored else 'NOT restored'}"
+        )
+    for problem in act.problems:
+        printer.line(f"  {FAIL} {problem}")
+
+
 def _render_logs(printer: Printer, story: Story) -> None:
     printer.section("function logs")
     assert story.poller is not None
@@ -402,6 +443,8 @@ def _verdict(printer: Printer, result: DemoResult, elapsed: float) -> int:
     if not result.queues:
         problems.append("no queue was read back")
     problems += [f"sandbox notice: {n}" for n in result.notices]
+    if result.canary is not None:
+        problems += result.canary.problems
     shown = problems[:6] + ([f"and {len(problems) - 6} more"] if len(problems) > 6 else [])
     printer.verdict(f"demo: {delivered} of {expected} events reached {where}; " + "; ".join(shown))
     return 1

@@ -34,8 +34,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox import canary_act, stacks
 from sandbox import events as shapes
-from sandbox import stacks
+from sandbox.canary_act import CanaryAct
 from sandbox.embedded import EmbeddedAws, SandboxError
 from sandbox.journal import Journal
 from sandbox.lambda_runtime import FunctionSpec, LambdaRuntime
@@ -75,6 +76,7 @@ class DemoOptions:
     regions: tuple[str, ...] = REGION_ORDER[:3]
     members: int = 3
     control_tower_members: int = 1
+    canary: bool = True  # the canary act (sandbox/canary_act.py), after the queues
     project_dir: Path = Path(__file__).resolve().parent.parent
 
     @property
@@ -175,6 +177,7 @@ class DemoResult:
     unhandled: list[str] = field(default_factory=list)
     reconcile: list[Delivery] = field(default_factory=list)
     queues: list[QueueState] = field(default_factory=list)
+    canary: CanaryAct | None = None
 
     @property
     def loaded_queues(self) -> list[QueueState]:
@@ -221,6 +224,7 @@ class DemoResult:
             and bool(self.queues)
             and not self.loaded_queues
             and not self.notices
+            and (self.canary is None or self.canary.ok)
         )
 
     @property
@@ -255,6 +259,7 @@ class Story:
             ("reconcile", self.reconcile),
             ("events", self.raise_events),
             ("queues", self.read_queues),
+            *((("canary", self.run_canary),) if self.options.canary else ()),
         ):
             started = time.perf_counter()
             act()
@@ -427,6 +432,10 @@ class Story:
                         contents,
                     )
                 )
+
+    def run_canary(self) -> None:
+        """The canary act, one region broken on purpose and repaired (sandbox/canary_act.py)."""
+        self.result.canary = canary_act.play(self)
 
     def raise_events(self) -> None:
         org = self._org()
