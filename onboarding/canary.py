@@ -61,6 +61,8 @@ DEFAULT_POLL_SECONDS = 5.0
 # The stream is read from this long before the recorded start: Kinesis' clock and this
 # machine's may differ; matching (account, region, type, sample, time) keeps older records out.
 CLOCK_SKEW = timedelta(seconds=30)
+# A record counts when it arrived no earlier than this before the call (clock differences).
+MATCH_TOLERANCE = timedelta(seconds=2)
 MAX_READS_PER_SHARD_POLL = 10  # GetRecords rounds per shard per poll (limit: 5/s per shard)
 DEFAULT_ACCOUNTS_PER_RUN = 25
 STREAM_ARN = re.compile(r"^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream/[\w.-]{1,128}$")
@@ -382,6 +384,7 @@ class Canary:
         clock: Clock = _now,
         sleep: Callable[[float], None] = time.sleep,
         poll_seconds: float = DEFAULT_POLL_SECONDS,
+        match_tolerance: timedelta = MATCH_TOLERANCE,
     ) -> None:
         self.settings = settings
         self.canary = canary
@@ -389,6 +392,7 @@ class Canary:
         self.clock = clock
         self.sleep = sleep
         self.poll_seconds = poll_seconds
+        self.match_tolerance = match_tolerance
 
     def stream_region(self) -> str:
         return self.canary.stream_arn.split(":")[3]
@@ -420,7 +424,7 @@ class Canary:
             for record in watch.poll():
                 key = canary_key(record, self.canary.finding_type)
                 hit = pending.get(key) if key else None
-                if hit is None or _arrival(record) < hit.called_at - CLOCK_SKEW:
+                if hit is None or _arrival(record) < hit.called_at - self.match_tolerance:
                     continue
                 arrived[key] = CanaryResult(
                     hit.account_id,
