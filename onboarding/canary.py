@@ -45,7 +45,9 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from onboarding.backfill import select_accounts
 from onboarding.errors import ConfigError, StepFailed, error_code
+from onboarding.exclusions import Exclusions
 from onboarding.regions import region_statuses, select_regions
 from onboarding.sessions import SessionFactory
 from onboarding.settings import Settings
@@ -504,6 +506,14 @@ class Canary:
 
 
 # --- the scheduled canary's rotation -------------------------------------------------------
+
+
+def organization_accounts(canary: Canary) -> list[str]:
+    """Every ACTIVE account that is not excluded (EXCLUDED_ACCOUNTS, EXCLUDED_OUS), sorted:
+    the same bulk ListAccounts reads as a backfill (onboarding/backfill.py)."""
+    organizations = canary.factory.management().client("organizations", canary.settings.home_region)
+    selection = select_accounts(organizations, Exclusions.from_settings(canary.settings))
+    return sorted(selection.accounts)
 
 
 def run_index(moment: datetime, interval_minutes: int) -> int:

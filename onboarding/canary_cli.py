@@ -26,13 +26,13 @@ from onboarding.canary import (
     MAX_TIMEOUT_SECONDS,
     Canary,
     CanarySettings,
+    organization_accounts,
     parse_finding_type,
     parse_stream_arn,
     render_table,
 )
 from onboarding.errors import ConfigError, InvalidRequest, StepFailed
 from onboarding.events import validate_regions
-from onboarding.organization import list_active_accounts
 from onboarding.settings import ACCOUNT_ID, Settings
 
 EXIT_OK, EXIT_NOT_OK, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
@@ -48,7 +48,9 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "stream (reads never remove records).",
     )
     canary.add_argument("accounts", nargs="*", metavar="ACCOUNT", help="12-digit account ids")
-    canary.add_argument("--all", action="store_true", help="every ACTIVE account")
+    canary.add_argument(
+        "--all", action="store_true", help="every ACTIVE account that is not excluded"
+    )
     canary.add_argument("--regions", help="comma-separated subset of the hub regions")
     canary.add_argument(
         "--timeout",
@@ -108,10 +110,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     canary = Canary(settings, canary_settings)
     try:
         if args.all:
-            organizations = canary.factory.management().client(
-                "organizations", settings.home_region
-            )
-            accounts = sorted(list_active_accounts(organizations))
+            accounts = organization_accounts(canary)
         report = canary.run(accounts, regions, args.timeout)
     except (StepFailed, ClientError, BotoCoreError) as err:
         print(f"watershed: canary could not run: {err}", file=sys.stderr)

@@ -520,3 +520,92 @@ def test_run_index_counts_periods_of_the_schedule():
     moment = datetime(2026, 11, 30, 7, 0, tzinfo=UTC)
     assert run_index(moment + timedelta(minutes=59), 60) == run_index(moment, 60)
     assert run_index(moment + timedelta(minutes=60), 60) == run_index(moment, 60) + 1
+
+
+# --- the scheduled canary -------------------------------------------------------------------
+
+
+def emf_lines(text: str) -> list[dict]:
+    """Powertools' EMF documents printed on stdout, metric values as lists."""
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    documents = [line for line in lines if "_aws" in line]
+    for document in documents:
+        for name in ("CanaryMissing", "EndToEndLatency"):
+            if name in document and not isinstance(document[name], list):
+                document[name] = [document[name]]
+    return documents
+
+
+def test_scheduled_runs_rotate_through_the_organization_and_publish_per_region_metrics(
+    org, settings, security, stream_arn, kinesis, members, monkeypatch, capsys, lambda_context
+):
+    from onboarding import canary_handler
+
+    # Given: a launcher in the management account (to list the organization), 2 accounts per
+    # run, hourly, eu-central-1 broken
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "watershed")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "canary")
+    scheduled = Settings(
+        security_account_id=org.security,
+        management_account_id=org.management,
+        hub_regions=settings.hub_regions,
+        home_region="us-east-1",
+        launcher_role_arn=f"arn:aws:iam::{org.management}:role/watershed-launcher",
+    )
+    pipeline = Pipeline(kinesis, stream_arn, broken={"eu-central-1"})
+    clock = Clock()
+    factory = SessionFactory(
+        scheduled,
+        base_session=security,
+        hooks=[("before-call.guardduty.CreateSampleFindings", pipeline)],
+    )
+    service = Canary(
+        scheduled,
+        CanarySettings(stream_arn, timeout_seconds=30, accounts_per_run=2, interval_minutes=60),
+        factory,
+        clock=clock.now,
+        sleep=clock.sleep,
+    )
+    monkeypatch.setattr(canary_handler, "canary", lambda: service)
+    everyone = sorted([org.management, org.security, *members])
+
+    # When the schedule fires at two consecutive hours
+    chosen, outputs = [], []
+    for hour in (6, 7):
+        event = {
+            "version": "0",
+            "id": str(uuid.uuid4()),
+            "detail-type": "Scheduled Event",
+            "source": "aws.events",
+            "account": org.security,
+            "time": f"2026-11-30T0{hour}:00:00Z",
+            "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/watershed-canary"],
+            "detail": {},
+        }
+        answer = canary_handler.lambda_handler(event, lambda_context)
+        chosen.append(answer["accounts"])
+        outputs.append(emf_lines(capsys.readouterr().out))
+
+    # Then the two runs took consecutive slices of the sorted organization, covering everyone
+    assert len(chosen[0]) == len(chosen[1]) == 2
+    assert sorted(chosen[0] + chosen[1]) == everyone
+    # and every run published, per region it raised in, the latency and the missing count
+    for run, lines in zip(chosen, outputs, strict=True):
+        raised = [a for a in run if a in members]  # the others have no GuardDuty: skipped
+        by_region = {line["Region"]: line for line in lines}
+        if not raised:
+            assert lines == []
+            continue
+        assert set(by_region) == set(settings.hub_regions)
+        for region, line in by_region.items():
+            (directive,) = line["_aws"]["CloudWatchMetrics"]
+            assert directive["Namespace"] == "watershed"
+            assert ["Region", "service"] in [sorted(d) for d in directive["Dimensions"]]
+            if region == "eu-central-1":
+                assert line["CanaryMissing"] == [len(raised)]
+                assert "EndToEndLatency" not in line
+            else:
+                assert line["CanaryMissing"] == [0]
+                latencies = line["EndToEndLatency"]
+                assert len(latencies) == len(raised) and all(v >= 0 for v in latencies)
