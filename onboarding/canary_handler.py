@@ -11,6 +11,9 @@ dimension `Region` (Powertools Metrics, namespace POWERTOOLS_METRICS_NAMESPACE):
   raised (nothing proved that region delivers); 0 when everything arrived, so the alarm sees
   data and returns to OK.
 
+and the run's total `CanaryMissing` without `Region` (only the `service` dimension): one metric
+for one alarm (template.yaml `CanaryMissingAlarm`) instead of one alarm per region.
+
 Skipped regions (not enabled, GuardDuty off or managed elsewhere) publish nothing.
 """
 
@@ -93,6 +96,11 @@ def publish(report: CanaryReport, metrics_factory: Callable[[], Any] = Ephemeral
         missing = sum(1 for r in results if r.status in ("missing", "failed"))
         metrics.add_metric(name="CanaryMissing", unit=MetricUnit.Count, value=missing)
         metrics.flush_metrics()
+    if by_region:  # the run's total, without the Region dimension: what the alarm watches
+        total = metrics_factory()
+        missing = sum(1 for r in report.results if r.status in ("missing", "failed"))
+        total.add_metric(name="CanaryMissing", unit=MetricUnit.Count, value=missing)
+        total.flush_metrics()
 
 
 @logger.inject_lambda_context

@@ -21,6 +21,7 @@ WILDCARD_ALLOWED = {
     "guardduty:CreateDetector": "no resource-level permissions; the account's own detector",
     "guardduty:GetAdministratorAccount": "no resource-level permissions; its own detector",
     "organizations:ListAccounts": "no resource-level permissions; the backfill reads pages",
+    "guardduty:CreateSampleFindings": "no resource-level permissions; the canary, own detector",
 }
 
 # parliament findings that are the point of a statement, not a flaw in it.
