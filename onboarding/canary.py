@@ -46,11 +46,11 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from onboarding.backfill import select_accounts
-from onboarding.errors import ConfigError, StepFailed, error_code
+from onboarding.errors import ConfigError, InvalidRequest, StepFailed, error_code
 from onboarding.exclusions import Exclusions
 from onboarding.regions import region_statuses, select_regions
 from onboarding.sessions import SessionFactory
-from onboarding.settings import Settings
+from onboarding.settings import ACCOUNT_ID, REGION_NAME, Settings
 
 CanaryStatus = Literal["arrived", "missing", "skipped", "failed"]
 STATUSES: tuple[CanaryStatus, ...] = ("arrived", "missing", "skipped", "failed")
@@ -224,6 +224,59 @@ def render_table(report: CanaryReport) -> str:
         + ("" if report.ok else " - NOT OK")
     )
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class CanaryResults:
+    """A saved `watershed canary --json` report, read back for the audit (`--canary-results`)."""
+
+    source: str
+    started_at: str
+    finding_type: str
+    results: tuple[dict[str, Any], ...]
+
+    def cell(self, account_id: str, region: str) -> dict[str, Any] | None:
+        for result in self.results:
+            if (result["account_id"], result["region"]) == (account_id, region):
+                return result
+        return None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "started_at": self.started_at,
+            "finding_type": self.finding_type,
+            "results": list(self.results),
+        }
+
+
+def load_results(text: str, source: str) -> CanaryResults:
+    """Parse a canary JSON report; raises InvalidRequest naming the file and what is wrong."""
+    try:
+        document = json.loads(text)
+    except ValueError as err:
+        raise InvalidRequest(f"{source}: not JSON ({err})") from None
+    if not isinstance(document, dict) or document.get("kind") != "watershed-canary":
+        raise InvalidRequest(f"{source}: not a `watershed canary --json` report")
+    results = document.get("results")
+    if not isinstance(results, list):
+        raise InvalidRequest(f"{source}: no results list")
+    for n, result in enumerate(results):
+        if not isinstance(result, dict):
+            raise InvalidRequest(f"{source}: result {n} is not an object")
+        account, region = result.get("account_id"), result.get("region")
+        if not isinstance(account, str) or not ACCOUNT_ID.match(account):
+            raise InvalidRequest(f"{source}: result {n}: account_id {account!r} is not 12 digits")
+        if not isinstance(region, str) or not REGION_NAME.match(region):
+            raise InvalidRequest(f"{source}: result {n}: region {region!r} is not a region name")
+        if result.get("status") not in STATUSES:
+            raise InvalidRequest(f"{source}: result {n}: status {result.get('status')!r} unknown")
+    return CanaryResults(
+        source,
+        str(document.get("started_at", "")),
+        str(document.get("finding_type", "")),
+        tuple(results),
+    )
 
 
 # --- the stream ---------------------------------------------------------------------------
