@@ -60,26 +60,17 @@ def canary_file(tmp_path, account: str) -> Path:
     return path
 
 
+def audit(account: str, out: Path, html: Path, *extra: str) -> int:
+    argv = ["audit", "--accounts", account, "--regions", REGIONS, "--json", str(out)]
+    return cli.main([*argv, "--html", str(html), *extra])
+
+
 def test_the_canary_results_appear_in_the_json_and_next_to_the_matrix(small_org, tmp_path):
     account = small_org.accounts["configured"]
     source = canary_file(tmp_path, account)
     out, html = tmp_path / "audit.json", tmp_path / "audit.html"
 
-    cli.main(
-        [
-            "audit",
-            "--accounts",
-            account,
-            "--regions",
-            REGIONS,
-            "--json",
-            str(out),
-            "--html",
-            str(html),
-            "--canary-results",
-            str(source),
-        ]
-    )
+    audit(account, out, html, "--canary-results", str(source))
 
     document = json.loads(out.read_text())
     jsonschema.validate(document, SCHEMA)
@@ -101,19 +92,7 @@ def test_the_canary_results_appear_in_the_json_and_next_to_the_matrix(small_org,
 def test_without_canary_results_there_is_no_canary_section(small_org, tmp_path):
     account = small_org.accounts["configured"]
     out, html = tmp_path / "audit.json", tmp_path / "audit.html"
-    cli.main(
-        [
-            "audit",
-            "--accounts",
-            account,
-            "--regions",
-            REGIONS,
-            "--json",
-            str(out),
-            "--html",
-            str(html),
-        ]
-    )
+    audit(account, out, html)
     assert "canary" not in json.loads(out.read_text())
     assert 'id="canary"' not in html.read_text()
 
