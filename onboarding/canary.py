@@ -286,6 +286,7 @@ def load_results(text: str, source: str) -> CanaryResults:
 class _Shard:
     iterator: str | None
     done: bool = False
+    last: str | None = None  # the last sequence number read, to renew an expired iterator
 
 
 class StreamWatch:
@@ -317,15 +318,19 @@ class StreamWatch:
     def _discover(self) -> None:
         for shard in self._list_shards():
             shard_id = shard["ShardId"]
-            if shard_id in self._shards:
-                continue
-            iterator = self.kinesis.get_shard_iterator(
-                StreamARN=self.stream_arn,
-                ShardId=shard_id,
-                ShardIteratorType="AT_TIMESTAMP",
-                Timestamp=self.start,
-            )["ShardIterator"]
-            self._shards[shard_id] = _Shard(iterator)
+            if shard_id not in self._shards:
+                self._shards[shard_id] = _Shard(self._iterator(shard_id, None))
+
+    def _iterator(self, shard_id: str, after: str | None) -> str:
+        """From the recorded start, or right after the last record read (an expired iterator)."""
+        position: dict[str, Any] = (
+            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": after}
+            if after
+            else {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": self.start}
+        )
+        return self.kinesis.get_shard_iterator(
+            StreamARN=self.stream_arn, ShardId=shard_id, **position
+        )["ShardIterator"]
 
     @property
     def shard_ids(self) -> list[str]:
@@ -339,11 +344,21 @@ class StreamWatch:
                 if shard.done or shard.iterator is None:
                     shard.done = True
                     break
-                response = self.kinesis.get_records(
-                    ShardIterator=shard.iterator, StreamARN=self.stream_arn, Limit=10000
-                )
+                try:
+                    response = self.kinesis.get_records(
+                        ShardIterator=shard.iterator, StreamARN=self.stream_arn, Limit=10000
+                    )
+                except ClientError as err:
+                    if error_code(err) == "ExpiredIteratorException":
+                        shard.iterator = self._iterator(shard_id, shard.last)
+                        continue
+                    if error_code(err) == "ProvisionedThroughputExceededException":
+                        break  # the shard's 5 reads/s are shared with the SIEM: next poll
+                    raise
                 batch = response.get("Records", [])
                 records.extend({**r, "ShardId": shard_id} for r in batch)
+                if batch:
+                    shard.last = batch[-1]["SequenceNumber"]
                 shard.iterator = response.get("NextShardIterator")
                 if shard.iterator is None:  # a closed shard read to its end
                     shard.done = True
@@ -567,6 +582,16 @@ def organization_accounts(canary: Canary) -> list[str]:
     organizations = canary.factory.management().client("organizations", canary.settings.home_region)
     selection = select_accounts(organizations, Exclusions.from_settings(canary.settings))
     return sorted(selection.accounts)
+
+
+def without_tagged(canary: Canary, accounts: Sequence[str]) -> list[str]:
+    """`accounts` minus those carrying EXCLUDE_TAG (one ListTagsForResource each, as onboarding
+    checks it): an account watershed does not onboard is not canaried either."""
+    exclusions = Exclusions.from_settings(canary.settings)
+    if not exclusions.tag:
+        return list(accounts)
+    organizations = canary.factory.management().client("organizations", canary.settings.home_region)
+    return [a for a in accounts if not exclusions.tag_reason(organizations, a)]
 
 
 def run_index(moment: datetime, interval_minutes: int) -> int:

@@ -30,6 +30,7 @@ from onboarding.canary import (
     parse_finding_type,
     parse_stream_arn,
     render_table,
+    without_tagged,
 )
 from onboarding.errors import ConfigError, InvalidRequest, StepFailed
 from onboarding.events import validate_regions
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     canary = Canary(settings, canary_settings)
     try:
         if args.all:
-            accounts = organization_accounts(canary)
+            accounts = without_tagged(canary, organization_accounts(canary))
         report = canary.run(accounts, regions, args.timeout)
     except (StepFailed, ClientError, BotoCoreError) as err:
         print(f"watershed: canary could not run: {err}", file=sys.stderr)

@@ -35,6 +35,7 @@ from onboarding.canary import (
     organization_accounts,
     rotation,
     run_index,
+    without_tagged,
 )
 from onboarding.settings import Settings
 
@@ -67,7 +68,7 @@ def run_scheduled(
     settings = service.canary
     accounts = organization_accounts(service)
     index = run_index(moment, settings.interval_minutes)
-    chosen = rotation(accounts, settings.accounts_per_run, index)
+    chosen = without_tagged(service, rotation(accounts, settings.accounts_per_run, index))
     budget = remaining_ms() // 1000 - RAISE_BUDGET_SECONDS
     timeout = max(1, min(settings.timeout_seconds, budget))
     logger.info(

@@ -391,6 +391,40 @@ def puts_go_to_open_shards(monkeypatch):
     monkeypatch.setattr(Stream, "get_shard_for_key", get_shard_for_key)
 
 
+def test_throttled_and_expired_reads_are_survived_without_losing_a_record(stream_arn, kinesis):
+    # Fault injected (moto neither throttles nor expires iterators): the first GetRecords of
+    # the first shard is throttled - the SIEM shares the shard's 5 reads/s - and the next one
+    # finds its iterator expired (they live 5 minutes)
+    pipeline = Pipeline(kinesis, stream_arn)
+    watch = StreamWatch(kinesis, stream_arn, datetime.now(UTC) - timedelta(seconds=1))
+    watch.open()
+    for n in range(SHARDS * 2):
+        pipeline.put({"id": f"r-{n}", "n": n})
+    faults = ["ProvisionedThroughputExceededException", "ExpiredIteratorException"]
+
+    def inject(model, **_):
+        if model.name == "GetRecords" and faults:
+            code = faults.pop(0)
+            body = {"Error": {"Code": code, "Message": "injected"}}
+            return AWSResponse("https://injected.invalid", 400, {}, None), {
+                **body,
+                "ResponseMetadata": {"HTTPStatusCode": 400},
+            }
+        return None
+
+    kinesis.meta.events.register("before-call.kinesis.GetRecords", inject)
+    try:
+        first = watch.poll()  # shard 0 throttled: skipped this poll, the others read
+        second = watch.poll()  # shard 0: expired, renewed from the start, read
+        third = watch.poll()
+    finally:
+        kinesis.meta.events.unregister("before-call.kinesis.GetRecords", inject)
+    ids = sorted(json.loads(r["Data"])["id"] for r in first + second + third)
+    assert ids == sorted(f"r-{n}" for n in range(SHARDS * 2))  # each exactly once
+    assert faults == []
+    assert {r["ShardId"] for r in first} == {f"shardId-{n:012d}" for n in range(1, SHARDS)}
+
+
 def test_a_reshard_during_the_run_is_followed_into_the_child_shards(
     settings, security, stream_arn, kinesis, members, puts_go_to_open_shards
 ):
@@ -462,6 +496,24 @@ def test_cli_exits_non_zero_naming_the_region_that_did_not_arrive(
     missing = [line for line in out.splitlines() if " missing " in line]
     assert len(missing) == 2 and all("eu-west-1" in line for line in missing)
     assert "NOT OK" in out
+
+
+def test_cli_all_canaries_the_organization_but_not_tagged_exclusions(
+    org, reader, cli_with_pipeline, members, capsys, monkeypatch
+):
+    # Given the other member carries the exclusion tag, and a launcher to list the organization
+    orgs = reader.client(org.management, "organizations")
+    orgs.tag_resource(ResourceId=org.other_member, Tags=[{"Key": "watershed", "Value": "skip"}])
+    monkeypatch.setenv("EXCLUDE_TAG", "watershed=skip")
+    monkeypatch.setenv("LAUNCHER_ROLE_ARN", f"arn:aws:iam::{org.management}:role/launcher")
+    code = cli.main(["canary", "--all", "--regions", "us-east-1", "--json"])
+    document = json.loads(capsys.readouterr().out)
+    accounts = {r["account_id"] for r in document["results"]}
+    assert accounts == {org.management, org.security, org.member}
+    assert code == 0  # the management and Security accounts have no detector here: skipped
+    assert {r["status"] for r in document["results"] if r["account_id"] != org.member} == {
+        "skipped"
+    }
 
 
 def test_cli_json_report_and_exit_zero_when_everything_arrived(cli_with_pipeline, members, capsys):
