@@ -46,6 +46,7 @@ from typing import Any, Literal
 from botocore.exceptions import BotoCoreError, ClientError
 
 from onboarding.backfill import select_accounts
+from onboarding.canary_stream import StreamWatch
 from onboarding.errors import ConfigError, InvalidRequest, StepFailed, error_code
 from onboarding.exclusions import Exclusions
 from onboarding.regions import region_statuses, select_regions
@@ -55,7 +56,7 @@ from onboarding.settings import ACCOUNT_ID, REGION_NAME, Settings
 CanaryStatus = Literal["arrived", "missing", "skipped", "failed"]
 STATUSES: tuple[CanaryStatus, ...] = ("arrived", "missing", "skipped", "failed")
 
-# A low-severity reconnaissance type that exists in every partition; configurable.
+# A reconnaissance type that GuardDuty rates Low; configurable (CANARY_FINDING_TYPE).
 DEFAULT_FINDING_TYPE = "Recon:EC2/PortProbeUnprotectedPort"
 DEFAULT_TIMEOUT_SECONDS = 600  # GuardDuty publishes a new finding to EventBridge within ~5 min
 MAX_TIMEOUT_SECONDS = 3600
@@ -65,7 +66,6 @@ DEFAULT_POLL_SECONDS = 5.0
 CLOCK_SKEW = timedelta(seconds=30)
 # A record counts when it arrived no earlier than this before the call (clock differences).
 MATCH_TOLERANCE = timedelta(seconds=2)
-MAX_READS_PER_SHARD_POLL = 10  # GetRecords rounds per shard per poll (limit: 5/s per shard)
 DEFAULT_ACCOUNTS_PER_RUN = 25
 STREAM_ARN = re.compile(r"^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream/[\w.-]{1,128}$")
 FINDING_TYPE = re.compile(r"^[A-Za-z0-9]+:[A-Za-z0-9]+/[\w.!-]{1,40}$")
@@ -277,95 +277,6 @@ def load_results(text: str, source: str) -> CanaryResults:
         str(document.get("finding_type", "")),
         tuple(results),
     )
-
-
-# --- the stream ---------------------------------------------------------------------------
-
-
-@dataclass
-class _Shard:
-    iterator: str | None
-    done: bool = False
-    last: str | None = None  # the last sequence number read, to renew an expired iterator
-
-
-class StreamWatch:
-    """Reads every shard of a stream from a recorded moment on, one poll at a time.
-
-    `poll()` returns the records that arrived since the previous poll (GetRecords shape plus
-    `ShardId`), shard by shard. Shards that appear later (a reshard) are picked up from the same
-    moment; a closed shard read to its end is not read again."""
-
-    def __init__(self, kinesis: Any, stream_arn: str, start: datetime) -> None:
-        self.kinesis = kinesis
-        self.stream_arn = stream_arn
-        self.start = start
-        self._shards: dict[str, _Shard] = {}
-
-    def _list_shards(self) -> list[dict[str, Any]]:
-        shards: list[dict[str, Any]] = []
-        response = self.kinesis.list_shards(StreamARN=self.stream_arn)
-        shards.extend(response.get("Shards", []))
-        while response.get("NextToken"):
-            response = self.kinesis.list_shards(NextToken=response["NextToken"])
-            shards.extend(response.get("Shards", []))
-        return shards
-
-    def open(self) -> None:
-        """Take the starting point (iterators at `start`) for every shard there is now."""
-        self._discover()
-
-    def _discover(self) -> None:
-        for shard in self._list_shards():
-            shard_id = shard["ShardId"]
-            if shard_id not in self._shards:
-                self._shards[shard_id] = _Shard(self._iterator(shard_id, None))
-
-    def _iterator(self, shard_id: str, after: str | None) -> str:
-        """From the recorded start, or right after the last record read (an expired iterator)."""
-        position: dict[str, Any] = (
-            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": after}
-            if after
-            else {"ShardIteratorType": "AT_TIMESTAMP", "Timestamp": self.start}
-        )
-        return self.kinesis.get_shard_iterator(
-            StreamARN=self.stream_arn, ShardId=shard_id, **position
-        )["ShardIterator"]
-
-    @property
-    def shard_ids(self) -> list[str]:
-        return sorted(self._shards)
-
-    def poll(self) -> list[dict[str, Any]]:
-        self._discover()
-        records: list[dict[str, Any]] = []
-        for shard_id, shard in sorted(self._shards.items()):
-            for _ in range(MAX_READS_PER_SHARD_POLL):
-                if shard.done or shard.iterator is None:
-                    shard.done = True
-                    break
-                try:
-                    response = self.kinesis.get_records(
-                        ShardIterator=shard.iterator, StreamARN=self.stream_arn, Limit=10000
-                    )
-                except ClientError as err:
-                    if error_code(err) == "ExpiredIteratorException":
-                        shard.iterator = self._iterator(shard_id, shard.last)
-                        continue
-                    if error_code(err) == "ProvisionedThroughputExceededException":
-                        break  # the shard's 5 reads/s are shared with the SIEM: next poll
-                    raise
-                batch = response.get("Records", [])
-                records.extend({**r, "ShardId": shard_id} for r in batch)
-                if batch:
-                    shard.last = batch[-1]["SequenceNumber"]
-                shard.iterator = response.get("NextShardIterator")
-                if shard.iterator is None:  # a closed shard read to its end
-                    shard.done = True
-                    break
-                if not batch and not response.get("MillisBehindLatest"):
-                    break  # caught up with this shard
-        return records
 
 
 # --- matching -----------------------------------------------------------------------------

@@ -28,11 +28,11 @@ from onboarding.canary import (
     DEFAULT_FINDING_TYPE,
     Canary,
     CanarySettings,
-    StreamWatch,
     canary_key,
     rotation,
     run_index,
 )
+from onboarding.canary_stream import StreamWatch
 from onboarding.sessions import SessionFactory
 from onboarding.settings import Settings
 
