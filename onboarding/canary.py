@@ -67,6 +67,9 @@ CLOCK_SKEW = timedelta(seconds=30)
 # A record counts when it arrived no earlier than this before the call (clock differences).
 MATCH_TOLERANCE = timedelta(seconds=2)
 DEFAULT_ACCOUNTS_PER_RUN = 25
+# Accounts raised in at once (each then works its regions in parallel, REGION_WORKERS): the
+# assume-role chain and the member's own reads, a few seconds per account.
+ACCOUNT_WORKERS = 8
 STREAM_ARN = re.compile(r"^arn:aws[a-z-]*:kinesis:[a-z0-9-]+:\d{12}:stream/[\w.-]{1,128}$")
 FINDING_TYPE = re.compile(r"^[A-Za-z0-9]+:[A-Za-z0-9]+/[\w.!-]{1,40}$")
 
@@ -395,7 +398,9 @@ class Canary:
         regions = tuple(regions or self.settings.hub_regions)
         started = self.clock()
         watch = self.open_watch(started)  # the starting point, before the first call
-        outcomes = [self._raise(account, regions) for account in dict.fromkeys(accounts)]
+        unique = list(dict.fromkeys(accounts))
+        with ThreadPoolExecutor(max_workers=max(1, min(ACCOUNT_WORKERS, len(unique)))) as pool:
+            outcomes = list(pool.map(lambda account: self._raise(account, regions), unique))
         pending = {(p.account_id, p.region): p for o in outcomes for p in o.raised}
         arrived: dict[tuple[str, str], CanaryResult] = {}
         deadline = max((p.called_at for p in pending.values()), default=started) + timedelta(
