@@ -9,8 +9,9 @@ Exit codes: 0 every expected event reached the destination stream, byte-identica
 else did, every trigger became an onboarding and every queue the stacks created is empty; 1 an
 event was lost, damaged or forwarded when it should not have been, an account region was left
 unconfigured, a trigger was ignored, refused or dead-lettered, a queue (work queue, dead-letter
-or failure queue) holds messages, or the sandbox noticed a refusal or drop on the way (the last
-line says which); 2 bad arguments or the sandbox could not play the story (for instance a
+or failure queue) holds messages, the sandbox noticed a refusal or drop on the way, or the
+canary act did not end as designed - a region other than the one broken on purpose did not
+deliver, the broken one did, or its bus policy was not restored (the last line says which); 2 bad arguments or the sandbox could not play the story (for instance a
 template that does not deploy).
 """
 

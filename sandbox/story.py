@@ -19,6 +19,9 @@
    relay handler → destination stream in the home region, read back and matched byte for byte.
 6. Every SQS queue the stacks created (work queue and its DLQ, invoke-failure queue, events
    DLQs, relay failure queues, management.yaml's trigger DLQs) is read back: all must be empty.
+7. The canary act (sandbox/canary_act.py, unless DemoOptions.canary is off): one hub region's
+   Security bus policy removed, `watershed canary` over every member and hub region, the
+   policy restored - that region reported as not arrived, every other with its latency.
 
 Nothing here decides what watershed does: the handlers, the rules and the templates do. The
 story only puts events where AWS would, drains the pollers, and reads the world back.
