@@ -454,6 +454,9 @@ class Auditor:
                 hub.HubRegion(r, "error", error=failed.code, detail=str(failed)) for r in regions
             )
 
+        settings = self.settings
+        home_bus = settings.security_bus_arn(settings.home_region)
+
         def one(region: str) -> hub.HubRegion:
             try:
                 return hub.read_hub_region(
@@ -461,6 +464,8 @@ class Auditor:
                     lambda where: session.client("kinesis", where),
                     region,
                     organization_id,
+                    # direct mode: a region other than home needs only its rule to the home bus
+                    home_bus if settings.direct and region != settings.home_region else None,
                 )
             except Exception as err:
                 logger.exception("security side failed", extra={"region": region})

@@ -6,7 +6,7 @@
     watershed backfill --all [--regions r1,r2] [--queue-url URL | --inline] [--concurrency N]
     watershed replay --dlq-url URL [--queue-url URL] [--max N] [--dry-run]
     watershed canary ACCOUNT... | --all [--regions r1,r2] [--timeout 600] [--json]
-    watershed demo [--regions N|r1,r2] [--accounts N]   (the sandbox, see sandbox/cli.py)
+    watershed demo [--regions N|r1,r2] [--accounts N] [--delivery relay|direct]   (the sandbox)
 
 Configuration comes from the same environment variables as the Lambda function (see
 docs/configuration.md); the flags below override them. Works against real AWS credentials and

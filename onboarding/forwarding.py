@@ -1,9 +1,10 @@
 """The forwarding rule and its target in one member region.
 
 Rule FORWARD_RULE_NAME on the default bus with the forwarding pattern; target id
-`security-bus` → the Security account's default bus *in the same region* (one bus-to-bus hop),
-with the forwarder role as `RoleArn` (required when the receiving bus policy grants by
-`aws:PrincipalOrgID`). Only what differs is written.
+`security-bus` → the Security account's default bus *in the same region* (relay mode) or *in
+the home region* (direct mode; `Settings.target_bus_arn` decides) — one bus-to-bus hop either
+way — with the forwarder role as `RoleArn` (required when the receiving bus policy grants by
+`aws:PrincipalOrgID`, and for every cross-region bus target). Only what differs is written.
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def read_forwarding(events: Any, settings: Settings) -> ForwardingState:
 def desired_target(settings: Settings, account_id: str, region: str) -> dict[str, str]:
     return {
         "Id": TARGET_ID,
-        "Arn": settings.security_bus_arn(region),
+        "Arn": settings.target_bus_arn(region),
         "RoleArn": settings.forwarder_role_arn(account_id),
     }
 
@@ -78,8 +79,13 @@ def plan_forwarding(
     else:
         diffs = [k for k in ("Arn", "RoleArn") if state.target.get(k) != want[k]]
         diffs += [k for k in _TARGET_REWRITES if state.target.get(k)]
+        others = [k for k in diffs if k != "Arn"]
+        detail = ", ".join(others) + " differ" if others else ""
+        if "Arn" in diffs:  # e.g. a relay <-> direct switch: say where from and where to
+            repoint = f"repoint {state.target.get('Arn')} → {want['Arn']}"
+            detail = f"{repoint}; {detail}" if detail else repoint
         if diffs:
-            changes.append(Change("target", "update", f"{TARGET_ID} {', '.join(diffs)} differ"))
+            changes.append(Change("target", "update", f"{TARGET_ID} {detail}"))
     return changes
 
 

@@ -2,15 +2,16 @@
 
 Trusted by `events.amazonaws.com` only when acting for this very account (`aws:SourceAccount`)
 and for its forwarding rule (`aws:SourceArn`: EventBridge sets it to the ARN of the rule whose
-target assumes the role), allowed `events:PutEvents` on the Security account's default bus in
-the hub regions — nothing else. `read_*` / `plan_*` never write; `ensure_forwarder_role` writes
+target assumes the role), allowed `events:PutEvents` on exactly the Security buses the delivery
+mode uses (relay: the default bus of every hub region; direct: the home region's only) —
+nothing else. `read_*` / `plan_*` never write; `ensure_forwarder_role` writes
 only the difference.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -61,7 +62,7 @@ def permissions_policy(settings: Settings) -> dict[str, Any]:
                 "Sid": "PutEventsOnSecurityBus",
                 "Effect": "Allow",
                 "Action": "events:PutEvents",
-                "Resource": [settings.security_bus_arn(r) for r in settings.hub_regions],
+                "Resource": list(settings.target_bus_arns()),
             }
         ],
     }
@@ -123,6 +124,28 @@ def plan_forwarder_role(state: RoleState, settings: Settings, account_id: str) -
     elif not same_policy(state.permissions_policy, permissions_policy(settings)):
         changes.append(Change("role-policy", "update", f"{POLICY_NAME} differs"))
     return changes
+
+
+def plan_in_switch_order(
+    iam: Any, settings: Settings, account_id: str
+) -> tuple[list[Change], list[Change]]:
+    """The role's changes as (now, after_repoint). A relay -> direct switch narrows the policy
+    from every hub region's bus to the home region's: done before the targets are repointed, it
+    would refuse the events of every region still targeting its own region's bus (a permission
+    failure is not retried, so they would be lost). Then the policy change comes last, once
+    every target is repointed; everything else (a new role, a trust or any other policy
+    difference) is done first, as always."""
+    state = read_forwarder_role(iam, settings)
+    changes = plan_forwarder_role(state, settings, account_id)
+    relay = replace(settings, delivery_mode="relay")
+    if not (
+        settings.direct
+        and state.permissions_policy is not None
+        and same_policy(state.permissions_policy, permissions_policy(relay))
+    ):
+        return changes, []
+    later = [c for c in changes if c.resource == "role-policy"]
+    return [c for c in changes if c.resource != "role-policy"], later
 
 
 def apply_forwarder_role(

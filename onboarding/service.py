@@ -174,11 +174,15 @@ class Onboarder:
 
         is_security = account_id == self.settings.security_account_id
         account_changes: list[Change] = []
+        after_repoint: list[Change] = []  # a relay -> direct switch narrows the policy last
         if not is_security:  # the Security account's events are already on its own bus
             try:
-                account_changes = iam.ensure_forwarder_role(
-                    session.client("iam", home), self.settings, account_id, request.dry_run
+                iam_client = session.client("iam", home)
+                account_changes, after_repoint = iam.plan_in_switch_order(
+                    iam_client, self.settings, account_id
                 )
+                if account_changes and not request.dry_run:
+                    iam.apply_forwarder_role(iam_client, self.settings, account_id, account_changes)
             except (ClientError, BotoCoreError) as err:
                 return _account_failed(step_failed(err, account_id, None, "iam"))
 
@@ -207,6 +211,25 @@ class Onboarder:
             for r, why in selection.pending.items()
         ]
         results += [_region_result(r, outcomes.get(r, [])) for r in selection.configure]
+        if after_repoint:
+            # Narrow only once every hub region's target is known to be repointed; until then
+            # the relay policy (which includes the home bus) keeps every region delivering.
+            every_region = request.regions is None or set(self.settings.hub_regions) <= set(
+                request.regions
+            )
+            if request.dry_run or (
+                every_region
+                and not selection.pending
+                and all(r.status != "failed" for r in results)
+            ):
+                try:
+                    if not request.dry_run:
+                        iam.apply_forwarder_role(
+                            iam_client, self.settings, account_id, after_repoint
+                        )
+                except (ClientError, BotoCoreError) as err:
+                    return _account_failed(step_failed(err, account_id, None, "iam"))
+                account_changes += after_repoint
         return AccountReport.build(account_id, results, account_changes, request.dry_run)
 
     def _guardduty(

@@ -15,10 +15,13 @@ before the first call. Two things stand in for AWS:
 - Time: the canary "sleeps" between polls; here a sleep drains the pollers (the relay runs) and
   advances a virtual clock by the poll interval, so a missing region times out in no real time.
 
-The broken region: the Security bus policy of the last hub region is removed before the canary
-(members' forwarded events are then refused, as AWS would refuse them), and put back exactly as
-it was afterwards, read back. The act passes when every other region arrived with a latency,
-the broken region is reported as not arrived, and the policy is restored.
+The broken region is the last hub region. In relay mode its Security bus policy is removed
+before the canary (members' forwarded events are then refused, as AWS would refuse them) and put
+back exactly as it was afterwards, read back. In direct mode (`--delivery direct`) every member
+region targets the home region's bus, so no single region's bus policy carries that region: the
+members' `watershed-forward` rule in the broken region is disabled instead (as if by hand) and
+enabled again afterwards, read back. The act passes when every other region arrived with a
+latency, the broken region is reported as not arrived, and the damage is repaired.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from sandbox import events as shapes
 from sandbox.organization import Account
 
 CANARY_TIMEOUT_SECONDS = 120
+FORWARD_RULE = "watershed-forward"
 POLL_SECONDS = 5.0
 
 
@@ -47,6 +51,7 @@ class CanaryAct:
     """What the canary act observed."""
 
     broken_region: str
+    how: str = ""  # what was broken, for the output
     report: CanaryReport | None = None
     raised: list[tuple[str, str]] = field(default_factory=list)  # (account, region) stand-ins
     restored: bool = False
@@ -147,12 +152,12 @@ def play(story: Any) -> CanaryAct:
         home_region=options.home_region,
     )
     security = story.aws.session(org.security.account_id)
-    bus = security.client("events", region_name=broken)
-    saved = bus.describe_event_bus(Name="default").get("Policy")
-    if not saved:
-        act.problems.append(f"the Security bus in {broken} has no policy to break")
+    breakage = (_DisabledRules if options.direct else _RemovedBusPolicy)(story, broken)
+    act.how = breakage.how
+    problem = breakage.apply()
+    if problem:
+        act.problems.append(problem)
         return act
-    bus.remove_permission(EventBusName="default", RemoveAllPermissions=True)
 
     stand_in = SampleFindingsStandIn(story)
     clock = _VirtualClock(story._drain)
@@ -174,12 +179,57 @@ def play(story: Any) -> CanaryAct:
             [m.account_id for m in org.members], options.regions, CANARY_TIMEOUT_SECONDS
         )
     finally:
-        bus.put_permission(EventBusName="default", Policy=saved)
-        restored = bus.describe_event_bus(Name="default").get("Policy")
-        act.restored = bool(restored) and json.loads(restored) == json.loads(saved)
+        act.restored = breakage.repair()
     act.raised = list(stand_in.raised)
     act.problems += _problems(act, [m.account_id for m in org.members], options.regions)
     return act
+
+
+class _RemovedBusPolicy:
+    """Relay mode: the broken region's Security bus policy, removed and put back as it was."""
+
+    how = "the Security bus policy removed"
+
+    def __init__(self, story: Any, region: str) -> None:
+        security = story.aws.session(story._org().security.account_id)
+        self.bus = security.client("events", region_name=region)
+        self.region = region
+        self.saved: str | None = None
+
+    def apply(self) -> str | None:
+        self.saved = self.bus.describe_event_bus(Name="default").get("Policy")
+        if not self.saved:
+            return f"the Security bus in {self.region} has no policy to break"
+        self.bus.remove_permission(EventBusName="default", RemoveAllPermissions=True)
+        return None
+
+    def repair(self) -> bool:
+        assert self.saved is not None
+        self.bus.put_permission(EventBusName="default", Policy=self.saved)
+        restored = self.bus.describe_event_bus(Name="default").get("Policy")
+        return bool(restored) and json.loads(restored) == json.loads(self.saved)
+
+
+class _DisabledRules:
+    """Direct mode: every member's forwarding rule in the broken region, disabled and enabled."""
+
+    how = "the members' watershed-forward rule disabled"
+
+    def __init__(self, story: Any, region: str) -> None:
+        self.clients = [
+            story.aws.session(m.account_id, m.admin_role).client("events", region_name=region)
+            for m in story._org().members
+        ]
+
+    def apply(self) -> str | None:
+        for events in self.clients:
+            events.disable_rule(Name=FORWARD_RULE)
+        return None
+
+    def repair(self) -> bool:
+        for events in self.clients:
+            events.enable_rule(Name=FORWARD_RULE)
+        return all(e.describe_rule(Name=FORWARD_RULE)["State"] == "ENABLED" for e in self.clients)
 
 
 def _problems(act: CanaryAct, members: list[str], regions: tuple[str, ...]) -> list[str]:
@@ -200,5 +250,5 @@ def _problems(act: CanaryAct, members: list[str], regions: tuple[str, ...]) -> l
             elif expected == "arrived" and result.latency_seconds is None:
                 problems.append(f"canary {account} {region}: arrived without a latency")
     if not act.restored:
-        problems.append(f"the Security bus policy in {act.broken_region} was not restored")
+        problems.append(f"{act.how} in {act.broken_region}: not repaired")
     return problems

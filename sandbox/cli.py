@@ -1,6 +1,7 @@
 """`python -m sandbox` / `watershed demo`: play the story and print the journey.
 
-    watershed demo [--regions N|r1,r2,...] [--accounts N] [--quiet] [--logs] [--serve]
+    watershed demo [--regions N|r1,r2,...] [--accounts N] [--delivery relay|direct] [--quiet]
+                   [--logs] [--serve]
 
 With --serve the same story runs behind a local HTTP endpoint (moto's server, 127.0.0.1), which
 stays up afterwards for the aws CLI or `watershed plan` until Ctrl-C.
@@ -11,8 +12,9 @@ event was lost, damaged or forwarded when it should not have been, an account re
 unconfigured, a trigger was ignored, refused or dead-lettered, a queue (work queue, dead-letter
 or failure queue) holds messages, the sandbox noticed a refusal or drop on the way, or the
 canary act did not end as designed - a region other than the one broken on purpose did not
-deliver, the broken one did, or its bus policy was not restored (the last line says which); 2 bad arguments or the sandbox could not play the story (for instance a
-template that does not deploy).
+deliver, the broken one did, or it was not repaired (the last line says which); 2 bad
+arguments or the sandbox could not play the story (for instance a template that does not
+deploy).
 """
 
 from __future__ import annotations
@@ -73,6 +75,13 @@ def parser(prog: str = "watershed demo") -> argparse.ArgumentParser:
         metavar="N",
         help="member accounts; the last one is vended by Control Tower (default: 3)",
     )
+    result.add_argument(
+        "--delivery",
+        choices=("relay", "direct"),
+        default="relay",
+        help="template.yaml's DeliveryMode: relay (each region's Security bus, regional stream "
+        "and relay) or direct (every region straight to the home region's bus; default: relay)",
+    )
     result.add_argument("--quiet", action="store_true", help="print the verdict line only")
     result.add_argument(
         "--serve",
@@ -92,13 +101,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "watershed demo") -> int
         regions=args.regions,
         members=args.accounts,
         control_tower_members=1 if args.accounts > 1 else 0,
+        delivery=args.delivery,
     )
     printer = Printer(quiet=args.quiet)
     started = time.perf_counter()
     printer.line("watershed demo: the whole pipeline on an embedded AWS (moto, in this process)")
     printer.line(
         f"hub regions {', '.join(options.regions)} (home {options.home_region}); "
-        f"{options.members} member account(s)"
+        f"{options.members} member account(s); delivery {options.delivery}"
     )
     story: Story | None = None
     act = "setup"
@@ -138,6 +148,7 @@ def _serve(printer: Printer, aws: EmbeddedAws, result: DemoResult) -> None:
     printer.verdict(
         f"  export AWS_ENDPOINT_URL={aws.endpoint_url} AWS_ACCESS_KEY_ID=testing "
         f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={home}"
+        + (" DELIVERY_MODE=direct" if result.options.direct else "")
     )
     printer.verdict(
         "  aws organizations list-accounts   # these credentials are the management account's"
@@ -289,9 +300,10 @@ def _render_onboarding(printer: Printer, result: DemoResult, seconds: float) -> 
         ]
         rows.append((f"{member.name} {member.account_id}", *cells))
     printer.lines(table(rows))
+    bus = "the home region" if result.options.direct else "the same region"
     printer.line(
         f"  {OK} = GuardDuty detector enabled, and rule watershed-forward → the Security bus of "
-        "the same region, as watershed-forwarder"
+        f"{bus}, as watershed-forwarder"
     )
     for problem in result.unhandled:
         printer.line(f"  {FAIL} trigger not onboarded: {problem}")
@@ -366,9 +378,7 @@ def _render_canary(printer: Printer, result: DemoResult, seconds: float) -> None
     act = result.canary
     assert act is not None
     printer.section("7. canary", f"{seconds:.1f} s; watershed canary, sample findings stood in")
-    printer.line(
-        f"  {act.broken_region}: the Security bus policy removed on purpose, restored afterwards"
-    )
+    printer.line(f"  {act.broken_region}: {act.how} on purpose, repaired afterwards")
     org = result.organization
     names = {a.account_id: a.name for a in org.accounts} if org else {}
     regions = result.options.regions
@@ -396,7 +406,7 @@ def _render_canary(printer: Printer, result: DemoResult, seconds: float) -> None
         printer.line(
             f"  {OK if act.ok else FAIL} not arrived within {act.report.timeout_seconds} s in: "
             f"{', '.join(missing) or 'no region'} (expected: {act.broken_region}); "
-            f"bus policy {'restored' if act.restored else 'NOT restored'}"
+            f"{'repaired' if act.restored else 'NOT repaired'}"
         )
     for problem in act.problems:
         printer.line(f"  {FAIL} {problem}")

@@ -23,6 +23,14 @@
    Security bus policy removed, `watershed canary` over every member and hub region, the
    policy restored - that region reported as not arrived, every other with its latency.
 
+`DemoOptions.delivery = "direct"` (issue 13, `--delivery direct`) deploys template.yaml with
+DeliveryMode direct: the onboarding function then points every member region's rule at the
+Security bus *in the home region*, no other region has a stream or relay, and step 5 becomes
+member bus → home Security bus (one cross-region hop) → collect rule → destination stream; each
+delivered event must show exactly one bus hop and no Kinesis write but the destination's. The
+Security account's own finding in the farthest region is raised too (its stack there sends it to
+the home bus).
+
 Nothing here decides what watershed does: the handlers, the rules and the templates do. The
 story only puts events where AWS would, drains the pollers, and reads the world back.
 """
@@ -81,10 +89,15 @@ class DemoOptions:
     control_tower_members: int = 1
     canary: bool = True  # the canary act (sandbox/canary_act.py), after the queues
     project_dir: Path = Path(__file__).resolve().parent.parent
+    delivery: str = "relay"  # template.yaml's DeliveryMode: relay | direct (issue 13)
 
     @property
     def home_region(self) -> str:
         return self.regions[0]
+
+    @property
+    def direct(self) -> bool:
+        return self.delivery == "direct"
 
 
 @dataclass
@@ -315,6 +328,7 @@ class Story:
             "HomeRegion": options.home_region,
             "HubRegions": ",".join(options.regions),
             "LauncherRoleArn": launcher_arn,
+            "DeliveryMode": options.delivery,
         }
         for region in options.regions:
             bucket = f"watershed-artifacts-{org.security.account_id}-{region}"
@@ -453,8 +467,14 @@ class Story:
                     member,
                     far,
                     "GuardDuty → member bus → Security bus → regional stream → relay"
-                    if far != home
+                    if far != home and not self.options.direct
                     else "GuardDuty → member bus → Security bus → destination stream",
+                )
+            )
+        if self.options.direct and far != home:
+            raised.append(
+                shapes.guardduty_finding(
+                    org.security, far, "Security account's own: collect rule → home bus (direct)"
                 )
             )
         raised += [
@@ -600,7 +620,8 @@ class Story:
         if not forwards:
             return RegionState(detector, f"{FORWARD_RULE} exists: it would forward to itself")
         targets = {t["Id"]: t for t in events.list_targets_by_rule(Rule=FORWARD_RULE)["Targets"]}
-        bus = f"arn:aws:events:{region}:{org.security.account_id}:event-bus/default"
+        bus_region = self.options.home_region if self.options.direct else region
+        bus = f"arn:aws:events:{bus_region}:{org.security.account_id}:event-bus/default"
         role = f"arn:aws:iam::{member.account_id}:role/{FORWARDER_ROLE}"
         target = targets.get(FORWARD_TARGET_ID)
         if rule["State"] != "ENABLED":
@@ -666,6 +687,8 @@ class Story:
             return f"envelope differs in {', '.join(different)}"
         if record["Data"] != envelope_bytes(document):
             return "bytes are not the EventBridge serialisation of the event"
+        if self.options.direct:
+            return self._direct_path_problem(arrival)
         if regional_stream:
             # relayed: the bytes and key must be exactly what the shim wrote on the regional stream
             security = self.aws.session(self._org().security.account_id)
@@ -682,6 +705,20 @@ class Story:
                 record["PartitionKey"],
             ):
                 return "relayed bytes or partition key differ from the regional record"
+        return ""
+
+    def _direct_path_problem(self, arrival: Arrival) -> str:
+        """Direct mode: one bus hop (to the home region's bus), one Kinesis write (the
+        destination stream), read from the journal the delivery patch and the shim keep."""
+        hops = self.journal.hops(arrival.event_id)
+        bus_hops = [h for h in hops if h.step.endswith("→ bus")]
+        home = self.options.home_region
+        if len(bus_hops) != 1 or f" {home} " not in f" {bus_hops[0].where} ":
+            return f"{len(bus_hops)} bus hop(s) ({'; '.join(h.where for h in bus_hops)}), not 1"
+        stream = f"{self._org().security.account_id} {home} stream {self.result.destination_name}"
+        writes = [h.where for h in hops if "Kinesis" in h.step]
+        if writes != [stream]:
+            return f"written to {writes}, not only the destination stream"
         return ""
 
 
