@@ -40,3 +40,13 @@ def test_a_region_that_should_deliver_but_does_not_fails_the_demo_naming_it(monk
     (line,) = capsys.readouterr().out.strip().splitlines()
     assert code == 1
     assert "eu-west-1: missing" in line and "expected arrived" in line
+
+
+def test_in_direct_mode_the_broken_region_is_its_disabled_forwarding_rule(capsys):
+    # Every region targets the home bus in direct mode: no region-own bus policy to remove.
+    code = main(["--regions", "2", "--accounts", "1", "--delivery", "direct"])
+    out = capsys.readouterr().out
+    assert code == 0, out[-2000:]
+    section = out[out.index("7. canary") :]
+    assert "us-east-1: the members' watershed-forward rule disabled on purpose" in section
+    assert "not arrived within 120 s in: us-east-1 (expected: us-east-1); repaired" in section
