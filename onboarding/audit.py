@@ -68,6 +68,9 @@ FINDING_KINDS = {
     "role-trust": "forwarder role trust policy changed",
     "role-policy-missing": "forwarder role policy missing",
     "role-policy-changed": "forwarder role policy changed",
+    "target-foreign": "foreign target on the forwarding rule",
+    "role-policy-foreign": "foreign inline policy on the forwarder role",
+    "role-attached-policy": "foreign managed policy attached to the forwarder role",
 }
 GLOBAL_NOTE = "global: IAM is account-wide, so every region drifts"
 
@@ -108,11 +111,15 @@ def finding(change: Change, is_global: bool = False) -> Finding:
         else:
             kind = "rule-disabled"
     elif resource == "target":
-        kind = "target-missing" if action == "create" else "target-elsewhere"
+        kinds = {"create": "target-missing", "update": "target-elsewhere"}
+        kind = kinds.get(action, "target-foreign")
     elif resource == "forwarder-role":
         kind = "role-missing" if action == "create" else "role-trust"
     elif resource == "role-policy":
-        kind = "role-policy-missing" if action == "create" else "role-policy-changed"
+        kinds = {"create": "role-policy-missing", "update": "role-policy-changed"}
+        kind = kinds.get(action, "role-policy-foreign")
+    elif resource == "attached-policy":
+        kind = "role-attached-policy"
     label = FINDING_KINDS.get(kind, f"{resource} would be {action}d")
     return Finding(kind, f"{label}: {detail}" if detail else label, is_global)
 

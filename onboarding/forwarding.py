@@ -3,7 +3,9 @@
 Rule FORWARD_RULE_NAME on the default bus with the forwarding pattern; target id
 `security-bus` → the Security account's default bus *in the same region* (one bus-to-bus hop),
 with the forwarder role as `RoleArn` (required when the receiving bus policy grants by
-`aws:PrincipalOrgID`). Only what differs is written.
+`aws:PrincipalOrgID`). Only what differs is written. Every other target on our rule is foreign
+and removed: the rule is watershed's, and an extra target would copy the account's security
+events elsewhere (each removal is a Change naming the target's id and ARN).
 """
 
 from __future__ import annotations
@@ -21,12 +23,16 @@ from onboarding.settings import Settings
 TARGET_ID = "security-bus"
 RULE_DESCRIPTION = "watershed: forward security events to the Security account, same region"
 _TARGET_REWRITES = ("Input", "InputPath", "InputTransformer")  # would alter forwarded events
+REMOVE_TARGETS_PER_CALL = 100  # RemoveTargets takes at most 100 ids (a rule has at most 5)
 
 
 @dataclass(frozen=True)
 class ForwardingState:
     rule: dict[str, Any] | None  # DescribeRule output, None when the rule does not exist
     target: dict[str, Any] | None  # our target (id security-bus), None when absent
+    # Every other target on our rule: not declared by watershed, so removed (an extra target
+    # on the forwarding rule would copy the account's security events somewhere else).
+    foreign: tuple[dict[str, Any], ...] = ()
 
 
 def read_forwarding(events: Any, settings: Settings) -> ForwardingState:
@@ -37,12 +43,15 @@ def read_forwarding(events: Any, settings: Settings) -> ForwardingState:
             return ForwardingState(None, None)
         raise
     target = None
+    foreign = []
     pages = events.get_paginator("list_targets_by_rule").paginate(Rule=settings.forward_rule_name)
     for page in pages:
         for candidate in page.get("Targets", []):
             if candidate.get("Id") == TARGET_ID:
                 target = candidate
-    return ForwardingState(rule, target)
+            else:
+                foreign.append(candidate)
+    return ForwardingState(rule, target, tuple(foreign))
 
 
 def desired_target(settings: Settings, account_id: str, region: str) -> dict[str, str]:
@@ -80,7 +89,21 @@ def plan_forwarding(
         diffs += [k for k in _TARGET_REWRITES if state.target.get(k)]
         if diffs:
             changes.append(Change("target", "update", f"{TARGET_ID} {', '.join(diffs)} differ"))
+    changes += foreign_target_changes(state)
     return changes
+
+
+def foreign_target_changes(state: ForwardingState) -> list[Change]:
+    """One `delete` per target on our rule that is not ours (any id but `security-bus`)."""
+    return [
+        Change(
+            "target",
+            "delete",
+            f"foreign target {t.get('Id')} → {t.get('Arn')}",
+            subject=str(t.get("Id")),
+        )
+        for t in state.foreign
+    ]
 
 
 def apply_forwarding(
@@ -93,7 +116,10 @@ def apply_forwarding(
             State="ENABLED",
             Description=RULE_DESCRIPTION,
         )
-    if any(c.resource == "target" for c in changes):
+    foreign = [c.subject for c in changes if c.resource == "target" and c.action == "delete"]
+    if foreign:
+        _remove_targets(events, settings, account_id, region, foreign)
+    if any(c.resource == "target" and c.action != "delete" for c in changes):
         response = events.put_targets(
             Rule=settings.forward_rule_name, Targets=[desired_target(settings, account_id, region)]
         )
@@ -106,6 +132,24 @@ def apply_forwarding(
                 "forwarding",
                 entry.get("ErrorCode", "PutTargetsFailed"),
                 entry.get("ErrorMessage", ""),
+            )
+
+
+def _remove_targets(
+    events: Any, settings: Settings, account_id: str, region: str, ids: list[str]
+) -> None:
+    for start in range(0, len(ids), REMOVE_TARGETS_PER_CALL):
+        response = events.remove_targets(
+            Rule=settings.forward_rule_name, Ids=ids[start : start + REMOVE_TARGETS_PER_CALL]
+        )
+        if response.get("FailedEntryCount"):
+            entry = response.get("FailedEntries", [{}])[0]
+            raise RetryableStepFailed(
+                account_id,
+                region,
+                "forwarding",
+                entry.get("ErrorCode", "RemoveTargetsFailed"),
+                f"foreign target {entry.get('TargetId')}: {entry.get('ErrorMessage', '')}",
             )
 
 

@@ -4,7 +4,13 @@ Trusted by `events.amazonaws.com` only when acting for this very account (`aws:S
 and for its forwarding rule (`aws:SourceArn`: EventBridge sets it to the ARN of the rule whose
 target assumes the role), allowed `events:PutEvents` on the Security account's default bus in
 the hub regions — nothing else. `read_*` / `plan_*` never write; `ensure_forwarder_role` writes
-only the difference.
+only the difference, and converges the role to exactly that: a trust that differs is rewritten,
+any other inline policy is deleted and any attached managed policy is detached (each reported
+as a Change naming it).
+
+In the management account the role is declared by management.yaml (no principal of watershed
+may write IAM there): `verify_declared_role` reads it and reports how it differs, and
+onboarding never writes it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from onboarding.report import Change
 from onboarding.settings import Settings, canonical_json
 
 POLICY_NAME = "watershed-put-events"
+EVENTS_PRINCIPAL = "events.amazonaws.com"
 ROLE_DESCRIPTION = "watershed: lets EventBridge forward this account's events to the Security bus"
 
 
@@ -29,6 +36,8 @@ class RoleState:
     exists: bool
     trust_policy: dict[str, Any] | None = None
     permissions_policy: dict[str, Any] | None = None
+    inline_policy_names: tuple[str, ...] = ()  # every inline policy, ours included
+    attached_policy_arns: tuple[str, ...] = ()  # managed policies attached to the role
 
 
 def forward_rule_arn_pattern(settings: Settings, account_id: str) -> str:
@@ -42,7 +51,7 @@ def trust_policy(settings: Settings, account_id: str) -> dict[str, Any]:
         "Statement": [
             {
                 "Effect": "Allow",
-                "Principal": {"Service": "events.amazonaws.com"},
+                "Principal": {"Service": EVENTS_PRINCIPAL},
                 "Action": "sts:AssumeRole",
                 "Condition": {
                     "StringEquals": {"aws:SourceAccount": account_id},
@@ -62,6 +71,24 @@ def permissions_policy(settings: Settings) -> dict[str, Any]:
                 "Effect": "Allow",
                 "Action": "events:PutEvents",
                 "Resource": [settings.security_bus_arn(r) for r in settings.hub_regions],
+            }
+        ],
+    }
+
+
+def management_permissions_policy(settings: Settings) -> dict[str, Any]:
+    """The inline policy management.yaml declares on the management account's forwarder role:
+    the Security account's default bus in any region (a template cannot map a region list to
+    ARNs; only the hub regions' buses have watershed's bus policy, the others refuse)."""
+    bus = f"arn:{settings.partition()}:events:*:{settings.security_account_id}:event-bus/default"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "PutEventsOnSecurityBus",
+                "Effect": "Allow",
+                "Action": "events:PutEvents",
+                "Resource": bus,
             }
         ],
     }
@@ -106,10 +133,48 @@ def read_forwarder_role(iam: Any, settings: Settings) -> RoleState:
         if error_code(err) != "NoSuchEntity":
             raise
         policy = None
-    return RoleState(True, _document(role.get("AssumeRolePolicyDocument")), _document(policy))
+    inline = [
+        name
+        for page in iam.get_paginator("list_role_policies").paginate(RoleName=name)
+        for name in page.get("PolicyNames", [])
+    ]
+    attached = [
+        policy["PolicyArn"]
+        for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name)
+        for policy in page.get("AttachedPolicies", [])
+    ]
+    return RoleState(
+        True,
+        _document(role.get("AssumeRolePolicyDocument")),
+        _document(policy),
+        tuple(inline),
+        tuple(attached),
+    )
 
 
-def plan_forwarder_role(state: RoleState, settings: Settings, account_id: str) -> list[Change]:
+def _trusted(trust: dict[str, Any] | None) -> str:
+    """Who a trust policy lets in, for the report: its principals, in order."""
+    statements = (trust or {}).get("Statement", [])
+    principals: list[str] = []
+    for statement in statements if isinstance(statements, list) else [statements]:
+        principal = statement.get("Principal") if isinstance(statement, dict) else None
+        if isinstance(principal, dict):
+            for values in principal.values():
+                principals += values if isinstance(values, list) else [str(values)]
+        elif principal is not None:
+            principals.append(str(principal))
+    return ", ".join(dict.fromkeys(principals)) or "nobody"
+
+
+def plan_forwarder_role(
+    state: RoleState,
+    settings: Settings,
+    account_id: str,
+    expected_policy: dict[str, Any] | None = None,
+) -> list[Change]:
+    """What makes the role exactly as declared. `expected_policy` defaults to the members'
+    permissions_policy (management_permissions_policy for the management account)."""
+    wanted = expected_policy or permissions_policy(settings)
     if not state.exists:
         return [
             Change("forwarder-role", "create", settings.forwarder_role_name),
@@ -117,11 +182,22 @@ def plan_forwarder_role(state: RoleState, settings: Settings, account_id: str) -
         ]
     changes = []
     if not same_policy(state.trust_policy, trust_policy(settings, account_id)):
-        changes.append(Change("forwarder-role", "update", "trust policy differs"))
+        trusted = _trusted(state.trust_policy)
+        also = "" if trusted == EVENTS_PRINCIPAL else f" (trusts {trusted})"
+        changes.append(Change("forwarder-role", "update", f"trust policy differs{also}"))
     if state.permissions_policy is None:
         changes.append(Change("role-policy", "create", f"{POLICY_NAME} missing"))
-    elif not same_policy(state.permissions_policy, permissions_policy(settings)):
+    elif not same_policy(state.permissions_policy, wanted):
         changes.append(Change("role-policy", "update", f"{POLICY_NAME} differs"))
+    for name in state.inline_policy_names:
+        if name != POLICY_NAME:
+            changes.append(
+                Change("role-policy", "delete", f"foreign inline policy {name}", subject=name)
+            )
+    for arn in state.attached_policy_arns:
+        changes.append(
+            Change("attached-policy", "delete", f"foreign attached policy {arn}", subject=arn)
+        )
     return changes
 
 
@@ -149,12 +225,23 @@ def apply_forwarder_role(
         iam.update_assume_role_policy(
             RoleName=name, PolicyDocument=canonical_json(trust_policy(settings, account_id))
         )
-    if any(c.resource == "role-policy" for c in changes):
+    if any(c.resource == "role-policy" and c.action != "delete" for c in changes):
         iam.put_role_policy(
             RoleName=name,
             PolicyName=POLICY_NAME,
             PolicyDocument=canonical_json(permissions_policy(settings)),
         )
+    for change in changes:  # what is on our role and not ours: removed
+        if change.action != "delete":
+            continue
+        try:
+            if change.resource == "role-policy":
+                iam.delete_role_policy(RoleName=name, PolicyName=change.subject)
+            elif change.resource == "attached-policy":
+                iam.detach_role_policy(RoleName=name, PolicyArn=change.subject)
+        except ClientError as err:
+            if error_code(err) != "NoSuchEntity":  # already gone: the goal is reached
+                raise
 
 
 def ensure_forwarder_role(
@@ -165,3 +252,10 @@ def ensure_forwarder_role(
     if changes and not dry_run:
         apply_forwarder_role(iam, settings, account_id, changes)
     return changes
+
+
+def verify_declared_role(iam: Any, settings: Settings, account_id: str) -> list[Change]:
+    """The management account's forwarder role against what management.yaml declares: the
+    differences, read only (onboarding never writes IAM in the management account)."""
+    state = read_forwarder_role(iam, settings)
+    return plan_forwarder_role(state, settings, account_id, management_permissions_policy(settings))

@@ -24,6 +24,7 @@ from onboarding import forwarding, guardduty, iam, organization, regions
 from onboarding.backfill import select_accounts
 from onboarding.errors import (
     AccountRefused,
+    PermanentStepFailed,
     RetryableStepFailed,
     StepFailed,
     error_code,
@@ -55,6 +56,8 @@ STEP_GUARDDUTY = "guardduty"
 STEP_FORWARDING = "forwarding"
 # A region named by an opt-in ENABLED event that the member does not show as enabled yet.
 REGION_NOT_ENABLED_YET = "RegionNotEnabledYet"
+# The management account's forwarder role (declared by management.yaml) is missing or drifted.
+FORWARDER_ROLE_NOT_AS_DECLARED = "ForwarderRoleNotAsDeclared"
 # How often a request with a deadline looks at the clock while its region threads run.
 WAIT_POLL_SECONDS = 0.2
 
@@ -176,9 +179,9 @@ class Onboarder:
         account_changes: list[Change] = []
         if not is_security:  # the Security account's events are already on its own bus
             try:
-                account_changes = iam.ensure_forwarder_role(
-                    session.client("iam", home), self.settings, account_id, request.dry_run
-                )
+                account_changes = self._forwarder_role(session, account_id, request.dry_run)
+            except StepFailed as failed:
+                return _account_failed(failed)
             except (ClientError, BotoCoreError) as err:
                 return _account_failed(step_failed(err, account_id, None, "iam"))
 
@@ -208,6 +211,28 @@ class Onboarder:
         ]
         results += [_region_result(r, outcomes.get(r, [])) for r in selection.configure]
         return AccountReport.build(account_id, results, account_changes, request.dry_run)
+
+    def _forwarder_role(
+        self, session: AccountSession, account_id: str, dry_run: bool
+    ) -> list[Change]:
+        """Members: converge the role. The management account: management.yaml declares it and
+        nothing of watershed may write IAM there, so it is only verified; drift is reported
+        (plan, audit) and stops onboarding (a permanent failure naming it), never repaired."""
+        client = session.client("iam", self.settings.home_region)
+        if account_id != self.settings.management_account_id:
+            return iam.ensure_forwarder_role(client, self.settings, account_id, dry_run)
+        drift = iam.verify_declared_role(client, self.settings, account_id)
+        if drift and not dry_run:
+            raise PermanentStepFailed(
+                account_id,
+                None,
+                "iam",
+                FORWARDER_ROLE_NOT_AS_DECLARED,
+                "the management account's forwarder role differs from management.yaml ("
+                + "; ".join(str(c) for c in drift)
+                + "): onboarding never writes IAM there; update or redeploy that stack",
+            )
+        return drift
 
     def _guardduty(
         self, session: AccountSession, region: str, request: OnboardingRequest

@@ -15,11 +15,12 @@ from relay.errors import ConfigurationError
 
 # arn:<partition>:kinesis:<region>:<account>:stream/<name>
 _STREAM_ARN = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):kinesis:(?P<region>[a-z]{2}(-[a-z]+)+-\d):"
-    r"(?P<account>\d{12}):stream/(?P<name>[A-Za-z0-9_.-]{1,128})$"
+    r"\Aarn:(?P<partition>aws[a-z-]*):kinesis:(?P<region>[a-z]{2}(-[a-z]+)+-[0-9]):"
+    r"(?P<account>[0-9]{12}):stream/(?P<name>[A-Za-z0-9_.-]{1,128})\Z",
+    re.ASCII,
 )
 # S3 bucket naming rules (general purpose buckets): 3-63 chars, lowercase, digits, dots, hyphens.
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET = re.compile(r"\A[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z", re.ASCII)
 
 DEFAULT_MAX_ATTEMPTS = 6
 DEFAULT_BACKOFF_BASE_MS = 100

@@ -26,8 +26,8 @@ def _assert_member_configured(reader, settings, account_id, region):
     assert target["RoleArn"] == f"arn:aws:iam::{account_id}:role/watershed-forwarder"
 
 
-def _assert_untouched(reader, account_id, regions):
-    assert reader.role(account_id) is None
+def _assert_untouched(reader, account_id, regions, declared_role=None):
+    assert reader.role(account_id) == declared_role  # the management account's: management.yaml
     for region in regions:
         assert reader.detector(account_id, region) is None, region
         assert reader.rule(account_id, region) is None, region
@@ -69,9 +69,10 @@ def test_nothing_outside_the_hub_regions(org, settings, onboarder, reader):
 def test_nothing_of_the_members_setup_lands_in_management_or_security(
     org, settings, onboarder, reader
 ):
+    declared = reader.role(org.management)
     onboarder.onboard(OnboardingRequest(org.member))
 
-    _assert_untouched(reader, org.management, settings.hub_regions)
+    _assert_untouched(reader, org.management, settings.hub_regions, declared)
     _assert_untouched(reader, org.security, settings.hub_regions)
     _assert_untouched(reader, org.other_member, settings.hub_regions)
 

@@ -148,6 +148,10 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
         "UpdateAssumeRolePolicy",
         "GetRolePolicy",
         "PutRolePolicy",
+        "ListRolePolicies",
+        "ListAttachedRolePolicies",
+        "DeleteRolePolicy",
+        "DetachRolePolicy",
     ):
         arn = f"arn:{p}:iam::{account}:role/{params['RoleName']}"
         requests = [Request(f"iam:{op}", arn)]
@@ -159,6 +163,7 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
         "ListTargetsByRule",
         "PutRule",
         "PutTargets",
+        "RemoveTargets",
     ):
         rule = params.get("Name") or params["Rule"]
         requests = [Request(f"events:{op}", f"arn:{p}:events:{r}:{account}:rule/{rule}")]
@@ -307,22 +312,9 @@ def test_the_matcher_allows_and_refuses_what_iam_would():
 
 
 def _drift(reader, account: str, settings) -> None:
-    """Undo a little of everything onboarding configured, so the re-run takes the Update paths."""
-    iam = reader.client(account, "iam")
-    name = settings.forwarder_role_name
-    if reader.role(account, name) is not None:
-        loose = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "events.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-        iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(loose))
-        iam.delete_role_policy(RoleName=name, PolicyName="watershed-put-events")
+    """Undo a little of everything onboarding configured, so the re-run takes the Update paths,
+    and put a foreign target on our rule, so it takes the removal path too. The management
+    account's forwarder role is management.yaml's: its drift is only reported (tested below)."""
     for region in settings.hub_regions:
         detector = reader.detector(account, region)
         reader.client(account, "guardduty", region).update_detector(
@@ -332,6 +324,10 @@ def _drift(reader, account: str, settings) -> None:
             events = reader.client(account, "events", region)
             events.disable_rule(Name=settings.forward_rule_name)
             events.remove_targets(Rule=settings.forward_rule_name, Ids=["security-bus"])
+            outside = f"arn:aws:events:{region}:999999999999:event-bus/default"
+            events.put_targets(
+                Rule=settings.forward_rule_name, Targets=[{"Id": "exfil", "Arn": outside}]
+            )
 
 
 def _onboard_twice(org, settings, reader) -> CallsByRole:
@@ -423,11 +419,131 @@ def test_the_launcher_may_do_everything_onboarding_the_management_account_does(
     # And the launcher was allowed every call it made in the management account
     made = recorded.calls[launcher_arn]
     operations = {c.operation for c in made}
-    assert {"CreateRole", "PutTargets", "CreateDetector", "UpdateDetector"} <= operations
-    assert {"UpdateAssumeRolePolicy", "PutRolePolicy", "GetAdministratorAccount"} <= operations
+    assert {"PutTargets", "RemoveTargets", "CreateDetector", "UpdateDetector"} <= operations
+    assert {"GetRole", "ListRolePolicies", "GetAdministratorAccount"} <= operations
     launcher = identity_policies(management, "LauncherRole")
     assert _denied(made, launcher, org.management, org_id, org.management) == []
     assert set(recorded.calls) == {OWN, launcher_arn}  # no role assumed into itself
+    # And it wrote nothing in IAM there: the forwarder role is management.yaml's
+    assert {c.operation for c in made if c.service == "iam"} <= IAM_READS
+    # And the foreign target it removed was on our rule only
+    removed = [c.params for c in made if c.operation == "RemoveTargets"]
+    assert {tuple(p["Ids"]) for p in removed} == {("exfil",)}
+
+
+IAM_READS = {"GetRole", "GetRolePolicy", "ListRolePolicies", "ListAttachedRolePolicies"}
+
+
+def test_a_drifted_management_forwarder_role_is_reported_never_written(
+    org, settings, reader, org_id, launcher_arn
+):
+    # Given the management account onboarded through the launcher, then its forwarder role
+    # (management.yaml's) tampered with: an admin policy attached, an inline one added, the
+    # trust opened to an outside account
+    settings = replace(settings, launcher_role_arn=launcher_arn)
+    management, _ = _launcher_deployments(org, settings, org_id, launcher_arn)
+    recorded = CallsByRole()
+    onboarder = Onboarder(settings, AttributingFactory(settings, recorded))
+    assert onboarder.onboard(OnboardingRequest(org.management)).status == "ok"
+    iam = reader.client(org.management, "iam")
+    name = settings.forwarder_role_name
+    everything = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+    admin = iam.create_policy(
+        PolicyName="admin",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [everything]}),
+    )["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName=name, PolicyArn=admin)
+    iam.put_role_policy(
+        RoleName=name,
+        PolicyName="backdoor",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [everything]}),
+    )
+    outsider = {
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
+        "Action": "sts:AssumeRole",
+    }
+    iam.update_assume_role_policy(
+        RoleName=name, PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [outsider]})
+    )
+    tampered = reader.role(org.management)
+    recorded.calls.clear()
+
+    # When it is planned, then onboarded again
+    plan = onboarder.plan(OnboardingRequest(org.management))
+    again = onboarder.onboard(OnboardingRequest(org.management))
+
+    # Then the plan names each foreign thing, and onboarding refuses, naming the drift ...
+    planned = [str(c) for c in plan.changes]
+    assert any(f"foreign attached policy {admin}" in c for c in planned), planned
+    assert any("foreign inline policy backdoor" in c for c in planned), planned
+    assert any("999999999999" in c and "trust" in c for c in planned), planned
+    assert again.status == "failed"
+    assert again.error == "ForwarderRoleNotAsDeclared"
+    assert "management.yaml" in again.reason and "backdoor" in again.reason
+    # ... and writes nothing in IAM (the launcher may not), every call allowed, the role as found
+    made = recorded.calls[launcher_arn]
+    assert {c.operation for c in made if c.service == "iam"} <= IAM_READS
+    launcher = identity_policies(management, "LauncherRole")
+    assert _denied(made, launcher, org.management, org_id, org.management) == []
+    assert reader.role(org.management) == tampered
+
+
+def test_no_launcher_statement_grants_an_iam_write_action(org, settings, org_id, launcher_arn):
+    # Given management.yaml resolved for this organization (every variant of the launcher)
+    management, _ = _launcher_deployments(org, settings, org_id, launcher_arn)
+    statements = [
+        s for d in identity_policies(management, "LauncherRole") for s in _as_list(d["Statement"])
+    ]
+    # When each allowed action (wildcards expanded against AWS's list of IAM actions) is
+    # classified by its access level in the Service Authorization Reference
+    writes = set()
+    for statement in statements:
+        assert "NotAction" not in statement
+        if statement["Effect"] != "Allow":
+            continue
+        for pattern in _as_list(statement["Action"]):
+            for action, level in IAM_ACCESS_LEVELS.items():
+                if _like(pattern, action, case_sensitive=False) and level != "Read":
+                    writes.add((action, statement.get("Sid")))
+    # Then the only IAM actions beyond reading are the two that cannot grant anything: passing
+    # the management account's own (declared) forwarder role to EventBridge, and GuardDuty's
+    # service-linked roles (fixed AWS-managed policy, trusted by GuardDuty only) that
+    # CreateDetector creates on first use
+    assert writes == {
+        ("iam:passrole", "PassOwnForwarderRoleToEventBridgeOnly"),
+        ("iam:createservicelinkedrole", "GuardDutyServiceLinkedRoles"),
+    }
+    # And a statement that did grant one is caught by this very check
+    careless = {"Effect": "Allow", "Action": "iam:Put*", "Resource": "*"}
+    assert any(
+        _like(careless["Action"], a, case_sensitive=False) and level != "Read"
+        for a, level in IAM_ACCESS_LEVELS.items()
+    )
+
+
+def _iam_access_levels() -> dict[str, str]:
+    """Every IAM action with its access level (Read, List, Write, Permissions management,
+    Tagging), from parliament's copy of the Service Authorization Reference. List counts as
+    reading here."""
+    import parliament
+
+    path = Path(parliament.__file__).parent / "iam_definition.json"
+    definition = json.loads(path.read_text())
+    levels = {}
+    for service in definition:  # the reference lists IAM twice (two service names)
+        if service["prefix"] != "iam":
+            continue
+        for privilege in service["privileges"]:
+            level = privilege["access_level"]
+            levels[f"iam:{privilege['privilege']}".lower()] = (
+                "Read" if level in ("Read", "List") else level
+            )
+    assert {"iam:putrolepolicy", "iam:passrole", "iam:getrole"} <= set(levels)
+    return levels
+
+
+IAM_ACCESS_LEVELS = _iam_access_levels()
 
 
 def test_without_a_launcher_the_onboarding_role_may_onboard_its_own_account(

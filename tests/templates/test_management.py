@@ -14,6 +14,9 @@ from cfnmodel import (
 )
 from moto.events.models import EventPattern
 
+from onboarding import iam
+from onboarding.settings import Settings
+
 SECURITY_BUS = f"arn:aws:events:{HOME_REGION}:{SECURITY_ACCOUNT}:event-bus/default"
 MANAGEMENT = "111111111111"
 
@@ -178,7 +181,14 @@ def test_launcher_onboards_the_management_account_on_its_own_resources_only(
     )
     role = deployment.resolve(management_template["Resources"]["LauncherRole"]["Properties"])
     statements = {s["Sid"]: s for s in role["Policies"][0]["PolicyDocument"]["Statement"]}
-    assert statements["OwnForwarderRole"]["Resource"] == f"arn:aws:iam::{MANAGEMENT}:role/fwd"
+    reading = statements["OwnForwarderRoleReadOnly"]
+    assert reading["Resource"] == f"arn:aws:iam::{MANAGEMENT}:role/fwd"
+    assert set(reading["Action"]) == {
+        "iam:GetRole",
+        "iam:GetRolePolicy",
+        "iam:ListRolePolicies",
+        "iam:ListAttachedRolePolicies",
+    }
     passing = statements["PassOwnForwarderRoleToEventBridgeOnly"]
     assert passing["Action"] == "iam:PassRole"
     assert passing["Resource"] == f"arn:aws:iam::{MANAGEMENT}:role/fwd"
@@ -213,3 +223,34 @@ def test_member_role_arns_follow_the_partition(management_template):
 
 def _as_list(value):
     return value if isinstance(value, list) else [value]
+
+
+def test_the_management_forwarder_role_is_declared_as_onboarding_expects_it(management_template):
+    # Given management.yaml resolved where IAM is created (the Organizations events region)
+    deployment = Deployment(
+        management_template,
+        "us-east-1",
+        MANAGEMENT,
+        {**MANAGEMENT_PARAMETERS, "ForwarderRoleName": "fwd", "ForwardRuleName": "fwd-rule"},
+    )
+    assert "ForwarderRole" in deployment.resources()
+    role = deployment.resolve(management_template["Resources"]["ForwarderRole"]["Properties"])
+    # Then it is exactly what onboarding verifies there: the members' pinned trust (EventBridge,
+    # for this account's forwarding rule only) and its one inline policy, PutEvents on the
+    # Security account's default bus
+    settings = Settings(
+        security_account_id=MANAGEMENT_PARAMETERS["SecurityAccountId"],
+        management_account_id=MANAGEMENT,
+        hub_regions=("eu-west-1", "us-east-1"),
+        forwarder_role_name="fwd",
+        forward_rule_name="fwd-rule",
+    )
+    assert role["RoleName"] == "fwd"
+    assert role["AssumeRolePolicyDocument"] == iam.trust_policy(settings, MANAGEMENT)
+    [policy] = role["Policies"]
+    assert policy["PolicyName"] == iam.POLICY_NAME
+    assert iam.same_policy(policy["PolicyDocument"], iam.management_permissions_policy(settings))
+    assert {"Key": "managed-by", "Value": "watershed"} in role["Tags"]
+    # And elsewhere (IAM is global) it is not declared a second time
+    other = Deployment(management_template, "eu-west-1", MANAGEMENT, MANAGEMENT_PARAMETERS)
+    assert "ForwarderRole" not in other.resources()

@@ -29,22 +29,14 @@ EXPECTED_FINDINGS = {
     ("CREDENTIALS_EXPOSURE", ("sts:assumerole",)),
     # CreateDetector creates GuardDuty's service-linked roles; scoped by iam:AWSServiceName.
     ("PERMISSIONS_MANAGEMENT_ACTIONS", ("iam:createservicelinkedrole",)),
-    # The launcher onboards the management account itself: it writes the forwarder role there
-    # (that one role name only, passed to EventBridge only). parliament flags the actions, not
-    # the resource: see the launcher test in test_management.py for the scoping, and
-    # docs/deploy.md for what this means (the launcher can rewrite that role).
+    # The launcher passes the management account's own forwarder role (declared by
+    # management.yaml, read-only to the launcher) to EventBridge only; CreateDetector creates
+    # GuardDuty's service-linked roles. It writes no IAM policy or trust anywhere (see
+    # test_no_launcher_statement_grants_an_iam_write_action in tests/onboarding).
     (
         "PERMISSIONS_MANAGEMENT_ACTIONS",
-        (
-            "iam:createrole",
-            "iam:createservicelinkedrole",
-            "iam:passrole",
-            "iam:putrolepolicy",
-            "iam:updateassumerolepolicy",
-        ),
+        ("iam:createservicelinkedrole", "iam:passrole"),
     ),
-    ("PRIVILEGE_ESCALATION", ("iam:putrolepolicy", "sts:assumerole")),
-    ("PRIVILEGE_ESCALATION", ("iam:updateassumerolepolicy", "sts:assumerole")),
 }
 
 
