@@ -253,8 +253,8 @@ def _request(event: Mapping[str, Any], account: Any, reason: str, **kw: Any) -> 
     return OnboardingRequest(account_id=account, reason=reason, **kw)
 
 
-def _wrong_type(event: Mapping[str, Any], field: str, value: Any, expected: str) -> Ignored:
-    return Ignored(f"{field} is {type(value).__name__}, not {expected}: not an AWS event", event)
+def _wrong_type(event: Mapping[str, Any], where: str, value: Any, expected: str) -> Ignored:
+    return Ignored(f"{where} is {type(value).__name__}, not {expected}: not an AWS event", event)
 
 
 def parse_event(event: Mapping[str, Any], settings: Settings) -> Parsed:
@@ -265,9 +265,9 @@ def parse_event(event: Mapping[str, Any], settings: Settings) -> Parsed:
     send a message round the retry loop."""
     source = event.get("source")
     detail_type = event.get("detail-type")
-    for field, value in (("source", source), ("detail-type", detail_type)):
+    for name_, value in (("source", source), ("detail-type", detail_type)):
         if not isinstance(value, str):
-            return _wrong_type(event, field, value, "a string")
+            return _wrong_type(event, name_, value, "a string")
     detail = event.get("detail", {})
     if not isinstance(detail, Mapping):
         return _wrong_type(event, "detail", detail, "an object")

@@ -55,8 +55,8 @@ def check_pattern(pattern: Any) -> None:
             raise PatternError(
                 path,
                 "this branch can match CloudTrail-shaped events (detail-type "
-                f"'AWS API Call via CloudTrail', ...) but does not require the source to start "
-                f'with "aws.": add "source": [{{"prefix": "aws."}}] to it, or limit its '
+                "'AWS API Call via CloudTrail', ...) but does not require the source to start "
+                'with "aws.": add "source": [{"prefix": "aws."}] to it, or limit its '
                 "detail-type to exact values that are not CloudTrail's (anyone in the "
                 "organization may put events with any other source on the Security bus)",
             )
@@ -104,7 +104,7 @@ def _check_matcher(matcher: Any, path: str) -> None:
     if _is_scalar(matcher):
         return
     if not isinstance(matcher, Mapping):
-        raise PatternError(path, f"a matcher is a value or an operator object, not a list")
+        raise PatternError(path, "a matcher is a value or an operator object, not a list")
     if len(matcher) != 1:
         raise PatternError(
             path, f"an operator object has exactly one operator, got {sorted(matcher)}"
@@ -152,7 +152,8 @@ def _check_anything_but(value: Any, path: str) -> None:
         ):
             raise PatternError(
                 path,
-                "takes a value, an array of values, or one of prefix, suffix, equals-ignore-case, wildcard",
+                "takes a value, an array of values, or one of prefix, suffix, "
+                "equals-ignore-case, wildcard",
             )
         (inner,) = value.values()
         if not (
