@@ -123,16 +123,8 @@ def apply_forwarding(
         response = events.put_targets(
             Rule=settings.forward_rule_name, Targets=[desired_target(settings, account_id, region)]
         )
-        if response.get("FailedEntryCount"):
-            entry = response.get("FailedEntries", [{}])[0]
-            # Typically IAM propagation of a brand-new forwarder role: worth a retry.
-            raise RetryableStepFailed(
-                account_id,
-                region,
-                "forwarding",
-                entry.get("ErrorCode", "PutTargetsFailed"),
-                entry.get("ErrorMessage", ""),
-            )
+        # Typically IAM propagation of a brand-new forwarder role: worth a retry.
+        _raise_failed_entry(response, account_id, region, "PutTargetsFailed")
 
 
 def _remove_targets(
@@ -142,15 +134,21 @@ def _remove_targets(
         response = events.remove_targets(
             Rule=settings.forward_rule_name, Ids=ids[start : start + REMOVE_TARGETS_PER_CALL]
         )
-        if response.get("FailedEntryCount"):
-            entry = response.get("FailedEntries", [{}])[0]
-            raise RetryableStepFailed(
-                account_id,
-                region,
-                "forwarding",
-                entry.get("ErrorCode", "RemoveTargetsFailed"),
-                f"foreign target {entry.get('TargetId')}: {entry.get('ErrorMessage', '')}",
-            )
+        _raise_failed_entry(response, account_id, region, "RemoveTargetsFailed")
+
+
+def _raise_failed_entry(
+    response: dict[str, Any], account_id: str, region: str, default_code: str
+) -> None:
+    """PutTargets / RemoveTargets answer 200 with per-target failures: raise the first one."""
+    if response.get("FailedEntryCount"):
+        entry = response.get("FailedEntries", [{}])[0]
+        message = entry.get("ErrorMessage", "")
+        if entry.get("TargetId"):
+            message = f"target {entry['TargetId']}: {message}"
+        raise RetryableStepFailed(
+            account_id, region, "forwarding", entry.get("ErrorCode", default_code), message
+        )
 
 
 def ensure_forwarding(

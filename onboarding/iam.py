@@ -16,6 +16,7 @@ onboarding never writes it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -63,6 +64,11 @@ def trust_policy(settings: Settings, account_id: str) -> dict[str, Any]:
 
 
 def permissions_policy(settings: Settings) -> dict[str, Any]:
+    return _put_events_on(settings.security_bus_arn(r) for r in settings.hub_regions)
+
+
+def _put_events_on(buses: Iterable[str]) -> dict[str, Any]:
+    """The forwarder role's one inline policy: PutEvents on these buses, nothing else."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -70,7 +76,7 @@ def permissions_policy(settings: Settings) -> dict[str, Any]:
                 "Sid": "PutEventsOnSecurityBus",
                 "Effect": "Allow",
                 "Action": "events:PutEvents",
-                "Resource": [settings.security_bus_arn(r) for r in settings.hub_regions],
+                "Resource": list(buses),
             }
         ],
     }
@@ -80,18 +86,8 @@ def management_permissions_policy(settings: Settings) -> dict[str, Any]:
     """The inline policy management.yaml declares on the management account's forwarder role:
     the Security account's default bus in any region (a template cannot map a region list to
     ARNs; only the hub regions' buses have watershed's bus policy, the others refuse)."""
-    bus = f"arn:{settings.partition()}:events:*:{settings.security_account_id}:event-bus/default"
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "PutEventsOnSecurityBus",
-                "Effect": "Allow",
-                "Action": "events:PutEvents",
-                "Resource": bus,
-            }
-        ],
-    }
+    partition, security = settings.partition(), settings.security_account_id
+    return _put_events_on([f"arn:{partition}:events:*:{security}:event-bus/default"])
 
 
 def _document(value: Any) -> dict[str, Any] | None:
