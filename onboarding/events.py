@@ -136,7 +136,9 @@ def _known_regions() -> frozenset[str]:
 def validate_regions(value: Any, settings: Settings) -> tuple[str, ...]:
     """A request's region list: known region names, all of them hub regions, no duplicates."""
     if not isinstance(value, list | tuple) or not value:
-        raise InvalidRequest(f"regions must be a non-empty list of region names, got {value!r}")
+        raise InvalidRequest(
+            f"regions must be a non-empty list of region names, got {value!r:.200}"
+        )
     regions: list[str] = []
     for region in value:
         if not isinstance(region, str) or not REGION_NAME.fullmatch(region):
@@ -249,7 +251,7 @@ class _Found:
 
 def _request(event: Mapping[str, Any], account: Any, reason: str, **kw: Any) -> Parsed:
     if not isinstance(account, str) or not ACCOUNT_ID.fullmatch(account):
-        return Ignored(f"{reason}: no valid account id in the event ({account!r})", event)
+        return Ignored(f"{reason}: no valid account id in the event ({account!r:.80})", event)
     return OnboardingRequest(account_id=account, reason=reason, **kw)
 
 

@@ -459,7 +459,7 @@ class QueueWorker:
         body = record.get("body")
         try:
             payload = json.loads(body) if isinstance(body, str) else None
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # refused by parse_sqs_record below
             payload = None
         if is_dead_letter(payload):
             replay = replay_body(payload)

@@ -84,3 +84,45 @@ def test_an_oversized_report_is_left_out_the_replayable_request_kept(queue):
     kept = _read(sqs, dead)
     assert kept["request"] == request.as_message()
     assert "report" not in kept and "over the SQS message size" in kept["report_omitted"]
+
+
+def test_hostile_bodies_are_dead_lettered_once_never_retried_never_an_aws_call(
+    raw, org, function, queues, recorder
+):
+    # Given messages anyone allowed on the queue could write: nested past the parser's stack,
+    # 1,001 accounts, a look-alike account id, an event whose detail is a list
+    created = {
+        "version": "0",
+        "id": "1",
+        "detail-type": "AWS Service Event via CloudTrail",
+        "source": "aws.organizations",
+        "account": org.management,
+        "time": "2026-03-02T10:15:03Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": ["CreateAccountResult"],
+    }
+    batch = raw(
+        "[" * 100_000 + "]" * 100_000,
+        {"accounts": [f"{n:012d}" for n in range(1, 1002)]},
+        {"accounts": ["123456789012\n"]},
+        created,
+    )
+
+    # When the function processes the batch
+    response = function.invoke(batch)
+
+    # Then nothing is handed back, the three malformed requests are dead-lettered as invalid
+    # (the deep body cut to fit), the event is ignored, and no account was reached
+    assert response["batchItemFailures"] == []
+    dead = {d["message_id"]: d for d in queues.bodies(queues.dead_letter)}
+    assert set(dead) == {"hand-0", "hand-1", "hand-2"}
+    assert "nested too deep" in dead["hand-0"]["reason"]
+    assert "watershed backfill" in dead["hand-1"]["reason"]
+    assert "is not 12 digits" in dead["hand-2"]["reason"]
+    assert {d["kind"] for d in dead.values()} == {"invalid"}
+    # (the only AWS calls: the three dead letters sent with the function's own credentials)
+    assert [(op, params["QueueUrl"]) for op, _, params in recorder.calls] == [
+        ("SendMessage", queues.dead_letter)
+    ] * 3
+    assert queues.receive(queues.work) == []
