@@ -2,11 +2,12 @@
 
 Trusted by `events.amazonaws.com` only when acting for this very account (`aws:SourceAccount`)
 and for its forwarding rule (`aws:SourceArn`: EventBridge sets it to the ARN of the rule whose
-target assumes the role), allowed `events:PutEvents` on the Security account's default bus in
-the hub regions — nothing else. `read_*` / `plan_*` never write; `ensure_forwarder_role` writes
-only the difference, and converges the role to exactly that: a trust that differs is rewritten,
-any other inline policy is deleted and any attached managed policy is detached (each reported
-as a Change naming it).
+target assumes the role), allowed `events:PutEvents` on exactly the Security buses the delivery
+mode uses (relay: the default bus of every hub region; direct: the home region's only) —
+nothing else. `read_*` / `plan_*` never write; `ensure_forwarder_role` writes only the
+difference, and converges the role to exactly that: a trust that differs is rewritten, any
+other inline policy is deleted and any attached managed policy is detached (each reported as a
+Change naming it).
 
 In the management account the role is declared by management.yaml (no principal of watershed
 may write IAM there): `verify_declared_role` reads it and reports how it differs, and
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
+from onboarding import ownership
 from onboarding.errors import error_code
 from onboarding.report import Change
 from onboarding.settings import Settings, canonical_json
@@ -30,6 +32,10 @@ from onboarding.settings import Settings, canonical_json
 POLICY_NAME = "watershed-put-events"
 EVENTS_PRINCIPAL = "events.amazonaws.com"
 ROLE_DESCRIPTION = "watershed: lets EventBridge forward this account's events to the Security bus"
+ROLE_TAG = "role-tag"  # the Change resource for the managed-by tag of an existing role
+MANAGEMENT_ROLE_RETAINED = (
+    "declared by management.yaml in the management account: delete that stack"
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,7 @@ class RoleState:
     permissions_policy: dict[str, Any] | None = None
     inline_policy_names: tuple[str, ...] = ()  # every inline policy, ours included
     attached_policy_arns: tuple[str, ...] = ()  # managed policies attached to the role
+    tags: tuple[dict[str, str], ...] = ()
 
 
 def forward_rule_arn_pattern(settings: Settings, account_id: str) -> str:
@@ -64,7 +71,7 @@ def trust_policy(settings: Settings, account_id: str) -> dict[str, Any]:
 
 
 def permissions_policy(settings: Settings) -> dict[str, Any]:
-    return _put_events_on(settings.security_bus_arn(r) for r in settings.hub_regions)
+    return _put_events_on(settings.target_bus_arns())
 
 
 def _put_events_on(buses: Iterable[str]) -> dict[str, Any]:
@@ -132,23 +139,30 @@ def read_forwarder_role(iam: Any, settings: Settings) -> RoleState:
         if error_code(err) != "NoSuchEntity":
             raise
         policy = None
+    inline, attached = _role_policies(iam, name)
+    return RoleState(
+        True,
+        _document(role.get("AssumeRolePolicyDocument")),
+        _document(policy),
+        inline,
+        attached,
+        tuple(role.get("Tags", [])),
+    )
+
+
+def _role_policies(iam: Any, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(inline policy names, attached managed policy ARNs) of the role `name`."""
     inline = [
-        name
+        policy
         for page in iam.get_paginator("list_role_policies").paginate(RoleName=name)
-        for name in page.get("PolicyNames", [])
+        for policy in page.get("PolicyNames", [])
     ]
     attached = [
         policy["PolicyArn"]
         for page in iam.get_paginator("list_attached_role_policies").paginate(RoleName=name)
         for policy in page.get("AttachedPolicies", [])
     ]
-    return RoleState(
-        True,
-        _document(role.get("AssumeRolePolicyDocument")),
-        _document(policy),
-        tuple(inline),
-        tuple(attached),
-    )
+    return tuple(inline), tuple(attached)
 
 
 def _trusted(trust: dict[str, Any] | None) -> str:
@@ -197,7 +211,32 @@ def plan_forwarder_role(
         changes.append(
             Change("attached-policy", "delete", f"foreign attached policy {arn}", subject=arn)
         )
+    if not ownership.is_managed(state.tags):
+        changes.append(Change(ROLE_TAG, "create", ownership.MANAGED_TAG_TEXT))
     return changes
+
+
+def plan_in_switch_order(
+    iam: Any, settings: Settings, account_id: str
+) -> tuple[list[Change], list[Change]]:
+    """The role's changes as (now, after_repoint). A relay -> direct switch narrows the policy
+    from every hub region's bus to the home region's: done before the targets are repointed, it
+    would refuse the events of every region still targeting its own region's bus (a permission
+    failure is not retried, so they would be lost). Then the policy change comes last, once
+    every target is repointed; everything else (a new role, a trust or any other policy
+    difference) is done first, as always."""
+    state = read_forwarder_role(iam, settings)
+    changes = plan_forwarder_role(state, settings, account_id)
+    relay = replace(settings, delivery_mode="relay")
+    if not (
+        settings.direct
+        and state.permissions_policy is not None
+        and same_policy(state.permissions_policy, permissions_policy(relay))
+    ):
+        return changes, []
+    # (a foreign policy on the role is removed at once, never held back)
+    later = [c for c in changes if c.resource == "role-policy" and c.action != "delete"]
+    return [c for c in changes if c not in later], later
 
 
 def apply_forwarder_role(
@@ -211,7 +250,7 @@ def apply_forwarder_role(
                 RoleName=name,
                 AssumeRolePolicyDocument=canonical_json(trust_policy(settings, account_id)),
                 Description=ROLE_DESCRIPTION,
-                Tags=[{"Key": "managed-by", "Value": "watershed"}],
+                Tags=ownership.tag_list(),
             )
         except ClientError as err:
             if error_code(err) != "EntityAlreadyExists":
@@ -241,6 +280,8 @@ def apply_forwarder_role(
         except ClientError as err:
             if error_code(err) != "NoSuchEntity":  # already gone: the goal is reached
                 raise
+    if any(c.resource == ROLE_TAG for c in changes):
+        iam.tag_role(RoleName=name, Tags=ownership.tag_list())
 
 
 def ensure_forwarder_role(
@@ -258,3 +299,83 @@ def verify_declared_role(iam: Any, settings: Settings, account_id: str) -> list[
     differences, read only (onboarding never writes IAM in the management account)."""
     state = read_forwarder_role(iam, settings)
     return plan_forwarder_role(state, settings, account_id, management_permissions_policy(settings))
+
+
+# Removal ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoleRemoval:
+    """What removal needs to know about the role of our name."""
+
+    exists: bool
+    tags: tuple[dict[str, str], ...] = ()
+    inline: tuple[str, ...] = ()  # inline policy names
+    attached: tuple[str, ...] = ()  # attached managed policy ARNs
+
+
+def read_removal(iam: Any, settings: Settings, policies: bool = True) -> RoleRemoval:
+    """The role of our name; with `policies=False` only whether it exists and its tags (one
+    GetRole: the exclusion reconcile's probe)."""
+    name = settings.forwarder_role_name
+    try:
+        role = iam.get_role(RoleName=name)["Role"]
+    except ClientError as err:
+        if error_code(err) == "NoSuchEntity":
+            return RoleRemoval(exists=False)
+        raise
+    if not policies:
+        return RoleRemoval(True, tuple(role.get("Tags", [])))
+    inline, attached = _role_policies(iam, name)
+    return RoleRemoval(True, tuple(role.get("Tags", [])), inline, attached)
+
+
+def plan_remove_forwarder_role(
+    state: RoleRemoval, settings: Settings, account_id: str
+) -> list[Change]:
+    """The role of our name goes only if it carries the managed-by tag (watershed has tagged it
+    at creation since the first release, and the reconcile tags a role it converged): a role of
+    the same name someone else made is left alone. In the management account the role is never
+    deleted here: management.yaml declares it there, and the launcher has no IAM write."""
+    name = settings.forwarder_role_name
+    if account_id == settings.management_account_id:
+        return [Change("forwarder-role", "retain", f"{name} {MANAGEMENT_ROLE_RETAINED}")]
+    if not state.exists:
+        return []
+    if not ownership.is_managed(state.tags):
+        why = f"{name} is not tagged {ownership.MANAGED_TAG_TEXT}: not watershed's, left alone"
+        return [Change("forwarder-role", "retain", why)]
+    changes = [Change("role-policy", "delete", policy) for policy in state.inline]
+    changes += [Change("attached-policy", "delete", arn) for arn in state.attached]
+    changes.append(Change("forwarder-role", "delete", name))
+    return changes
+
+
+def apply_remove_forwarder_role(iam: Any, settings: Settings, changes: list[Change]) -> None:
+    name = settings.forwarder_role_name
+    for change in changes:
+        if change.action != "delete":
+            continue
+        try:
+            if change.resource == "role-policy":
+                iam.delete_role_policy(RoleName=name, PolicyName=change.detail)
+            elif change.resource == "attached-policy":
+                iam.detach_role_policy(RoleName=name, PolicyArn=change.detail)
+            elif change.resource == "forwarder-role":
+                iam.delete_role(RoleName=name)
+        except ClientError as err:
+            if error_code(err) != "NoSuchEntity":  # gone meanwhile: done
+                raise
+
+
+def remove_forwarder_role(
+    iam: Any, settings: Settings, account_id: str, dry_run: bool = False
+) -> list[Change]:
+    """Read, then remove only what exists and is ours. Returns the changes made (or planned).
+    In the management account nothing is read or written: the role is management.yaml's."""
+    if account_id == settings.management_account_id:
+        return plan_remove_forwarder_role(RoleRemoval(False), settings, account_id)
+    changes = plan_remove_forwarder_role(read_removal(iam, settings), settings, account_id)
+    if not dry_run and any(c.action == "delete" for c in changes):
+        apply_remove_forwarder_role(iam, settings, changes)
+    return changes
