@@ -18,6 +18,8 @@ from cfnmodel import (
 )
 from moto.events.models import EventPattern
 
+from relay import settings as relay_settings
+
 HOME_ONLY = {
     "WorkQueue",
     "WorkDeadLetterQueue",
@@ -64,6 +66,8 @@ RELAY_VARIABLES = {
     "RELAY_BACKOFF_MAX_MS",
     "RELAY_TIME_MARGIN_MS",
     "OVERSIZE_BUCKET",
+    "RELAY_MAX_RECORD_BYTES",
+    "RELAY_MAX_REQUEST_BYTES",
 }
 COMMON_VARIABLES = {
     "AWS_STS_REGIONAL_ENDPOINTS",
@@ -179,6 +183,9 @@ def test_functions_receive_only_contract_variables(home, relay_region):
     assert onboarding["FORWARDER_ROLE_NAME"] == "watershed-forwarder"
     assert onboarding["FORWARD_RULE_NAME"] == "watershed-forward"
     assert relay["OVERSIZE_BUCKET"] == relay_region.ref("OversizeBucket")
+    # the size limits default to a standard destination stream's, as the relay's own defaults
+    assert int(relay["RELAY_MAX_RECORD_BYTES"]) == relay_settings.DEFAULT_MAX_RECORD_BYTES
+    assert int(relay["RELAY_MAX_REQUEST_BYTES"]) == relay_settings.DEFAULT_MAX_REQUEST_BYTES
 
 
 def test_optional_values_are_left_out_rather_than_set_empty(sam_template):
@@ -233,7 +240,7 @@ def test_functions_use_the_roles_defined_here(sam_template):
         assert "ManagedPolicyArns" not in resource.get("Properties", {})
 
 
-def test_relay_mapping_cannot_block_a_shard(relay_region):
+def test_relay_mapping_gives_up_a_batch_only_at_its_age_bound(relay_region):
     (event,) = _events(relay_region, "RelayFunction").values()
     props = event["Properties"]
     stream = relay_region.resolve(
@@ -243,8 +250,12 @@ def test_relay_mapping_cannot_block_a_shard(relay_region):
     assert props["Stream"] == relay_region.get_att("RegionalStream", "Arn")
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BisectBatchOnFunctionError"] is True
-    assert 0 <= props["MaximumRetryAttempts"] <= 100
-    assert 60 <= props["MaximumRecordAgeInSeconds"] < stream["RetentionPeriodHours"] * 3600
+    # retries are not counted: only the records' age ends them, and it ends them with hours of
+    # retention left for `watershed relay-replay` (a bound of -1 would let records expire
+    # unrecorded; a count would give a batch up within minutes of an outage)
+    assert props["MaximumRetryAttempts"] == -1
+    retention = stream["RetentionPeriodHours"] * 3600
+    assert 20 * 3600 <= props["MaximumRecordAgeInSeconds"] <= retention - 2 * 3600
     assert props["DestinationConfig"]["OnFailure"] == {
         "Type": "SQS",
         "Destination": relay_region.get_att("RelayFailureQueue", "Arn"),
