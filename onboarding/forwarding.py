@@ -3,7 +3,8 @@
 Rule FORWARD_RULE_NAME on the default bus with the forwarding pattern; target id
 `security-bus` → the Security account's default bus *in the same region* (one bus-to-bus hop),
 with the forwarder role as `RoleArn` (required when the receiving bus policy grants by
-`aws:PrincipalOrgID`). Only what differs is written.
+`aws:PrincipalOrgID`), EventBridge's longest retry policy and the Security account's dead-letter
+queue of that region. Only what differs is written.
 """
 
 from __future__ import annotations
@@ -45,11 +46,20 @@ def read_forwarding(events: Any, settings: Settings) -> ForwardingState:
     return ForwardingState(rule, target)
 
 
-def desired_target(settings: Settings, account_id: str, region: str) -> dict[str, str]:
+# EventBridge's own maxima (24 h, 185 attempts), and a dead-letter queue in the Security account
+# for what still fails: without one, an event refused for a missing permission or a missing bus
+# (not retried at all) is dropped.
+RETRY_POLICY = {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+_DELIVERY_FIELDS = ("RetryPolicy", "DeadLetterConfig")
+
+
+def desired_target(settings: Settings, account_id: str, region: str) -> dict[str, Any]:
     return {
         "Id": TARGET_ID,
         "Arn": settings.security_bus_arn(region),
         "RoleArn": settings.forwarder_role_arn(account_id),
+        "RetryPolicy": dict(RETRY_POLICY),
+        "DeadLetterConfig": {"Arn": settings.member_dead_letter_queue_arn(region)},
     }
 
 
@@ -80,6 +90,10 @@ def plan_forwarding(
         diffs += [k for k in _TARGET_REWRITES if state.target.get(k)]
         if diffs:
             changes.append(Change("target", "update", f"{TARGET_ID} {', '.join(diffs)} differ"))
+        delivery = [k for k in _DELIVERY_FIELDS if state.target.get(k) != want[k]]
+        if delivery:
+            detail = f"{TARGET_ID} delivery: {', '.join(delivery)} differ"
+            changes.append(Change("target", "update", detail))
     return changes
 
 

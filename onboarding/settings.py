@@ -32,6 +32,7 @@ MAX_PATTERN_CHARS = 2048  # EventBridge limit on an event pattern
 DEFAULT_MEMBER_ROLE_NAMES = ("OrganizationAccountAccessRole", "AWSControlTowerExecution")
 DEFAULT_FORWARDER_ROLE_NAME = "watershed-forwarder"
 DEFAULT_FORWARD_RULE_NAME = "watershed-forward"
+MEMBER_DEAD_LETTER_QUEUE_NAME = "watershed-forward-dlq"  # one per hub region, Security account
 DEFAULT_PUBLISHING_FREQUENCY = "FIFTEEN_MINUTES"
 DEFAULT_REGION_WORKERS = 20
 MAX_REGION_WORKERS = 64
@@ -313,6 +314,14 @@ class Settings:
         return (
             f"arn:{self.partition(region)}:events:{region}:{self.security_account_id}"
             ":event-bus/default"
+        )
+
+    def member_dead_letter_queue_arn(self, region: str) -> str:
+        """The Security account's queue in `region` for events a member's target could not
+        deliver (template.yaml MemberDeadLetterQueue; a DLQ must be in the rule's region)."""
+        return (
+            f"arn:{self.partition(region)}:sqs:{region}:{self.security_account_id}"
+            f":{MEMBER_DEAD_LETTER_QUEUE_NAME}"
         )
 
     def forwarder_role_arn(self, account_id: str) -> str:

@@ -243,6 +243,7 @@ DRIFTS = {
     "rule-off": "rule-disabled",
     "no-target": "target-missing",
     "elsewhere": "target-elsewhere",
+    "no-dlq": "target-delivery",
     "trust": "role-trust",
     "role-policy": "role-policy-changed",
     "no-role": "role-missing",
@@ -282,6 +283,17 @@ def drift(org: Org, label: str) -> None:
                 {
                     "Id": "security-bus",
                     "Arn": f"arn:aws:events:{region}:111122223333:event-bus/default",
+                    "RoleArn": f"arn:aws:iam::{account}:role/watershed-forwarder",
+                }
+            ],
+        )
+    elif label == "no-dlq":  # the target as watershed wrote it before it had a dead-letter queue
+        events.put_targets(
+            Rule="watershed-forward",
+            Targets=[
+                {
+                    "Id": "security-bus",
+                    "Arn": f"arn:aws:events:{region}:{org.security}:event-bus/default",
                     "RoleArn": f"arn:aws:iam::{account}:role/watershed-forwarder",
                 }
             ],

@@ -18,6 +18,7 @@ from cfnmodel import (
 )
 from moto.events.models import EventPattern
 
+from onboarding import settings as onboarding_settings
 from relay import settings as relay_settings
 
 HOME_ONLY = {
@@ -37,7 +38,13 @@ RELAY_ONLY = {
     "OversizeBucket",
     "RelayLogGroup",
 }
-EVERYWHERE = {"OrganizationBusPolicy", "CollectRule", "CollectRole", "EventsDeadLetterQueue"}
+EVERYWHERE = {
+    "OrganizationBusPolicy",
+    "CollectRule",
+    "CollectRole",
+    "EventsDeadLetterQueue",
+    "MemberDeadLetterQueue",
+}
 
 # The contract's names (CONTRACT.md): every variable a function receives must be one of these.
 ONBOARDING_VARIABLES = {
@@ -430,3 +437,74 @@ def test_arns_name_their_partition(sam_template, management_template):
         text = json.dumps(template["Resources"])
         # Literal partitions appear only in the per-partition Fn::Join delimiters.
         assert "arn:aws:" not in text.replace(",arn:aws:iam::*:role/", "")
+
+
+def test_the_member_dead_letter_queue_takes_only_the_organizations_forward_rules(sam_deployment):
+    # One queue per hub region, named as onboarding names it on every member's target, that
+    # EventBridge may write only for a rule named watershed-forward, in this region, of an account
+    # of this organization.
+    resources = sam_deployment.resources()
+    queue = sam_deployment.resolve(resources["MemberDeadLetterQueue"]["Properties"])
+    policy = sam_deployment.resolve(resources["MemberDeadLetterQueuePolicy"]["Properties"])
+    settings = onboarding_settings.Settings.from_env(
+        {
+            "SECURITY_ACCOUNT_ID": SECURITY_ACCOUNT,
+            "MANAGEMENT_ACCOUNT_ID": SAM_PARAMETERS["ManagementAccountId"],
+            "HUB_REGIONS": SAM_PARAMETERS["HubRegions"],
+        }
+    )
+    region = sam_deployment.region
+    arn = sam_deployment.get_att("MemberDeadLetterQueue", "Arn")
+    assert settings.member_dead_letter_queue_arn(region) == arn
+    assert queue["QueueName"] == arn.rsplit(":", 1)[1]
+    allow, deny = policy["PolicyDocument"]["Statement"]
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"}
+    assert allow["Action"] == "sqs:SendMessage"
+    assert allow["Resource"] == arn
+    assert allow["Condition"] == {
+        "ArnLike": {"aws:SourceArn": f"arn:aws:events:{region}:*:rule/watershed-forward"},
+        "StringEquals": {"aws:SourceOrgID": SAM_PARAMETERS["OrganizationId"]},
+    }
+    assert deny["Effect"] == "Deny"
+
+
+def test_the_alarms_an_operator_needs_exist_where_their_resource_is(home, relay_region):
+    home_metrics = {(a["Namespace"], a["MetricName"]) for a in _alarm_props(home)}
+    relay_metrics = {(a["Namespace"], a["MetricName"]) for a in _alarm_props(relay_region)}
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage") in home_metrics  # work queue
+    assert ("AWS/Lambda", "Errors") in home_metrics  # onboarding errors
+    assert ("AWS/Lambda", "IteratorAge") in relay_metrics
+    # the member-target DLQ is watched in every region
+    for deployment in (home, relay_region):
+        queues = {
+            a["Dimensions"][0]["Value"]
+            for a in _alarm_props(deployment)
+            if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        }
+        assert deployment.get_att("MemberDeadLetterQueue", "QueueName") in queues
+    relay_queues = {
+        a["Dimensions"][0]["Value"]
+        for a in _alarm_props(relay_region)
+        if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    }
+    assert relay_region.get_att("RelayFailureQueue", "QueueName") in relay_queues
+    # iterator age: one early warning, and one that fires hours before the mapping gives up
+    ages = sorted(
+        a["Threshold"] / 1000
+        for a in _alarm_props(relay_region)
+        if a["MetricName"] == "IteratorAge"
+    )
+    bound = relay_region.resolve(
+        relay_region.template["Resources"]["RelayFunction"]["Properties"]["Events"]
+    )["RegionalStream"]["Properties"]["MaximumRecordAgeInSeconds"]
+    assert ages[0] <= 600
+    assert ages[-1] <= bound - 12 * 3600
+
+
+def _alarm_props(deployment):
+    resources = deployment.resources()
+    return [
+        deployment.resolve(resource["Properties"])
+        for resource in resources.values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    ]
