@@ -331,7 +331,8 @@ def test_every_dead_letter_queue_has_an_alarm(home, relay_region):
         watched = {
             v["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
             for v in resources.values()
-            if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"]["Namespace"] == "AWS/SQS"
+            if v["Type"] == "AWS::CloudWatch::Alarm"
+            and v["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
         }
         assert dead_letter and dead_letter == watched
 
@@ -347,6 +348,26 @@ def test_alarms_cover_the_relay_and_onboarding(home, relay_region):
     assert ("AWS/Lambda", "IteratorAge") in metrics(relay_region)
     assert ("AWS/Lambda", "Errors") in metrics(relay_region)
     assert ("AWS/Lambda", "Errors") in metrics(home)
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage") in metrics(home)  # the work queue
+    # iterator age: an early warning, and one that fires half a day before the mapping gives up
+    ages = sorted(
+        a["Threshold"] / 1000
+        for a in _alarm_props(relay_region)
+        if a["MetricName"] == "IteratorAge"
+    )
+    bound = relay_region.resolve(
+        relay_region.template["Resources"]["RelayFunction"]["Properties"]["Events"]
+    )["RegionalStream"]["Properties"]["MaximumRecordAgeInSeconds"]
+    assert ages[0] <= 600
+    assert ages[-1] <= bound - 12 * 3600
+
+
+def _alarm_props(deployment):
+    return [
+        deployment.resolve(resource["Properties"])
+        for resource in deployment.resources().values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    ]
 
 
 def test_alarms_notify_the_given_topic_or_a_new_one_for_an_email(sam_template):
@@ -371,8 +392,21 @@ CREATE_ACCOUNT_RESULT = eventbridge_event(
     "aws.organizations",
     "AWS Service Event via CloudTrail",
     MANAGEMENT,
-    {"eventName": "CreateAccountResult", "serviceEventDetails": {}},
+    {
+        "eventSource": "organizations.amazonaws.com",
+        "eventName": "CreateAccountResult",
+        "serviceEventDetails": {},
+    },
 )
+ACCOUNT_JOINED = {
+    detail_type: eventbridge_event(
+        "aws.organizations",
+        detail_type,
+        MANAGEMENT,
+        {"eventSource": "organizations.amazonaws.com", "eventName": "AccountJoinedOrganization"},
+    )
+    for detail_type in ("AWS Service Event via CloudTrail", "AWS API Call via CloudTrail")
+}
 CREATE_MANAGED_ACCOUNT = eventbridge_event(
     "aws.controltower",
     "AWS Service Event via CloudTrail",
@@ -401,7 +435,12 @@ def _matches(deployment, rule, event):
 
 
 def test_trigger_rule_accepts_lifecycle_events_from_the_management_account_only(home):
-    for event in (CREATE_ACCOUNT_RESULT, CREATE_MANAGED_ACCOUNT, REGION_OPT_IN):
+    for event in (
+        CREATE_ACCOUNT_RESULT,
+        CREATE_MANAGED_ACCOUNT,
+        REGION_OPT_IN,
+        *ACCOUNT_JOINED.values(),
+    ):
         assert _matches(home, "TriggerRule", event), event["detail-type"]
         forged = {**event, "account": MEMBER}  # a member forwarding the same kind of event
         assert not _matches(home, "TriggerRule", forged)
@@ -455,8 +494,8 @@ def test_the_member_dead_letter_queue_takes_only_the_organizations_forward_rules
     )
     region = sam_deployment.region
     arn = sam_deployment.get_att("MemberDeadLetterQueue", "Arn")
-    assert settings.member_dead_letter_queue_arn(region) == arn
-    assert queue["QueueName"] == arn.rsplit(":", 1)[1]
+    named = f"arn:aws:sqs:{region}:{SECURITY_ACCOUNT}:{queue['QueueName']}"
+    assert settings.member_dead_letter_queue_arn(region) == named
     allow, deny = policy["PolicyDocument"]["Statement"]
     assert allow["Principal"] == {"Service": "events.amazonaws.com"}
     assert allow["Action"] == "sqs:SendMessage"
@@ -466,45 +505,3 @@ def test_the_member_dead_letter_queue_takes_only_the_organizations_forward_rules
         "StringEquals": {"aws:SourceOrgID": SAM_PARAMETERS["OrganizationId"]},
     }
     assert deny["Effect"] == "Deny"
-
-
-def test_the_alarms_an_operator_needs_exist_where_their_resource_is(home, relay_region):
-    home_metrics = {(a["Namespace"], a["MetricName"]) for a in _alarm_props(home)}
-    relay_metrics = {(a["Namespace"], a["MetricName"]) for a in _alarm_props(relay_region)}
-    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage") in home_metrics  # work queue
-    assert ("AWS/Lambda", "Errors") in home_metrics  # onboarding errors
-    assert ("AWS/Lambda", "IteratorAge") in relay_metrics
-    # the member-target DLQ is watched in every region
-    for deployment in (home, relay_region):
-        queues = {
-            a["Dimensions"][0]["Value"]
-            for a in _alarm_props(deployment)
-            if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
-        }
-        assert deployment.get_att("MemberDeadLetterQueue", "QueueName") in queues
-    relay_queues = {
-        a["Dimensions"][0]["Value"]
-        for a in _alarm_props(relay_region)
-        if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
-    }
-    assert relay_region.get_att("RelayFailureQueue", "QueueName") in relay_queues
-    # iterator age: one early warning, and one that fires hours before the mapping gives up
-    ages = sorted(
-        a["Threshold"] / 1000
-        for a in _alarm_props(relay_region)
-        if a["MetricName"] == "IteratorAge"
-    )
-    bound = relay_region.resolve(
-        relay_region.template["Resources"]["RelayFunction"]["Properties"]["Events"]
-    )["RegionalStream"]["Properties"]["MaximumRecordAgeInSeconds"]
-    assert ages[0] <= 600
-    assert ages[-1] <= bound - 12 * 3600
-
-
-def _alarm_props(deployment):
-    resources = deployment.resources()
-    return [
-        deployment.resolve(resource["Properties"])
-        for resource in resources.values()
-        if resource["Type"] == "AWS::CloudWatch::Alarm"
-    ]

@@ -203,8 +203,8 @@ def test_other_region_has_regional_stream_and_relay_to_the_home_destination(hub)
     assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == failures["QueueArn"]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BisectBatchOnFunctionError"] is True
-    assert mapping["MaximumRetryAttempts"] == 10
-    assert mapping["MaximumRecordAgeInSeconds"] == 21600
+    assert mapping["MaximumRetryAttempts"] == -1
+    assert mapping["MaximumRecordAgeInSeconds"] == 75600
     assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"]) == (500, 1)
 
     assert _missing(lambda_.get_function, FunctionName="watershed-onboarding")
