@@ -53,6 +53,9 @@ DEFAULT_FORWARD_EVENT_PATTERN: dict[str, Any] = {
                 "AWS Console Signin via CloudTrail",
             ]
         },
+        # A member's own region opt-ins (us-east-1 only): the Security account routes them to
+        # the work queue (template.yaml LifecycleRule), so the new region is onboarded at once.
+        {"source": ["aws.account"], "detail-type": ["Region Opt-In Status Change"]},
     ]
 }
 

@@ -505,3 +505,54 @@ def test_the_member_dead_letter_queue_takes_only_the_organizations_forward_rules
         "StringEquals": {"aws:SourceOrgID": SAM_PARAMETERS["OrganizationId"]},
     }
     assert deny["Effect"] == "Deny"
+
+
+def test_region_opt_ins_raised_in_members_are_routed_to_the_work_queue(sam_template, home):
+    # Given the stacks of us-east-1 (where Account Management sends opt-in events), of another
+    # relay region, and of us-east-1 as the home region
+    east = Deployment(sam_template, "us-east-1", SECURITY_ACCOUNT, SAM_PARAMETERS)
+    sydney = Deployment(sam_template, "ap-southeast-2", SECURITY_ACCOUNT, SAM_PARAMETERS)
+    east_home = Deployment(
+        sam_template, "us-east-1", SECURITY_ACCOUNT, {**SAM_PARAMETERS, "HomeRegion": "us-east-1"}
+    )
+    member_opt_in = {**REGION_OPT_IN, "account": MEMBER}
+
+    # Then only us-east-1 has the lifecycle rule, and it takes a member's own opt-in (ENABLED)
+    assert "LifecycleRule" not in sydney.resources()
+    assert "LifecycleRule" not in home.resources()
+    assert _matches(east, "LifecycleRule", member_opt_in)
+    disabling = {**member_opt_in, "detail": {**member_opt_in["detail"], "status": "DISABLING"}}
+    assert not _matches(east, "LifecycleRule", disabling)
+    for event in (GUARDDUTY_FINDING, MEMBER_API_CALL, *ACCOUNT_JOINED.values()):
+        assert not _matches(east, "LifecycleRule", event)
+
+    # ... and sends it on without a second bus hop: to a topic the home work queue (named, so
+    # known in us-east-1) is subscribed to with raw delivery, or to the queue when home is there
+    rule = east.resolve(sam_template["Resources"]["LifecycleRule"]["Properties"])
+    (target,) = rule["Targets"]
+    assert target["Arn"] == east.ref("LifecycleTopic")
+    subscription = east.resolve(sam_template["Resources"]["LifecycleSubscription"]["Properties"])
+    work_queue = home.resolve(sam_template["Resources"]["WorkQueue"]["Properties"])["QueueName"]
+    assert subscription["Endpoint"] == (
+        f"arn:aws:sqs:{HOME_REGION}:{SECURITY_ACCOUNT}:{work_queue}"
+    )
+    assert (subscription["Protocol"], subscription["RawMessageDelivery"]) == ("sqs", True)
+    (east_target,) = east_home.resolve(sam_template["Resources"]["LifecycleRule"]["Properties"])[
+        "Targets"
+    ]
+    assert east_target["Arn"] == east_home.get_att("WorkQueue", "Arn")
+    assert "LifecycleTopic" not in east_home.resources()
+
+    # ... and the work queue takes messages from that topic and rule only
+    policy = home.resolve(sam_template["Resources"]["WorkQueuePolicy"]["Properties"])
+    sources = {
+        statement["Principal"]["Service"]: statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow"
+    }
+    topic = f"arn:aws:sns:us-east-1:{SECURITY_ACCOUNT}:watershed-lifecycle"
+    assert sources["sns.amazonaws.com"] == topic
+    assert (
+        east.resolve(sam_template["Resources"]["LifecycleTopic"]["Properties"])["TopicName"]
+        == topic.rsplit(":", 1)[1]
+    )

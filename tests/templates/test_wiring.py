@@ -183,9 +183,15 @@ def test_other_region_has_regional_stream_and_relay_to_the_home_destination(hub)
     assert regional["StreamDescriptionSummary"]["StreamARN"] == outputs["RegionalStreamArn"]
     assert _missing(kinesis.describe_stream_summary, StreamName="watershed")
 
-    assert {rule["Name"] for rule in events.list_rules()["Rules"]} == {"watershed-collect"}
+    # us-east-1 (where Account Management sends opt-in events) also routes them to the home
+    # region's work queue, through its lifecycle topic
+    rules = {rule["Name"] for rule in events.list_rules()["Rules"]}
+    assert rules == {"watershed-collect", "watershed-lifecycle"}
     (collect,) = events.list_targets_by_rule(Rule="watershed-collect")["Targets"]
     assert collect["Arn"] == outputs["RegionalStreamArn"]
+    (lifecycle,) = events.list_targets_by_rule(Rule="watershed-lifecycle")["Targets"]
+    assert lifecycle["Arn"].rsplit(":", 1)[1] == "watershed-lifecycle"
+    assert lifecycle["Arn"].split(":")[2:4] == ["sns", RELAY_REGION]
 
     function = lambda_.get_function(FunctionName="watershed-relay")["Configuration"]
     assert function["Handler"] == "relay.handler.lambda_handler"
