@@ -26,7 +26,7 @@ from relay.sender import TimeBudget, error_code
 from relay.service import Relay
 from relay.telemetry import logger
 
-_STREAM_ARN = re.compile(
+STREAM_ARN = re.compile(
     r"^arn:aws[a-z-]*:kinesis:(?P<region>[a-z]{2}(-[a-z]+)+-\d):\d{12}:stream/[A-Za-z0-9_.-]{1,128}$"
 )
 _SEQUENCE = re.compile(r"^\d{1,128}$")
@@ -67,7 +67,7 @@ def parse_failure_message(body: str) -> FailedRange:
     if not isinstance(info, dict):
         raise UnreadableMessage("no KinesisBatchInfo object: not a Kinesis on-failure record")
     checks = (
-        ("streamArn", _STREAM_ARN),
+        ("streamArn", STREAM_ARN),
         ("shardId", _SHARD),
         ("startSequenceNumber", _SEQUENCE),
         ("endSequenceNumber", _SEQUENCE),
@@ -132,8 +132,12 @@ class Replayer:
         seconds_per_message: float = 60.0,
         visibility_timeout: int = 300,
         clock: Callable[[], float] = time.monotonic,
+        source_stream_arn: str | None = None,
     ) -> None:
         self._relay = relay
+        # When given, a message naming any other stream is refused: whoever could write to the
+        # failure queue must not make the replay copy a stream of their choice into the SIEM.
+        self._source = stream_identity(source_stream_arn) if source_stream_arn else None
         self._sqs = sqs
         self._kinesis_for = kinesis_for  # region -> Kinesis client of the regional stream
         self._seconds = seconds_per_message
@@ -171,6 +175,11 @@ class Replayer:
         try:
             failed = parse_failure_message(message.get("Body", ""))
             detail.update(shard=failed.shard_id, start=failed.start, end=failed.end)
+            if self._source is not None and failed.stream_arn != self._source:
+                raise UnreadableMessage(
+                    f"KinesisBatchInfo.streamArn {failed.stream_arn} is not the regional stream "
+                    f"{self._source} this failure queue belongs to"
+                )
             records = self._read(failed)
         except UnreadableMessage as err:
             summary.unreadable += 1

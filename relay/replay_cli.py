@@ -24,11 +24,12 @@ import boto3
 
 from relay.clients import CLIENT_CONFIG, Clients
 from relay.errors import ConfigurationError
-from relay.replay import Replayer, ReplaySummary
+from relay.replay import STREAM_ARN, Replayer, ReplaySummary
 from relay.service import Relay
 from relay.settings import Settings
 
 COMMAND = "relay-replay"
+REGIONAL_STREAM_NAME = "watershed-regional"  # template.yaml RegionalStream
 _QUEUE_URL = re.compile(
     r"^https://sqs[.-](?P<region>[a-z]{2}(-[a-z]+)+-\d)\.[^/]+/\d{12}/[\w-]{1,80}$"
 )
@@ -44,6 +45,11 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--failure-queue-url", required=True, help="the relay's failure queue")
     parser.add_argument("--destination-stream-arn", help="overrides DESTINATION_STREAM_ARN")
     parser.add_argument("--oversize-bucket", help="overrides OVERSIZE_BUCKET")
+    parser.add_argument(
+        "--regional-stream-arn",
+        help="the only stream messages may name (default: watershed-regional in the queue's "
+        "account and region)",
+    )
     parser.add_argument("--region", help="the queue's region when its URL does not say it")
     parser.add_argument("--max", type=int, default=None, help="replay at most N messages")
     parser.add_argument(
@@ -64,6 +70,13 @@ def run(args: argparse.Namespace, environ: Mapping[str, str], session: Any = Non
         region = _queue_region(args.failure_queue_url, args.region)
         if args.max is not None and args.max < 1:
             raise ConfigurationError("--max", f"{args.max} is below 1")
+        if args.seconds_per_message <= 0:
+            raise ConfigurationError("--seconds-per-message", "must be above 0")
+        stream = args.regional_stream_arn or _regional_stream(
+            settings.partition, region, args.failure_queue_url
+        )
+        if not STREAM_ARN.match(stream):
+            raise ConfigurationError("--regional-stream-arn", f"{stream!r} is not a stream ARN")
     except ConfigurationError as err:
         print(f"watershed {COMMAND}: configuration error: {err}", file=sys.stderr)
         return 2
@@ -75,6 +88,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str], session: Any = Non
             "kinesis", region_name=stream_region, config=CLIENT_CONFIG
         ),
         seconds_per_message=args.seconds_per_message,
+        source_stream_arn=stream,
     )
     summary = replayer.run(args.failure_queue_url, args.max)
     print(json.dumps(summary.as_dict(), indent=2) if args.json else render(summary))
@@ -97,6 +111,12 @@ def render(summary: ReplaySummary) -> str:
         f"stored as oversize, {summary.records_expired} expired in {summary.expired_ranges} ranges"
     )
     return "\n".join(lines)
+
+
+def _regional_stream(partition: str, region: str, queue_url: str) -> str:
+    """The template's regional stream next to the failure queue (same account and region)."""
+    account = queue_url.rstrip("/").split("/")[-2]
+    return f"arn:{partition}:kinesis:{region}:{account}:stream/{REGIONAL_STREAM_NAME}"
 
 
 def _queue_region(url: str, region: str | None) -> str:

@@ -189,26 +189,43 @@ def test_expired_records_are_counted_and_what_is_left_is_delivered(
 def test_a_message_that_is_not_an_on_failure_record_is_left_and_named(
     regional, failure_queue, destination, monkeypatch, capsys, read_back
 ):
-    # Given a message someone sent by hand, and one naming a stream by a malformed ARN
+    # Given a message someone sent by hand, one naming a stream by a malformed ARN, and one
+    # naming another stream than the regional stream next to the queue (whoever can write to
+    # the queue must not get a stream of their choice copied into the SIEM)
     monkeypatch.setenv("DESTINATION_STREAM_ARN", destination)
+    boto3.client("kinesis", region_name=SOURCE_REGION).create_stream(
+        StreamName="someone-elses", ShardCount=1
+    )
+    other = REGIONAL_ARN.replace(REGIONAL, "someone-elses")
     _send(failure_queue, '{"hello": "world"}')
     _send(failure_queue, _on_failure_record(regional[0:2], stream_arn="watershed-regional"))
+    _send(failure_queue, _on_failure_record(regional[0:2], stream_arn=other))
 
     code = main(["relay-replay", "--failure-queue-url", failure_queue])
 
     # Then both are left in the queue, nothing is written, and the output names the problem
     out = capsys.readouterr().out
     assert code == 1
-    assert _messages_left(failure_queue) == 2
+    assert _messages_left(failure_queue) == 3
     assert read_back() == []
     assert "no KinesisBatchInfo object" in out
     assert "KinesisBatchInfo.streamArn is missing or malformed" in out
+    assert f"{other} is not the regional stream {REGIONAL_ARN}" in out
 
 
 @pytest.mark.parametrize(
     ("argv", "named"),
     [
         (["--failure-queue-url", "watershed-relay-failures"], "--failure-queue-url"),
+        (
+            [
+                "--failure-queue-url",
+                "https://sqs.eu-west-1.amazonaws.com/123456789012/q",
+                "--seconds-per-message",
+                "0",
+            ],
+            "--seconds-per-message",
+        ),
         (
             [
                 "--failure-queue-url",

@@ -19,6 +19,7 @@ from cfnmodel import (
 from moto.events.models import EventPattern
 
 from onboarding import settings as onboarding_settings
+from relay import replay_cli
 from relay import settings as relay_settings
 
 HOME_ONLY = {
@@ -556,3 +557,10 @@ def test_region_opt_ins_raised_in_members_are_routed_to_the_work_queue(sam_templ
         east.resolve(sam_template["Resources"]["LifecycleTopic"]["Properties"])["TopicName"]
         == topic.rsplit(":", 1)[1]
     )
+
+
+def test_relay_replay_pins_the_regional_stream_the_template_names(relay_region):
+    stream = relay_region.resolve(
+        relay_region.template["Resources"]["RegionalStream"]["Properties"]
+    )
+    assert stream["Name"] == replay_cli.REGIONAL_STREAM_NAME
