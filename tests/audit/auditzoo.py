@@ -276,24 +276,16 @@ def drift(org: Org, label: str) -> None:
         events.disable_rule(Name="watershed-forward")
     elif label == "no-target":
         events.remove_targets(Rule="watershed-forward", Ids=["security-bus"])
-    elif label == "elsewhere":
+    elif label in ("elsewhere", "no-dlq"):
+        # elsewhere: another account's bus; no-dlq: the target as watershed wrote it before it
+        # had a retry policy and a dead-letter queue
+        bus_account = "111122223333" if label == "elsewhere" else org.security
         events.put_targets(
             Rule="watershed-forward",
             Targets=[
                 {
                     "Id": "security-bus",
-                    "Arn": f"arn:aws:events:{region}:111122223333:event-bus/default",
-                    "RoleArn": f"arn:aws:iam::{account}:role/watershed-forwarder",
-                }
-            ],
-        )
-    elif label == "no-dlq":  # the target as watershed wrote it before it had a dead-letter queue
-        events.put_targets(
-            Rule="watershed-forward",
-            Targets=[
-                {
-                    "Id": "security-bus",
-                    "Arn": f"arn:aws:events:{region}:{org.security}:event-bus/default",
+                    "Arn": f"arn:aws:events:{region}:{bus_account}:event-bus/default",
                     "RoleArn": f"arn:aws:iam::{account}:role/watershed-forwarder",
                 }
             ],
