@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -69,6 +69,12 @@ FINDING_KINDS = {
     "role-trust": "forwarder role trust policy changed",
     "role-policy-missing": "forwarder role policy missing",
     "role-policy-changed": "forwarder role policy changed",
+    # Offboarding (issue 14): an older deployment without the managed-by tag (the reconcile adds
+    # it), and a member still forwarding to a Security bus whose policy is gone (the Security
+    # stack deleted before the members were removed: every event is refused).
+    "rule-tag-create": "forwarding rule not tagged managed-by=watershed",
+    "role-tag-create": "forwarder role not tagged managed-by=watershed",
+    "target-refused": "forwarding to a Security bus that refuses it",
 }
 GLOBAL_NOTE = "global: IAM is account-wide, so every region drifts"
 
@@ -279,6 +285,33 @@ def classify(
     return AccountAudit(member.account_id, member.name, cells, role)
 
 
+def forwarding_refused(
+    audits: Sequence[AccountAudit], security: Sequence[hub.HubRegion], settings: Settings
+) -> list[AccountAudit]:
+    """A member cell that is `ok` in a region whose Security bus has no policy granting the
+    organization is not collecting: its target delivers to a bus that refuses every event (the
+    Security stack was deleted, or its policy lost, while members still forward). It drifts."""
+    refused = {
+        r.region: r.checks["bus_policy"].detail
+        for r in security
+        if "bus_policy" in r.checks and not r.checks["bus_policy"].ok
+    }
+    if not refused:
+        return list(audits)
+    out = []
+    for audit in audits:
+        if audit.account_id == settings.security_account_id:  # forwards nothing
+            out.append(audit)
+            continue
+        cells = dict(audit.regions)
+        for region, why in refused.items():
+            if region in cells and cells[region].state == "ok":
+                found = Finding("target-refused", f"{FINDING_KINDS['target-refused']}: {why}")
+                cells[region] = Cell("drift", str(found), (found,))
+        out.append(replace(audit, regions=cells))
+    return out
+
+
 def _nothing_of_ours(local: tuple[Finding, ...], is_security: bool) -> bool:
     """Missing, not drifted: our anchor (the forwarding rule; for the Security account, which
     forwards nothing, the detector) is absent and nothing present would be updated."""
@@ -363,6 +396,7 @@ class Auditor:
             state.total = len(results)
             audits = sorted((f.result() for f in results), key=lambda a: a.account_id)
             hub_regions = security.result()
+            audits = forwarding_refused(audits, hub_regions, self.settings)
 
         return AuditReport(
             generated_at=generated_at,
@@ -457,6 +491,9 @@ class Auditor:
                 hub.HubRegion(r, "error", error=failed.code, detail=str(failed)) for r in regions
             )
 
+        settings = self.settings
+        home_bus = settings.security_bus_arn(settings.home_region)
+
         def one(region: str) -> hub.HubRegion:
             try:
                 return hub.read_hub_region(
@@ -464,6 +501,8 @@ class Auditor:
                     lambda where: session.client("kinesis", where),
                     region,
                     organization_id,
+                    # direct mode: a region other than home needs only its rule to the home bus
+                    home_bus if settings.direct and region != settings.home_region else None,
                 )
             except Exception as err:
                 logger.exception("security side failed", extra={"region": region})

@@ -4,7 +4,9 @@ Inputs, as the onboarding function receives them:
 - EventBridge events exactly as AWS sends them (Organizations, Control Tower, Account
   Management), forwarded from the management account; Region Opt-In Status Change also from a
   member, whose own forwarding carries it (docs/onboarding.md);
-- manual requests `{"accounts": [...] | "ALL", "regions"?: [...], "dry_run"?: bool}`;
+- manual requests `{"accounts": [...] | "ALL", "regions"?: [...], "dry_run"?: bool,
+  "action"?: "onboard" | "remove" | "scope" | "departed", "guardduty"?: bool}`, and the
+  shorthand `{"remove": [...] | "ALL", ...}` for `"action": "remove"` (see `parse_manual`);
 - SQS records whose bodies are either of the above (see `parse_sqs_record`).
 
 Events that are not ours are *ignored* (returned as `Ignored`, logged by the caller, never
@@ -26,7 +28,15 @@ import boto3
 from onboarding.errors import InvalidRequest
 from onboarding.settings import ACCOUNT_ID, REGION_NAME, Settings
 
-MANUAL_KEYS = frozenset({"accounts", "regions", "dry_run", "reason", "attempt"})
+MANUAL_KEYS = frozenset(
+    {"accounts", "regions", "dry_run", "reason", "attempt", "action", "guardduty", "remove"}
+)
+# What a request does with its account (issue 14). A body without "action" onboards, as before.
+ONBOARD = "onboard"
+REMOVE = "remove"  # take watershed's resources out of the account (`watershed remove`)
+SCOPE = "scope"  # onboard if in scope, remove if excluded (exclusion events, daily reconcile)
+DEPARTED = "departed"  # the account left the organization: record it, call nothing in it
+ACTIONS = (ONBOARD, REMOVE, SCOPE, DEPARTED)
 ALL_ACCOUNTS = "ALL"
 REGION_OPT_IN = "RegionOptIn"  # the reason of a Region Opt-In Status Change request
 _REASON = re.compile(r"^[\w .:/@()+-]{1,128}$")
@@ -41,6 +51,8 @@ class OnboardingRequest:
     reason: str = "manual"
     attempt: int = 1
     dry_run: bool = False
+    action: str = ONBOARD
+    guardduty: bool = False  # REMOVE only: also delete a GuardDuty detector watershed created
 
     def as_message(self) -> dict[str, Any]:
         """The manual-request form of this request (what a queue message or replay carries)."""
@@ -53,6 +65,10 @@ class OnboardingRequest:
             message["regions"] = list(self.regions)
         if self.dry_run:
             message["dry_run"] = True
+        if self.action != ONBOARD:
+            message["action"] = self.action
+        if self.guardduty:
+            message["guardduty"] = True
         return message
 
 
@@ -63,6 +79,8 @@ class AllAccountsRequest:
     regions: tuple[str, ...] | None = None
     reason: str = "manual"
     dry_run: bool = False
+    action: str = ONBOARD
+    guardduty: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,7 +111,7 @@ def parse_input(payload: Any, settings: Settings) -> list[Parsed]:
         raise InvalidRequest(
             f"input must be a JSON object, got {type(payload).__name__}: {payload!r:.80}"
         )
-    if "accounts" in payload:
+    if "accounts" in payload or "remove" in payload:
         return list(parse_manual(payload, settings))
     if "detail-type" in payload and "source" in payload:
         return [parse_event(payload, settings)]
@@ -161,12 +179,14 @@ def validate_account_id(value: Any) -> str:
 def parse_manual(
     payload: Mapping[str, Any], settings: Settings
 ) -> list[OnboardingRequest] | list[AllAccountsRequest]:
-    """`{"accounts": [...] | "ALL", "regions"?, "dry_run"?, "reason"?, "attempt"?}`."""
+    """`{"accounts": [...] | "ALL", "regions"?, "dry_run"?, "reason"?, "attempt"?, "action"?,
+    "guardduty"?}`; `{"remove": [...] | "ALL", ...}` is `{"accounts": ..., "action": "remove"}`."""
     unknown = sorted(set(payload) - MANUAL_KEYS)
     if unknown:
         raise InvalidRequest(
             f"unknown key(s) {unknown!r} in request; allowed: {sorted(MANUAL_KEYS)}"
         )
+    action, guardduty, payload = _action(payload)
 
     regions = None
     if payload.get("regions") is not None:
@@ -186,7 +206,9 @@ def parse_manual(
 
     accounts = payload["accounts"]
     if accounts == ALL_ACCOUNTS:
-        return [AllAccountsRequest(regions=regions, reason=reason, dry_run=dry_run)]
+        if action == DEPARTED:
+            raise InvalidRequest('action "departed" names accounts, not "ALL"')
+        return [AllAccountsRequest(regions, reason, dry_run, action, guardduty)]
     if not isinstance(accounts, list | tuple) or not accounts:
         raise InvalidRequest(
             f'accounts must be a non-empty list of account ids or "ALL", got {accounts!r}'
@@ -194,13 +216,47 @@ def parse_manual(
     ids = list(dict.fromkeys(validate_account_id(a) for a in accounts))
     return [
         OnboardingRequest(
-            account_id=a, regions=regions, reason=reason, attempt=attempt, dry_run=dry_run
+            account_id=a,
+            regions=regions,
+            reason=reason,
+            attempt=attempt,
+            dry_run=dry_run,
+            action=action,
+            guardduty=guardduty,
         )
         for a in ids
     ]
 
 
+def _action(payload: Mapping[str, Any]) -> tuple[str, bool, Mapping[str, Any]]:
+    """The request's action and GuardDuty flag; the shorthand `remove` key folded into
+    `accounts`. Refuses an unknown action, both keys at once, and `guardduty` off removal."""
+    action = payload.get("action", ONBOARD)
+    if action not in ACTIONS:
+        raise InvalidRequest(f"action {action!r} is not one of {', '.join(ACTIONS)}")
+    if "remove" in payload:
+        if "accounts" in payload:
+            raise InvalidRequest('give either "accounts" or "remove", not both')
+        if action != REMOVE and "action" in payload:
+            raise InvalidRequest(f'"remove" with action {action!r}: drop one of them')
+        action = REMOVE
+        payload = {
+            **{k: v for k, v in payload.items() if k != "remove"},
+            "accounts": payload["remove"],
+        }
+    guardduty = payload.get("guardduty", False)
+    if not isinstance(guardduty, bool):
+        raise InvalidRequest(f"guardduty must be true or false, got {guardduty!r}")
+    if guardduty and action != REMOVE:
+        raise InvalidRequest('guardduty (delete watershed\'s detectors) applies to "remove" only')
+    return action, guardduty, payload
+
+
 # EventBridge events --------------------------------------------------------------------------
+
+# Organizations API calls (detail-type "AWS API Call via CloudTrail", management account) that
+# can put an account out of scope, bring it back, or take it out of the organization.
+SCOPE_EVENTS = ("MoveAccount", "TagResource", "UntagResource", "RemoveAccountFromOrganization")
 
 
 def _get(document: Any, *path: str) -> Any:
@@ -254,8 +310,12 @@ def parse_event(event: Mapping[str, Any], settings: Settings) -> Parsed:
                     f"AcceptHandshake for {recipient!r} sent by account {origin!r}", event
                 )
             return _request(event, recipient, "AcceptHandshake")
+        if name == "LeaveOrganization":
+            return _departure(event, detail, origin)
         if not from_management:
             return Ignored(not_management, event)
+        if name in SCOPE_EVENTS:
+            return _scope_event(event, detail, name, settings)
         if name == "CreateAccountResult":
             status = _get(detail, "serviceEventDetails", "createAccountStatus") or {}
             state = status.get("state")
@@ -304,3 +364,43 @@ def parse_event(event: Mapping[str, Any], settings: Settings) -> Parsed:
         return _request(event, detail.get("accountId"), REGION_OPT_IN, regions=(region,))
 
     return Ignored(f"not a trigger: source={source!r} detail-type={detail_type!r}", event)
+
+
+def _scope_event(
+    event: Mapping[str, Any], detail: Mapping[str, Any], name: str, settings: Settings
+) -> Parsed:
+    """MoveAccount / TagResource / UntagResource → a SCOPE request (the consumer reads the
+    account's exclusions, then onboards or removes) when it can change the account's scope;
+    RemoveAccountFromOrganization → a DEPARTED record."""
+    params = detail.get("requestParameters")
+    params = params if isinstance(params, Mapping) else {}
+    if name == "RemoveAccountFromOrganization":
+        return _request(event, params.get("accountId"), name, action=DEPARTED)
+    if name == "MoveAccount":
+        if not settings.excluded_ous:
+            return Ignored("MoveAccount: no EXCLUDED_OUS, an account's OU does not matter", event)
+        return _request(event, params.get("accountId"), name, action=SCOPE)
+    resource = params.get("resourceId")
+    if not isinstance(resource, str) or not ACCOUNT_ID.match(resource):
+        return Ignored(f"{name} of {resource!r}: not an account", event)
+    if settings.exclude_tag is None:
+        return Ignored(f"{name}: no EXCLUDE_TAG, an account's tags do not matter", event)
+    key = settings.exclude_tag[0]
+    if name == "TagResource":
+        tags = params.get("tags") if isinstance(params.get("tags"), list) else []
+        keys = [t.get("key", t.get("Key")) for t in tags if isinstance(t, Mapping)]
+    else:
+        keys = params.get("tagKeys") if isinstance(params.get("tagKeys"), list) else []
+    if key not in keys:
+        return Ignored(f"{name} of {resource}: EXCLUDE_TAG key {key!r} not touched", event)
+    return _request(event, resource, name, action=SCOPE)
+
+
+def _departure(event: Mapping[str, Any], detail: Mapping[str, Any], origin: Any) -> Parsed:
+    """LeaveOrganization is called by the member itself and logged in its own trail: only
+    believed when the event comes from that very account."""
+    recipient = detail.get("recipientAccountId")
+    caller = _get(detail, "userIdentity", "accountId")
+    if not (origin == recipient == caller):
+        return Ignored(f"LeaveOrganization for {recipient!r} sent by account {origin!r}", event)
+    return _request(event, origin, "LeaveOrganization", action=DEPARTED)

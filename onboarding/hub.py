@@ -12,6 +12,11 @@ Three checks per region, each `ok` or not with the reason:
 The region's state: `ok` (all three), `missing` (no statement granting anyone and no collect
 rule: the template is not deployed there), `drift` (anything else not ok), `error` (a read
 failed; the code is kept).
+
+Direct delivery mode (issue 13), a region other than the home region: members deliver to the
+home region's bus, so this region needs no bus policy and no stream; what it needs is the
+collect rule sending the Security account's own events to the home region's bus
+(`home_bus_arn`). The same three checks are reported, judged against that.
 """
 
 from __future__ import annotations
@@ -120,18 +125,20 @@ def _stream(arn: str) -> tuple[str, str] | None:
 
 
 def read_hub_region(
-    events: Any, kinesis_for: Any, region: str, organization_id: str | None
+    events: Any,
+    kinesis_for: Any,
+    region: str,
+    organization_id: str | None,
+    home_bus_arn: str | None = None,
 ) -> HubRegion:
-    """Read and judge one region. `kinesis_for(region)` returns a Kinesis client."""
+    """Read and judge one region. `kinesis_for(region)` returns a Kinesis client.
+    `home_bus_arn`: direct mode and not the home region (see the module docstring)."""
+    if home_bus_arn:
+        return _read_direct_region(events, region, home_bus_arn)
     try:
         bus = events.describe_event_bus(Name="default")
         policy = check_bus_policy(bus.get("Policy"), organization_id)
-        try:
-            rule = events.describe_rule(Name=COLLECT_RULE_NAME)
-        except ClientError as err:
-            if error_code(err) != "ResourceNotFoundException":
-                raise
-            rule = None
+        rule = _collect_rule(events)
         if rule is None:
             collect = Check(False, f"rule {COLLECT_RULE_NAME} missing")
             stream = Check(False, "no collect rule, so no stream to deliver to")
@@ -146,6 +153,16 @@ def read_hub_region(
     detail = "; ".join(c.detail for c in checks.values() if not c.ok)
     nothing_there = rule is None and not bus.get("Policy")
     return HubRegion(region, "missing" if nothing_there else "drift", checks, detail=detail)
+
+
+def _collect_rule(events: Any) -> dict[str, Any] | None:
+    """DescribeRule of watershed-collect, None when the rule does not exist."""
+    try:
+        return dict(events.describe_rule(Name=COLLECT_RULE_NAME))
+    except ClientError as err:
+        if error_code(err) != "ResourceNotFoundException":
+            raise
+        return None
 
 
 def _check_collect(events: Any, kinesis_for: Any, rule: dict[str, Any]) -> tuple[Check, Check]:
@@ -170,3 +187,37 @@ def _check_collect(events: Any, kinesis_for: Any, rule: dict[str, Any]) -> tuple
     if status not in LIVE_STREAM_STATUSES:
         return collect, Check(False, f"stream {name} ({region}) is {status}")
     return collect, Check(True, f"stream {name} ({region}) {status}")
+
+
+def _read_direct_region(events: Any, region: str, home_bus_arn: str) -> HubRegion:
+    """Direct mode outside the home region: only the collect rule to the home bus is needed."""
+    try:
+        rule = _collect_rule(events)
+        targets = (
+            events.list_targets_by_rule(Rule=COLLECT_RULE_NAME).get("Targets", []) if rule else []
+        )
+    except (ClientError, BotoCoreError) as err:
+        return HubRegion(region, "error", error=error_code(err), detail=error_message(err))
+    arns = [t.get("Arn", "") for t in targets]
+    if rule is None:
+        collect = Check(
+            False,
+            f"rule {COLLECT_RULE_NAME} missing: this account's own events here are not collected",
+        )
+    elif rule.get("State") != "ENABLED":
+        collect = Check(False, f"rule {COLLECT_RULE_NAME} is {rule.get('State')}")
+    elif home_bus_arn not in arns:
+        where = ", ".join(arns) or "nothing"
+        collect = Check(False, f"rule {COLLECT_RULE_NAME} targets {where}, not {home_bus_arn}")
+    else:
+        collect = Check(True, f"rule {COLLECT_RULE_NAME} enabled, → {home_bus_arn}")
+    checks = {
+        "bus_policy": Check(True, "not needed: in direct mode members deliver to the home region"),
+        "collect_rule": collect,
+        "collect_stream": Check(
+            True, "not needed: the home region's collect rule writes the stream"
+        ),
+    }
+    if collect.ok:
+        return HubRegion(region, "ok", checks)
+    return HubRegion(region, "missing" if rule is None else "drift", checks, detail=collect.detail)

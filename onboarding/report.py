@@ -28,7 +28,8 @@ class Change:
     """One difference between the account and the desired state (made, or to be made)."""
 
     resource: str  # forwarder-role, role-policy, detector, rule, target
-    action: Literal["create", "update"]
+    # delete: removal (`watershed remove`, exclusion); retain: removal leaves it, with the reason
+    action: Literal["create", "update", "delete", "retain"]
     detail: str = ""
 
     def __str__(self) -> str:

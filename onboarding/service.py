@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from botocore.exceptions import BotoCoreError, ClientError
 
 from onboarding import forwarding, guardduty, iam, organization, regions
-from onboarding.backfill import select_accounts
+from onboarding.backfill import requests_for, select_accounts
 from onboarding.errors import (
     AccountRefused,
     RetryableStepFailed,
@@ -31,7 +31,10 @@ from onboarding.errors import (
     step_failed,
 )
 from onboarding.events import (
+    ONBOARD,
     REGION_OPT_IN,
+    REMOVE,
+    SCOPE,
     AllAccountsRequest,
     Ignored,
     OnboardingRequest,
@@ -81,13 +84,13 @@ class Onboarder:
     def handle(self, items: Iterable[Parsed]) -> Report:
         """Process parsed inputs inline: ignored ones are logged, requests are onboarded."""
         reports: list[AccountReport] = []
-        seen: set[tuple[str, tuple[str, ...] | None, bool]] = set()
+        seen: set[tuple[str, tuple[str, ...] | None, bool, str]] = set()
         for item in items:
             if isinstance(item, Ignored):
                 logger.info("ignored input", extra={"reason": item.reason})
                 continue
             for request in self._expand(item):
-                key = (request.account_id, request.regions, request.dry_run)
+                key = (request.account_id, request.regions, request.dry_run, request.action)
                 if key in seen:  # Control Tower sends two triggers for one account: do it once
                     continue
                 seen.add(key)
@@ -123,7 +126,7 @@ class Onboarder:
         did not finish is reported as a retryable `DeadlineExceeded` failure, for just those
         regions (or the whole account if it happened before the regions)."""
         with deadline_scope(deadline):
-            report = self._onboard(request, known_active)
+            report = self._dispatch(request, known_active)
         logger.info(
             "account report",
             extra={
@@ -131,12 +134,25 @@ class Onboarder:
                 "reason": request.reason,
                 "attempt": request.attempt,
                 "dry_run": request.dry_run,
+                "action": request.action,
                 "report": report.as_dict(),
             },
         )
         return report
 
     # Steps --------------------------------------------------------------------------------
+
+    def _dispatch(self, request: OnboardingRequest, known_active: bool) -> AccountReport:
+        """Onboard, or one of the offboarding actions (onboarding/removal.py)."""
+        if request.action == ONBOARD:
+            return self._onboard(request, known_active)
+        from onboarding import removal  # it builds on this module (fan-out, region results)
+
+        if request.action == REMOVE:
+            return removal.remove(self, request, known_active)
+        if request.action == SCOPE:
+            return removal.scope(self, request, known_active)
+        return removal.departed(self, request)
 
     def _expand(self, item: OnboardingRequest | AllAccountsRequest) -> list[OnboardingRequest]:
         if isinstance(item, OnboardingRequest):
@@ -146,10 +162,7 @@ class Onboarder:
         management = self.sessions.management()
         orgs = management.client("organizations", self.settings.home_region)
         selection = select_accounts(orgs, self.exclusions)
-        return [
-            OnboardingRequest(a, item.regions, item.reason, dry_run=item.dry_run)
-            for a in selection.accounts
-        ]
+        return requests_for(selection, item, self.settings.retain_on_exclusion)
 
     def _onboard(self, request: OnboardingRequest, known_active: bool) -> AccountReport:
         account_id, home = request.account_id, self.settings.home_region
@@ -174,11 +187,15 @@ class Onboarder:
 
         is_security = account_id == self.settings.security_account_id
         account_changes: list[Change] = []
+        after_repoint: list[Change] = []  # a relay -> direct switch narrows the policy last
         if not is_security:  # the Security account's events are already on its own bus
             try:
-                account_changes = iam.ensure_forwarder_role(
-                    session.client("iam", home), self.settings, account_id, request.dry_run
+                iam_client = session.client("iam", home)
+                account_changes, after_repoint = iam.plan_in_switch_order(
+                    iam_client, self.settings, account_id
                 )
+                if account_changes and not request.dry_run:
+                    iam.apply_forwarder_role(iam_client, self.settings, account_id, account_changes)
             except (ClientError, BotoCoreError) as err:
                 return _account_failed(step_failed(err, account_id, None, "iam"))
 
@@ -207,6 +224,25 @@ class Onboarder:
             for r, why in selection.pending.items()
         ]
         results += [_region_result(r, outcomes.get(r, [])) for r in selection.configure]
+        if after_repoint:
+            # Narrow only once every hub region's target is known to be repointed; until then
+            # the relay policy (which includes the home bus) keeps every region delivering.
+            every_region = request.regions is None or set(self.settings.hub_regions) <= set(
+                request.regions
+            )
+            if request.dry_run or (
+                every_region
+                and not selection.pending
+                and all(r.status != "failed" for r in results)
+            ):
+                try:
+                    if not request.dry_run:
+                        iam.apply_forwarder_role(
+                            iam_client, self.settings, account_id, after_repoint
+                        )
+                except (ClientError, BotoCoreError) as err:
+                    return _account_failed(step_failed(err, account_id, None, "iam"))
+                account_changes += after_repoint
         return AccountReport.build(account_id, results, account_changes, request.dry_run)
 
     def _guardduty(

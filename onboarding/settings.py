@@ -42,6 +42,12 @@ QUEUE_URL = re.compile(r"^https?://\S+/\d{12}/[\w-]{1,80}$")
 OU_ID = re.compile(r"^ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}$")
 TAG_KEY = re.compile(r"^[^=,]{1,128}$")
 
+# Where a member's forwarding target delivers (issue 13). `relay`: the Security account's bus in
+# the member's own region (a regional stream and the relay carry the events home); `direct`:
+# the Security account's bus in the home region, one cross-region hop, no relay.
+DELIVERY_MODES = ("relay", "direct")
+DEFAULT_DELIVERY_MODE = "relay"
+
 DEFAULT_FORWARD_EVENT_PATTERN: dict[str, Any] = {
     "$or": [
         {"source": ["aws.guardduty"]},
@@ -153,6 +159,14 @@ def parse_tag(name: str, value: str) -> tuple[str, str | None] | None:
     return key, (tag_value.strip() if sep else None)
 
 
+def parse_bool(name: str, value: str) -> bool:
+    """`true` or `false` (any case); empty means false. Anything else is refused."""
+    value = value.strip().lower()
+    if value not in ("", "true", "false"):
+        raise ConfigError(name, f"{value!r} must be true or false")
+    return value == "true"
+
+
 @lru_cache(maxsize=64)
 def partition_for(region: str) -> str:
     """`aws`, `aws-cn`, `aws-us-gov`… from botocore's bundled endpoint data (read once)."""
@@ -193,10 +207,26 @@ class Settings:
     excluded_accounts: frozenset[str] = frozenset()
     excluded_ous: frozenset[str] = frozenset()
     exclude_tag: tuple[str, str | None] | None = None  # (key, value or None for "any value")
+    # Delivery mode (issue 13): see DELIVERY_MODES and `target_bus_arn`.
+    delivery_mode: str = DEFAULT_DELIVERY_MODE
+    # Offboarding (issue 14): an account put out of scope keeps watershed's resources if true.
+    retain_on_exclusion: bool = False
 
     def __post_init__(self) -> None:
         if not self.home_region:
             object.__setattr__(self, "home_region", self.hub_regions[0])
+        if self.delivery_mode not in DELIVERY_MODES:
+            raise ConfigError(
+                "DELIVERY_MODE",
+                f"{self.delivery_mode!r} is not one of {', '.join(DELIVERY_MODES)}",
+            )
+        if self.delivery_mode == "direct" and self.home_region not in self.hub_regions:
+            # The target of every member would be a bus no stack of ours collects from.
+            raise ConfigError(
+                "DELIVERY_MODE",
+                f"direct delivers to the home region's bus, but the home region "
+                f"{self.home_region} (AWS_REGION) is not one of HUB_REGIONS",
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -304,6 +334,10 @@ class Settings:
             excluded_accounts=frozenset(excluded_accounts),
             excluded_ous=frozenset(excluded_ous),
             exclude_tag=parse_tag("EXCLUDE_TAG", env.get("EXCLUDE_TAG", "")),
+            delivery_mode=env.get("DELIVERY_MODE", "").strip().lower() or DEFAULT_DELIVERY_MODE,
+            retain_on_exclusion=parse_bool(
+                "RETAIN_ON_EXCLUSION", env.get("RETAIN_ON_EXCLUSION", "")
+            ),
         )
 
     # Derived values -----------------------------------------------------------------------
@@ -318,6 +352,24 @@ class Settings:
             f"arn:{self.partition(region)}:events:{region}:{self.security_account_id}"
             ":event-bus/default"
         )
+
+    @property
+    def direct(self) -> bool:
+        """Direct mode: every member region delivers straight to the home region's bus."""
+        return self.delivery_mode == "direct"
+
+    def target_bus_arn(self, region: str) -> str:
+        """Where a member's forwarding rule in `region` delivers, in this delivery mode.
+
+        relay: the Security bus of the same region; direct: the Security bus of the home region
+        (a cross-region bus target, which needs RoleArn). The one place the mode decides this.
+        """
+        return self.security_bus_arn(self.home_region if self.direct else region)
+
+    def target_bus_arns(self) -> tuple[str, ...]:
+        """Every bus the members deliver to in this mode (sorted, each once): what the
+        forwarder role may put events on, and nothing else."""
+        return tuple(sorted({self.target_bus_arn(region) for region in self.hub_regions}))
 
     def member_dead_letter_queue_arn(self, region: str) -> str:
         """The Security account's queue in `region` for events a member's target could not

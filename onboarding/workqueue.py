@@ -29,7 +29,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from onboarding.backfill import Selection, select_accounts
+from onboarding.backfill import Selection, requests_for, select_accounts
 from onboarding.errors import InvalidRequest, WatershedError, error_code
 from onboarding.events import (
     AllAccountsRequest,
@@ -149,7 +149,9 @@ class WorkQueue:
     def enqueue(self, requests: Iterable[OnboardingRequest]) -> list[OnboardingRequest]:
         """One message per distinct request (account, regions, dry_run); returns those sent.
         Raises QueueSendFailed whose `unsent` are the requests not sent."""
-        unique = list({(r.account_id, r.regions, r.dry_run): r for r in requests}.values())
+        unique = list(
+            {(r.account_id, r.regions, r.dry_run, r.action): r for r in requests}.values()
+        )
         try:
             self._send_batches([_text(r.as_message()) for r in unique], 0)
         except QueueSendFailed as err:
@@ -278,7 +280,8 @@ class Dispatcher:
                 result.ignored.append(item.reason)
             elif isinstance(item, AllAccountsRequest):
                 result.selection = self.select()
-                requests += backfill_requests(result.selection, item)
+                retain = self.onboarder.settings.retain_on_exclusion
+                requests += requests_for(result.selection, item, retain)
             else:
                 requests.append(item)
         result.requests = self.queue.enqueue(requests)
@@ -297,13 +300,6 @@ def organization_selection(onboarder: Onboarder) -> Selection:
     management = onboarder.sessions.management()
     orgs = management.client("organizations", onboarder.settings.home_region)
     return select_accounts(orgs, onboarder.exclusions)
-
-
-def backfill_requests(selection: Selection, item: AllAccountsRequest) -> list[OnboardingRequest]:
-    return [
-        OnboardingRequest(account, item.regions, item.reason, dry_run=item.dry_run)
-        for account in selection.accounts
-    ]
 
 
 # SQS batches: onboard, then done | retry | dead letter -------------------------------------------
@@ -350,7 +346,7 @@ class QueueWorker:
         remaining_ms: Callable[[], int] | None = None,
     ) -> BatchResult:
         result = BatchResult()
-        seen: set[tuple[str, tuple[str, ...] | None, bool]] = set()
+        seen: set[tuple[str, tuple[str, ...] | None, bool, str]] = set()
         self._deadline = (
             Deadline(remaining_ms, TIME_MARGIN_MS, STOP_WAITING_MS) if remaining_ms else None
         )
@@ -377,7 +373,7 @@ class QueueWorker:
         self,
         record: Mapping[str, Any],
         result: BatchResult,
-        seen: set[tuple[str, tuple[str, ...] | None, bool]],
+        seen: set[tuple[str, tuple[str, ...] | None, bool, str]],
     ) -> None:
         message_id = str(record.get("messageId"))
         try:
@@ -394,7 +390,8 @@ class QueueWorker:
             elif isinstance(item, AllAccountsRequest):  # "ALL" put on the queue: fan out
                 selection = Dispatcher(self.onboarder, self.queue).select()
                 result.counts["ExcludedOusNotFound"] += len(selection.missing_ous)
-                requests += backfill_requests(selection, item)
+                retain = self.onboarder.settings.retain_on_exclusion
+                requests += requests_for(selection, item, retain)
             else:
                 requests.append(item)
 
@@ -404,7 +401,7 @@ class QueueWorker:
             logger.info("fanned out", extra={"messageId": message_id, "count": len(sent)})
             return
         for request in requests:
-            key = (request.account_id, request.regions, request.dry_run)
+            key = (request.account_id, request.regions, request.dry_run, request.action)
             if key in seen:  # Control Tower's second trigger in the same batch: nothing to do
                 result.outcomes.append(Outcome(request.account_id, "duplicate", request.attempt))
                 continue

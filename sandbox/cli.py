@@ -1,6 +1,7 @@
 """`python -m sandbox` / `watershed demo`: play the story and print the journey.
 
-    watershed demo [--regions N|r1,r2,...] [--accounts N] [--quiet] [--logs] [--serve]
+    watershed demo [--regions N|r1,r2,...] [--accounts N] [--delivery relay|direct] [--quiet]
+                   [--logs] [--serve] [--uninstall]
 
 With --serve the same story runs behind a local HTTP endpoint (moto's server, 127.0.0.1), which
 stays up afterwards for the aws CLI or `watershed plan` until Ctrl-C.
@@ -79,6 +80,13 @@ def parser(prog: str = "watershed demo") -> argparse.ArgumentParser:
         metavar="N",
         help="member accounts; the last one is vended by Control Tower (default: 3)",
     )
+    result.add_argument(
+        "--delivery",
+        choices=("relay", "direct"),
+        default="relay",
+        help="template.yaml's DeliveryMode: relay (each region's Security bus, regional stream "
+        "and relay) or direct (every region straight to the home region's bus; default: relay)",
+    )
     result.add_argument("--quiet", action="store_true", help="print the verdict line only")
     result.add_argument(
         "--serve",
@@ -89,6 +97,12 @@ def parser(prog: str = "watershed demo") -> argparse.ArgumentParser:
     result.add_argument(
         "--logs", action="store_true", help="print the functions' logs (stdout) at the end"
     )
+    result.add_argument(
+        "--uninstall",
+        action="store_true",
+        help="a last act: remove watershed from every member (docs/deploy.md) and read back "
+        "that nothing of it is left",
+    )
     return result
 
 
@@ -98,13 +112,15 @@ def main(argv: Sequence[str] | None = None, prog: str = "watershed demo") -> int
         regions=args.regions,
         members=args.accounts,
         control_tower_members=1 if args.accounts > 1 else 0,
+        delivery=args.delivery,
+        uninstall=args.uninstall,
     )
     printer = Printer(quiet=args.quiet)
     started = time.perf_counter()
     printer.line("watershed demo: the whole pipeline on an embedded AWS (moto, in this process)")
     printer.line(
         f"hub regions {', '.join(options.regions)} (home {options.home_region}); "
-        f"{options.members} member account(s)"
+        f"{options.members} member account(s); delivery {options.delivery}"
     )
     story: Story | None = None
     act = "setup"
@@ -144,6 +160,7 @@ def _serve(printer: Printer, aws: EmbeddedAws, result: DemoResult) -> None:
     printer.verdict(
         f"  export AWS_ENDPOINT_URL={aws.endpoint_url} AWS_ACCESS_KEY_ID=testing "
         f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={home}"
+        + (" DELIVERY_MODE=direct" if result.options.direct else "")
     )
     printer.verdict(
         "  aws organizations list-accounts   # these credentials are the management account's"
@@ -169,6 +186,7 @@ def _render(printer: Printer, act: str, result: DemoResult) -> None:
         "opt-in": _render_opt_in,
         "events": _render_events,
         "queues": _render_queues,
+        "uninstall": _render_uninstall,
     }[act](printer, result, seconds)
 
 
@@ -299,9 +317,10 @@ def _render_onboarding(printer: Printer, result: DemoResult, seconds: float) -> 
         ]
         rows.append((f"{member.name} {member.account_id}", *cells))
     printer.lines(table(rows))
+    bus = "the home region" if result.options.direct else "the same region"
     printer.line(
         f"  {OK} = GuardDuty detector enabled, and rule watershed-forward → the Security bus of "
-        "the same region, as watershed-forwarder"
+        f"{bus}, as watershed-forwarder"
     )
     for problem in result.unhandled:
         printer.line(f"  {FAIL} trigger not onboarded: {problem}")
@@ -367,8 +386,8 @@ def _render_opt_in(printer: Printer, result: DemoResult, seconds: float) -> None
     name = opt_in.member.name
     printer.line(
         f"  {name} enables {opt_in.region} itself: Region Opt-In Status Change on its us-east-1 "
-        "bus → its watershed-forward → Security us-east-1 → watershed-lifecycle → topic → "
-        "home work queue → onboarding"
+        "bus → its watershed-forward → a Security bus → watershed-lifecycle → the home work "
+        "queue (through a topic from us-east-1) → onboarding"
     )
     printer.lines(hop_lines(_hops(result)(opt_in.event_id), opt_in.raised_at))
     onboarded = opt_in.region_state == RegionState("enabled", "ok")
@@ -396,6 +415,36 @@ def _render_queues(printer: Printer, result: DemoResult, seconds: float) -> None
         printer.line(f"  {FAIL} {queue.describe()}")
     for notice in result.notices:
         printer.line(f"  {FAIL} sandbox notice: {notice}")
+
+
+def _render_uninstall(printer: Printer, result: DemoResult, seconds: float) -> None:
+    printer.section("7. uninstall", f"{seconds:.1f} s")
+    invocations = [d for d in result.removal if d.mapping.kind == "sqs"]
+    printer.line(
+        '  {"remove": "ALL"} → one removal per account on the work queue → '
+        f"{sum(d.records for d in invocations)} message(s) in {len(invocations)} invocation(s), "
+        f"{sum(1 for d in invocations if not d.invocation.ok)} error(s)"
+    )
+    org = result.organization
+    assert org is not None
+    regions = result.options.regions
+    rows = [("read back", *regions)]
+    for member in org.members:
+        cells = []
+        for region in regions:
+            left = result.left_behind.get((member.account_id, region))
+            cells.append(f"{OK} empty" if left == "" else f"{FAIL} {left or 'not read'}")
+        rows.append((f"{member.name} {member.account_id}", *cells))
+    printer.lines(table(rows))
+    printer.line(
+        f"  {OK} empty = no rule watershed-forward, no target, no role watershed-forwarder; "
+        "GuardDuty keeps running (only `remove --guardduty` deletes what watershed created)"
+    )
+    loaded = result.loaded_queues
+    printer.line(
+        f"  {OK if not loaded else FAIL} {len(result.queues) - len(loaded)} of "
+        f"{len(result.queues)} queue(s) empty after the removal"
+    )
 
 
 def _render_logs(printer: Printer, story: Story) -> None:
@@ -433,6 +482,9 @@ def _verdict(printer: Printer, result: DemoResult, elapsed: float) -> int:
         problems.append(f"unknown record {describe_record(record)}")
     for account_id, region in result.unconfigured:
         problems.append(f"{account_id} not configured in {region}")
+    for (account_id, region), left in result.left_behind.items():
+        if left:
+            problems.append(f"{account_id} still has {left} in {region} after uninstall")
     if not result.configured:
         problems.append("no member was read back")
     problems += [f"trigger not onboarded: {p}" for p in result.unhandled]

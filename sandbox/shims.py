@@ -21,6 +21,9 @@ ways that would break the story (each one checked by tests/sandbox/test_moto_beh
    (which has `AWSControlTowerExecution`, not `OrganizationAccountAccessRole`) cannot be told
    apart from a created one.
 7. Event bus policies are stored but never consulted.
+8. A bus target in another region (direct delivery mode's cross-region hop, issue 13) is
+   delivered, but as in 2 with the envelope rewritten (new id, and the receiving region as
+   `region`), and without looking for the `RoleArn` AWS requires of cross-region bus targets.
 
 The sandbox changes moto in three places, all reverted on exit (`installed`):
 
@@ -28,8 +31,9 @@ The sandbox changes moto in three places, all reverted on exit (`installed`):
   AWS does for the target kinds watershed uses: skips disabled and scheduled rules, delivers
   bus-to-bus with the envelope unchanged (1 hop only: a second cross-account or cross-region
   hop is dropped as AWS drops it, with THIRD_ACCOUNT_HOP_DETECTED / THIRD_REGION_HOP_DETECTED,
-  a *model* of the limit, not a proof), sends SQS targets the whole event, publishes it to SNS
-  targets (moto's EventBridge has no SNS target at all), and hands Kinesis
+  a *model* of the limit, not a proof; a cross-region bus target without RoleArn is refused),
+  sends SQS targets the whole event, publishes it to SNS targets (moto's EventBridge has no SNS
+  target at all), and hands Kinesis
   targets to `EventBridgeToKinesisShim` — the one step of the pipeline that moto cannot do at
   all. A matched Lambda target is reported as not run (a notice) instead of failing PutEvents;
   every other target kind goes to moto's own code unchanged. A cross-account delivery is
@@ -289,6 +293,10 @@ class EventBridgeDelivery:
             )
             self._journal.notice("hop-limit", f"event {event['id']} at {here}: {code}")
             self._journal.record(event["id"], f"dropped: {code}", f"{here} rule {rule.name}")
+            return
+        if region != rule.region_name and not target.get("RoleArn"):
+            # AWS requires RoleArn on a bus target in another region (direct delivery mode)
+            self._refused(rule, target, event, "a cross-Region bus target needs a RoleArn")
             return
         try:
             bus = events_backends[account][region].describe_event_bus(bus_name)

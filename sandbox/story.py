@@ -19,6 +19,18 @@
    relay handler → destination stream in the home region, read back and matched byte for byte.
 6. Every SQS queue the stacks created (work queue and its DLQ, invoke-failure queue, events
    DLQs, relay failure queues, management.yaml's trigger DLQs) is read back: all must be empty.
+7. Optional (`--uninstall`): `{"remove": "ALL"}` invoked on the onboarding function, as
+   docs/deploy.md's uninstall does → one removal per account on the work queue → the poller →
+   every member read back with no watershed rule, target or role in any hub region (GuardDuty
+   stays, by design); the queues are read back again and must be empty.
+
+`DemoOptions.delivery = "direct"` (issue 13, `--delivery direct`) deploys template.yaml with
+DeliveryMode direct: the onboarding function then points every member region's rule at the
+Security bus *in the home region*, no other region has a stream or relay, and step 5 becomes
+member bus → home Security bus (one cross-region hop) → collect rule → destination stream; each
+delivered event must show exactly one bus hop and no Kinesis write but the destination's. The
+Security account's own finding in the farthest region is raised too (its stack there sends it to
+the home bus).
 
 Nothing here decides what watershed does: the handlers, the rules and the templates do. The
 story only puts events where AWS would, drains the pollers, and reads the world back.
@@ -76,10 +88,16 @@ class DemoOptions:
     members: int = 3
     control_tower_members: int = 1
     project_dir: Path = Path(__file__).resolve().parent.parent
+    delivery: str = "relay"  # template.yaml's DeliveryMode: relay | direct (issue 13)
+    uninstall: bool = False  # the optional last act: remove watershed from every account
 
     @property
     def home_region(self) -> str:
         return self.regions[0]
+
+    @property
+    def direct(self) -> bool:
+        return self.delivery == "direct"
 
 
 @dataclass
@@ -196,6 +214,9 @@ class DemoResult:
     reconcile: list[Delivery] = field(default_factory=list)
     queues: list[QueueState] = field(default_factory=list)
     opt_in: OptIn | None = None  # None: us-east-1 is no hub region, nothing to route it
+    # the uninstall act: per member and hub region what is left of watershed ("" = nothing)
+    removal: list[Delivery] = field(default_factory=list)
+    left_behind: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def loaded_queues(self) -> list[QueueState]:
@@ -243,6 +264,7 @@ class DemoResult:
             and not self.loaded_queues
             and not self.notices
             and (self.opt_in is None or self.opt_in.ok)
+            and not any(self.left_behind.values())
         )
 
     @property
@@ -270,7 +292,7 @@ class Story:
     # --- the acts --------------------------------------------------------------------------
 
     def play(self) -> DemoResult:
-        for name, act in (
+        acts: list[tuple[str, Callable[[], None]]] = [
             ("organization", self.create_organization),
             ("deploy", self.deploy),
             ("onboarding", self.onboard),
@@ -278,11 +300,14 @@ class Story:
             ("opt-in", self.region_opt_in),
             ("events", self.raise_events),
             ("queues", self.read_queues),
-        ):
+        ]
+        if self.options.uninstall:
+            acts.append(("uninstall", self.uninstall))
+        for name, act in acts:
             started = time.perf_counter()
             act()
             self.result.acts.append(Act(name, time.perf_counter() - started))
-            if name == "queues":  # the last act: everything the sandbox noticed on the way
+            if name in ("queues", "uninstall"):  # everything the sandbox noticed on the way
                 self.result.notices = [f"{n.kind}: {n.message}" for n in self.journal.notices()]
             self._on_act(name, self.result)
         return self.result
@@ -330,6 +355,7 @@ class Story:
             "HomeRegion": options.home_region,
             "HubRegions": ",".join(options.regions),
             "LauncherRoleArn": launcher_arn,
+            "DeliveryMode": options.delivery,
         }
         for region in options.regions:
             bucket = f"watershed-artifacts-{org.security.account_id}-{region}"
@@ -507,8 +533,14 @@ class Story:
                     member,
                     far,
                     "GuardDuty → member bus → Security bus → regional stream → relay"
-                    if far != home
+                    if far != home and not self.options.direct
                     else "GuardDuty → member bus → Security bus → destination stream",
+                )
+            )
+        if self.options.direct and far != home:
+            raised.append(
+                shapes.guardduty_finding(
+                    org.security, far, "Security account's own: collect rule → home bus (direct)"
                 )
             )
         raised += [
@@ -532,6 +564,44 @@ class Story:
             self.result.arrivals.append(Arrival(event, event_id, raised_at, expected))
         self._drain()
         self._match_destination()
+
+    def uninstall(self) -> None:
+        """docs/deploy.md's uninstall, step 1: `{"remove": "ALL"}` on the onboarding function
+        (a direct invocation: it enqueues one removal per account), the queue drained, then
+        every member read back in every hub region, and the queues read back again."""
+        org = self._org()
+        invocation = self.runtime.invoke(
+            self._onboarding_function(), {"remove": "ALL", "reason": "uninstall"}
+        )
+        if not invocation.ok:
+            self.result.unhandled.append(f"remove ALL invocation failed: {invocation.error}")
+        self.result.removal = self._drain()
+        for member in org.members:
+            role = self._left_role(member)
+            for region in self.options.regions:
+                left = [*self._left_rule(member, region), *role]
+                self.result.left_behind[(member.account_id, region)] = ", ".join(left)
+        self.result.queues = []
+        self.read_queues()
+
+    def _left_rule(self, member: Account, region: str) -> list[str]:
+        events = self.aws.session(member.account_id, member.admin_role).client(
+            "events", region_name=region
+        )
+        try:
+            events.describe_rule(Name=FORWARD_RULE)
+        except events.exceptions.ResourceNotFoundException:
+            return []
+        targets = events.list_targets_by_rule(Rule=FORWARD_RULE)["Targets"]
+        return [f"rule {FORWARD_RULE}"] + [f"target {t['Id']}" for t in targets]
+
+    def _left_role(self, member: Account) -> list[str]:
+        iam = self.aws.session(member.account_id, member.admin_role).client("iam")
+        try:
+            iam.get_role(RoleName=FORWARDER_ROLE)
+        except iam.exceptions.NoSuchEntityException:
+            return []
+        return [f"role {FORWARDER_ROLE}"]
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -655,7 +725,8 @@ class Story:
         if not forwards:
             return RegionState(detector, f"{FORWARD_RULE} exists: it would forward to itself")
         targets = {t["Id"]: t for t in events.list_targets_by_rule(Rule=FORWARD_RULE)["Targets"]}
-        bus = f"arn:aws:events:{region}:{org.security.account_id}:event-bus/default"
+        bus_region = self.options.home_region if self.options.direct else region
+        bus = f"arn:aws:events:{bus_region}:{org.security.account_id}:event-bus/default"
         role = f"arn:aws:iam::{member.account_id}:role/{FORWARDER_ROLE}"
         target = targets.get(FORWARD_TARGET_ID)
         if rule["State"] != "ENABLED":
@@ -721,6 +792,8 @@ class Story:
             return f"envelope differs in {', '.join(different)}"
         if record["Data"] != envelope_bytes(document):
             return "bytes are not the EventBridge serialisation of the event"
+        if self.options.direct:
+            return self._direct_path_problem(arrival)
         if regional_stream:
             # relayed: the bytes and key must be exactly what the shim wrote on the regional stream
             security = self.aws.session(self._org().security.account_id)
@@ -737,6 +810,20 @@ class Story:
                 record["PartitionKey"],
             ):
                 return "relayed bytes or partition key differ from the regional record"
+        return ""
+
+    def _direct_path_problem(self, arrival: Arrival) -> str:
+        """Direct mode: one bus hop (to the home region's bus), one Kinesis write (the
+        destination stream), read from the journal the delivery patch and the shim keep."""
+        hops = self.journal.hops(arrival.event_id)
+        bus_hops = [h for h in hops if h.step.endswith("→ bus")]
+        home = self.options.home_region
+        if len(bus_hops) != 1 or f" {home} " not in f" {bus_hops[0].where} ":
+            return f"{len(bus_hops)} bus hop(s) ({'; '.join(h.where for h in bus_hops)}), not 1"
+        stream = f"{self._org().security.account_id} {home} stream {self.result.destination_name}"
+        writes = [h.where for h in hops if "Kinesis" in h.step]
+        if writes != [stream]:
+            return f"written to {writes}, not only the destination stream"
         return ""
 
 

@@ -154,14 +154,20 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
         if op == "CreateRole" and params.get("Tags"):
             requests.append(Request("iam:TagRole", arn))  # tag-on-create needs TagRole too
         return requests
+    if call.service == "events" and op in ("ListTagsForResource", "TagResource"):
+        return [Request(f"events:{op}", params["ResourceARN"])]
     if call.service == "events" and op in (
         "DescribeRule",
         "ListTargetsByRule",
         "PutRule",
         "PutTargets",
+        "RemoveTargets",
+        "DeleteRule",
     ):
         rule = params.get("Name") or params["Rule"]
         requests = [Request(f"events:{op}", f"arn:{p}:events:{r}:{account}:rule/{rule}")]
+        if op == "PutRule" and params.get("Tags"):  # tag-on-create needs TagResource too
+            requests.append(Request("events:TagResource", requests[0].resource))
         for target in params.get("Targets", []):
             if target.get("RoleArn"):
                 context = (("iam:PassedToService", "events.amazonaws.com"),)
@@ -183,13 +189,25 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
                     "AWSServiceRoleForAmazonGuardDutyMalwareProtection",
                 )
             )
-        return [Request("guardduty:CreateDetector", "*")] + [
+        tagged = (
+            [Request("guardduty:TagResource", f"arn:{p}:guardduty:{r}:{account}:detector/*")]
+            if params.get("Tags")
+            else []
+        )
+        return [Request("guardduty:CreateDetector", "*"), *tagged] + [
             Request(
                 "iam:CreateServiceLinkedRole",
                 f"arn:{p}:iam::{account}:role/aws-service-role/{service}/{name}",
                 (("iam:AWSServiceName", service),),
             )
             for service, name in slrs
+        ]
+    if key == ("guardduty", "DeleteDetector"):
+        # Removal deletes only a detector it read as tagged managed-by=watershed (asserted by
+        # tests/onboarding/test_remove.py), so that is the tag IAM sees on the resource.
+        arn = f"arn:{p}:guardduty:{r}:{account}:detector/{params['DetectorId']}"
+        return [
+            Request("guardduty:DeleteDetector", arn, (("aws:ResourceTag/managed-by", "watershed"),))
         ]
     if key in (("guardduty", "GetDetector"), ("guardduty", "UpdateDetector")):
         arn = f"arn:{p}:guardduty:{r}:{account}:detector/{params['DetectorId']}"
@@ -301,6 +319,21 @@ def test_the_matcher_allows_and_refuses_what_iam_would():
     assert not allowed([policy], Request("iam:PassRole", role))
     to_lambda = (("iam:PassedToService", "lambda.amazonaws.com"),)
     assert not allowed([policy], Request("iam:PassRole", role, to_lambda))
+
+
+def test_the_launcher_may_not_delete_an_untagged_detector(org, settings, org_id, launcher_arn):
+    management, _ = _launcher_deployments(org, settings, org_id, launcher_arn)
+    launcher = identity_policies(management, "LauncherRole")
+    arn = f"arn:aws:guardduty:eu-west-1:{org.management}:detector/12abc34d567e8fa901bc2d34e56789f0"
+    tagged = (("aws:ResourceTag/managed-by", "watershed"),)
+    assert allowed(launcher, Request("guardduty:DeleteDetector", arn, tagged))
+    assert not allowed(launcher, Request("guardduty:DeleteDetector", arn))  # the owner's
+    other = (("aws:ResourceTag/managed-by", "someone-else"),)
+    assert not allowed(launcher, Request("guardduty:DeleteDetector", arn, other))
+    # and it may delete only the forwarding rule of our name
+    rule = f"arn:aws:events:eu-west-1:{org.management}:rule/team-rule"
+    assert not allowed(launcher, Request("events:DeleteRule", rule))
+    assert not allowed(launcher, Request("events:RemoveTargets", rule))
 
 
 # -- the scenario ------------------------------------------------------------------------------
@@ -548,3 +581,68 @@ def test_the_queue_paths_are_allowed_backfill_with_exclusions_then_one_message(
     } <= {c.operation for c in made}
     launcher = identity_policies(management, "LauncherRole")
     assert _denied(made, launcher, org.management, org_id, org.management) == []
+
+
+def _onboard_then_remove(org, settings, reader, recorded: CallsByRole) -> None:
+    """Onboard the management account, strip the rule's tag (an older deployment, so the
+    reconcile's TagResource path runs), reconcile, then remove everything, GuardDuty included."""
+    onboarder = Onboarder(settings, AttributingFactory(settings, recorded))
+    assert onboarder.onboard(OnboardingRequest(org.management)).status == "ok"
+    for region in settings.hub_regions:
+        rule = reader.rule(org.management, region, settings.forward_rule_name)
+        if rule is not None:
+            reader.client(org.management, "events", region).untag_resource(
+                ResourceARN=rule["Arn"], TagKeys=["managed-by"]
+            )
+    assert onboarder.onboard(OnboardingRequest(org.management)).status == "ok"
+    removal = OnboardingRequest(org.management, action="remove", guardduty=True)
+    report = onboarder.onboard(removal)
+    assert report.status == "ok", report.as_dict()
+    for region in settings.hub_regions:
+        assert reader.detector(org.management, region) is None, region
+
+
+def test_the_launcher_may_remove_what_it_onboarded_in_the_management_account(
+    org, settings, reader, org_id, launcher_arn
+):
+    # Given both templates deployed with a launcher
+    settings = replace(settings, launcher_role_arn=launcher_arn)
+    management, _ = _launcher_deployments(org, settings, org_id, launcher_arn)
+    recorded = CallsByRole()
+
+    # When the management account is onboarded, re-tagged by a reconcile, then removed
+    _onboard_then_remove(org, settings, reader, recorded)
+
+    # Then every call the launcher made was allowed, and it made no IAM write for the removal
+    made = recorded.calls[launcher_arn]
+    operations = {c.operation for c in made}
+    assert {"TagResource", "RemoveTargets", "DeleteRule", "DeleteDetector"} <= operations
+    assert not {"DeleteRole", "DeleteRolePolicy", "DetachRolePolicy"} & operations
+    launcher = identity_policies(management, "LauncherRole")
+    assert _denied(made, launcher, org.management, org_id, org.management) == []
+
+
+def test_without_a_launcher_the_onboarding_role_may_remove_its_own_detectors(
+    org, settings, reader, org_id
+):
+    settings = replace(settings, security_account_id=org.management, launcher_role_arn=None)
+    security = Deployment(
+        load_template(SAM_TEMPLATE),
+        settings.home_region,
+        org.management,
+        {
+            "OrganizationId": org_id,
+            "ManagementAccountId": org.management,
+            "HomeRegion": settings.home_region,
+            "HubRegions": ",".join(settings.hub_regions),
+            "LauncherRoleArn": "",
+        },
+    )
+    recorded = CallsByRole()
+
+    _onboard_then_remove(org, settings, reader, recorded)
+
+    made = recorded.calls[OWN]
+    assert "DeleteDetector" in {c.operation for c in made}
+    onboarding_role = identity_policies(security, "OnboardingRole")
+    assert _denied(made, onboarding_role, org.management, org_id, org.management) == []

@@ -49,8 +49,9 @@ def _queue(session, region, name):
     return sqs, url, arn
 
 
-def test_bus_to_bus_delivery_rewrites_the_envelope(two_accounts):
-    # justifies EventBridgeDelivery._to_bus: AWS keeps id, account, time and resources
+def _forward_findings(two_accounts, member_region):
+    """The member's rule in `member_region` sends findings to the Security bus in eu-west-1,
+    where a rule puts every finding on a queue. Returns (sqs, queue url, member events)."""
     security_id, security = two_accounts["security"]
     _, member = two_accounts["member"]
     sqs, url, arn = _queue(security, "eu-west-1", "seen")
@@ -60,12 +61,18 @@ def test_bus_to_bus_delivery_rewrites_the_envelope(two_accounts):
     security.client("events", region_name="eu-west-1").put_targets(
         Rule="all", Targets=[{"Id": "q", "Arn": arn}]
     )
-    events = member.client("events", region_name="eu-west-1")
+    events = member.client("events", region_name=member_region)
     events.put_rule(Name="fwd", EventPattern=json.dumps({"source": ["aws.guardduty"]}))
     events.put_targets(
         Rule="fwd",
         Targets=[{"Id": "bus", "Arn": f"arn:aws:events:eu-west-1:{security_id}:event-bus/default"}],
     )
+    return sqs, url, events
+
+
+def test_bus_to_bus_delivery_rewrites_the_envelope(two_accounts):
+    # justifies EventBridgeDelivery._to_bus: AWS keeps id, account, time and resources
+    sqs, url, events = _forward_findings(two_accounts, "eu-west-1")
 
     sent = events.put_events(
         Entries=[
@@ -236,3 +243,19 @@ def test_assume_role_chains_cross_accounts_and_each_hop_lands_in_the_role_s_acco
     assert identity["Arn"].endswith(":assumed-role/OrganizationAccountAccessRole/second-hop")
     assert queues == []  # each account has its own backends
     assert chained.client("sqs", region_name="eu-west-1").list_queues().get("QueueUrls", []) == []
+
+
+def test_a_cross_region_bus_target_is_delivered_with_the_envelope_rewritten(two_accounts):
+    # justifies EventBridgeDelivery._to_bus for direct delivery mode (issue 13): moto does
+    # deliver to a bus in another region, but as a new event stamped with the receiving region
+    # (AWS keeps id and region), and without a RoleArn, which AWS requires there.
+    sqs, url, events = _forward_findings(two_accounts, "ap-southeast-2")
+
+    sent = events.put_events(
+        Entries=[{"Source": "aws.guardduty", "DetailType": "GuardDuty Finding", "Detail": "{}"}]
+    )["Entries"][0]
+
+    body = json.loads(sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"])
+    assert body["detail"] == {}  # delivered across accounts and regions ...
+    assert body["id"] != sent["EventId"]  # ... as a new event
+    assert body["region"] == "eu-west-1"  # raised in ap-southeast-2

@@ -350,3 +350,55 @@ def test_an_explicit_deny_wins(org):
     verdict, _ = bus_policy.evaluate(policy, member, has_role=True)
 
     assert not verdict.allowed and verdict.reason == "denied by statement no"
+
+
+# --- cross-region bus targets (direct delivery mode, issue 13) ---------------------------------
+
+
+def _forward_cross_region(aws, org, forward_rule, open_bus, role=True):
+    """Member 1 in ap-southeast-2 forwards findings to the Security bus in REGION (the home
+    region), where every finding goes to a queue; the home bus grants the organization."""
+    security = aws.session(org.security.account_id)
+    open_bus(security, REGION)
+    sqs, url, queue_arn = _queue(security, "seen")
+    sink = security.client("events", region_name=REGION)
+    sink.put_rule(Name="all", EventPattern=json.dumps({"source": ["aws.guardduty"]}))
+    sink.put_targets(Rule="all", Targets=[{"Id": "q", "Arn": queue_arn}])
+    member = aws.session(org.members[0].account_id)
+    events = forward_rule(member, "ap-southeast-2", org.security.account_id, ["aws.guardduty"])
+    target = {
+        "Id": "security-bus",
+        "Arn": f"arn:aws:events:{REGION}:{org.security.account_id}:event-bus/default",
+    }
+    if role:
+        target["RoleArn"] = f"arn:aws:iam::{org.members[0].account_id}:role/watershed-forwarder"
+    events.put_targets(Rule="watershed-forward", Targets=[target])
+    return events, sqs, url
+
+
+def test_a_cross_region_bus_target_delivers_the_envelope_unchanged_in_one_hop(
+    aws, org, forward_rule, open_bus
+):
+    events, sqs, url = _forward_cross_region(aws, org, forward_rule, open_bus)
+
+    event_id = events.put_events(Entries=[_finding()])["Entries"][0]["EventId"]
+
+    (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+    body = json.loads(message["Body"])
+    assert (body["id"], body["region"]) == (event_id, "ap-southeast-2")
+    assert body["account"] == org.members[0].account_id
+    bus_hops = [h for h in aws.journal.hops(event_id) if h.step.endswith("→ bus")]
+    assert [h.where for h in bus_hops] == [f"{org.security.account_id} {REGION} default bus"]
+    assert aws.journal.notices() == []
+
+
+def test_a_cross_region_bus_target_without_a_role_is_refused(aws, org, forward_rule, open_bus):
+    events, sqs, url = _forward_cross_region(aws, org, forward_rule, open_bus, role=False)
+
+    event_id = events.put_events(Entries=[_finding()])["Entries"][0]["EventId"]
+
+    assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
+    (notice,) = aws.journal.notices("bus-policy")
+    assert (
+        event_id in notice.message and "cross-Region bus target needs a RoleArn" in notice.message
+    )

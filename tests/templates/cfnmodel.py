@@ -257,6 +257,9 @@ def sam_deployments(template: dict[str, Any]) -> dict[str, Deployment]:
             RELAY_REGION,
             {"AlarmTopicArn": "arn:aws:sns:us-east-1:222222222222:soc"},
         ),
+        # DeliveryMode direct (issue 13): members deliver to the home region's bus.
+        "direct-home": (HOME_REGION, {"DeliveryMode": "direct"}),
+        "direct-other": (RELAY_REGION, {"DeliveryMode": "direct"}),
     }
     return {
         name: Deployment(template, region, SECURITY_ACCOUNT, {**SAM_PARAMETERS, **extra})

@@ -69,7 +69,7 @@ def _matches(rule, event):
 def test_us_east_1_forwards_organizations_events_and_holds_the_launcher(management_template):
     deployment = management_deployments(management_template)["us-east-1"]
     rules = _rules(deployment)
-    assert set(rules) == {"OrganizationsTriggerRule"}
+    assert set(rules) == {"OrganizationsTriggerRule", "OffboardingTriggerRule"}
     assert "LauncherRole" in deployment.resources()
     rule = rules["OrganizationsTriggerRule"]
     for event in (CREATE_ACCOUNT_RESULT, ACCOUNT_JOINED, ACCOUNT_JOINED_AS_API_CALL, REGION_OPT_IN):
@@ -91,7 +91,11 @@ def test_control_tower_home_forwards_control_tower_events_only(management_templa
 
 def test_us_east_1_as_control_tower_home_gets_both_rules(management_template):
     deployment = management_deployments(management_template)["us-east-1-is-ct-home"]
-    assert set(_rules(deployment)) == {"OrganizationsTriggerRule", "ControlTowerTriggerRule"}
+    assert set(_rules(deployment)) == {
+        "OrganizationsTriggerRule",
+        "OffboardingTriggerRule",
+        "ControlTowerTriggerRule",
+    }
 
 
 def test_elsewhere_nothing_is_created(management_template):
@@ -224,3 +228,14 @@ def test_member_role_arns_follow_the_partition(management_template):
 
 def _as_list(value):
     return value if isinstance(value, list) else [value]
+
+
+def test_us_east_1_forwards_the_offboarding_calls_only(management_template):
+    rule = _rules(management_deployments(management_template)["us-east-1"])[
+        "OffboardingTriggerRule"
+    ]
+    for name in ("MoveAccount", "TagResource", "UntagResource", "RemoveAccountFromOrganization"):
+        call = _event("aws.organizations", "AWS API Call via CloudTrail", {"eventName": name})
+        assert _matches(rule, call), name
+    assert not _matches(rule, CREATE_ACCOUNT_CALL)
+    assert not _matches(rule, CREATE_ACCOUNT_RESULT)

@@ -66,6 +66,8 @@ ONBOARDING_VARIABLES = {
     "EXCLUDED_ACCOUNTS",
     "EXCLUDED_OUS",
     "EXCLUDE_TAG",
+    "DELIVERY_MODE",
+    "RETAIN_ON_EXCLUSION",
 }
 RELAY_VARIABLES = {
     "DESTINATION_STREAM_ARN",
@@ -152,7 +154,12 @@ def test_streams_are_on_demand_and_encrypted(home, relay_region):
 
 
 def test_the_bus_policy_lets_only_the_organization_put_events(sam_deployment):
-    assert "Condition" not in sam_deployment.template["Resources"]["OrganizationBusPolicy"]
+    # Every region members deliver to has it: each hub region in relay mode, the home region
+    # in direct mode (tests for direct mode's other regions below).
+    direct_other = (
+        sam_deployment.values["DeliveryMode"] == "direct" and sam_deployment.region != HOME_REGION
+    )
+    assert sam_deployment.exists("OrganizationBusPolicy") is not direct_other
     props = sam_deployment.resolve(
         sam_deployment.template["Resources"]["OrganizationBusPolicy"]["Properties"]
     )
@@ -294,7 +301,11 @@ def test_work_queue_feeds_onboarding_within_the_organization_limits(home, sam_te
 def test_reconcile_schedule_invokes_onboarding_with_all_accounts(home):
     reconcile = _events(home, "OnboardingFunction")["Reconcile"]
     assert reconcile["Type"] == "Schedule"
-    assert json.loads(reconcile["Properties"]["Input"]) == {"accounts": "ALL", "reason": "schedule"}
+    assert json.loads(reconcile["Properties"]["Input"]) == {
+        "accounts": "ALL",
+        "reason": "schedule",
+        "action": "scope",
+    }
     assert reconcile["Properties"]["Name"] == "watershed-reconcile"
 
 
@@ -544,6 +555,18 @@ def test_region_opt_ins_raised_in_members_are_routed_to_the_work_queue(sam_templ
     assert east_target["Arn"] == east_home.get_att("WorkQueue", "Arn")
     assert "LifecycleTopic" not in east_home.resources()
 
+    # ... and in direct mode, where the member's us-east-1 rule delivers to the home bus, the
+    # home region routes them to its queue and us-east-1 (no member delivers there) has no rule
+    direct = {**SAM_PARAMETERS, "DeliveryMode": "direct"}
+    direct_home = Deployment(sam_template, HOME_REGION, SECURITY_ACCOUNT, direct)
+    direct_east = Deployment(sam_template, "us-east-1", SECURITY_ACCOUNT, direct)
+    assert _matches(direct_home, "LifecycleRule", member_opt_in)
+    (direct_target,) = direct_home.resolve(
+        sam_template["Resources"]["LifecycleRule"]["Properties"]
+    )["Targets"]
+    assert direct_target["Arn"] == direct_home.get_att("WorkQueue", "Arn")
+    assert not {"LifecycleRule", "LifecycleTopic"} & set(direct_east.resources())
+
     # ... and the work queue takes messages from that topic and rule only
     policy = home.resolve(sam_template["Resources"]["WorkQueuePolicy"]["Properties"])
     sources = {
@@ -564,3 +587,108 @@ def test_relay_replay_pins_the_regional_stream_the_template_names(relay_region):
         relay_region.template["Resources"]["RegionalStream"]["Properties"]
     )
     assert stream["Name"] == replay_cli.REGIONAL_STREAM_NAME
+
+
+# --- DeliveryMode direct (issue 13) -----------------------------------------------------------
+
+DIRECT = {**SAM_PARAMETERS, "DeliveryMode": "direct"}
+# What a non-home hub region holds in direct mode: the collect rule, which sends the Security
+# account's own security events of that region to the home region's bus (members deliver to the
+# home bus themselves), its role, and the dead-letter queue and alarms of that one rule.
+DIRECT_OTHER_REGION = {
+    "CollectRule",
+    "CollectRole",
+    "EventsDeadLetterQueue",
+    "EventsDeadLetterQueuePolicy",
+    "CollectFailedInvocationsAlarm",
+    "EventsDeadLetterQueueAlarm",
+    # the dead-letter queue of the members' targets whose rule is in this region (a target's DLQ
+    # must be in its rule's region, whatever bus it delivers to)
+    "MemberDeadLetterQueue",
+    "MemberDeadLetterQueuePolicy",
+    "MemberDeadLetterQueueAlarm",
+}
+
+
+def _direct(sam_template, region):
+    return Deployment(sam_template, region, SECURITY_ACCOUNT, DIRECT)
+
+
+def test_delivery_mode_is_relay_by_default_and_only_relay_or_direct(sam_template):
+    parameter = sam_template["Parameters"]["DeliveryMode"]
+    assert parameter["Default"] == "relay"
+    assert parameter["AllowedValues"] == ["relay", "direct"]
+
+
+@pytest.mark.parametrize("region", ["us-east-1", "ap-southeast-2"])
+def test_direct_mode_other_regions_create_no_stream_relay_queue_or_bus_grant(sam_template, region):
+    other = _direct(sam_template, region)
+    created = set(other.resources())
+    assert created == DIRECT_OTHER_REGION
+    assert not created & (RELAY_ONLY | HOME_ONLY | {"DestinationStream", "OrganizationBusPolicy"})
+    assert not {k for k in created if "Stream" in k or "Relay" in k or "Bucket" in k}
+
+
+def test_direct_mode_other_region_sends_only_to_the_home_bus(sam_template):
+    other = _direct(sam_template, "ap-southeast-2")
+    home_bus = f"arn:aws:events:{HOME_REGION}:{SECURITY_ACCOUNT}:event-bus/default"
+    rule = other.resolve(sam_template["Resources"]["CollectRule"]["Properties"])
+    (target,) = rule["Targets"]
+    assert target["Arn"] == home_bus
+    assert target["RoleArn"] == other.get_att("CollectRole", "Arn")  # cross-region needs RoleArn
+    assert "KinesisParameters" not in target
+    assert target["DeadLetterConfig"]["Arn"] == other.get_att("EventsDeadLetterQueue", "Arn")
+    (policy,) = other.resolve(sam_template["Resources"]["CollectRole"]["Properties"]["Policies"])
+    assert policy["PolicyDocument"]["Statement"] == [
+        {
+            "Sid": "PutOnTheHomeRegionBus",
+            "Effect": "Allow",
+            "Action": "events:PutEvents",
+            "Resource": home_bus,
+        }
+    ]
+
+
+def test_direct_mode_home_region_is_the_relay_home_plus_the_mode(sam_template, home):
+    direct_home = _direct(sam_template, HOME_REGION)
+    # plus the lifecycle rule: members' own region opt-ins now arrive on the home bus
+    assert set(direct_home.resources()) == set(home.resources()) | {"LifecycleRule"}
+    assert _environment(direct_home, "OnboardingFunction")["DELIVERY_MODE"] == "direct"
+    assert _environment(home, "OnboardingFunction")["DELIVERY_MODE"] == "relay"
+    # The home bus policy grants by organization only - no region condition that would refuse
+    # the members' cross-region deliveries.
+    statement = direct_home.resolve(
+        sam_template["Resources"]["OrganizationBusPolicy"]["Properties"]["Statement"]
+    )
+    assert statement["Condition"] == {
+        "StringEquals": {"aws:PrincipalOrgID": SAM_PARAMETERS["OrganizationId"]}
+    }
+    rule = direct_home.resolve(sam_template["Resources"]["CollectRule"]["Properties"])
+    assert rule["Targets"][0]["Arn"] == direct_home.get_att("DestinationStream", "Arn")
+
+
+def test_direct_mode_other_region_rule_has_a_watched_dead_letter_queue(sam_template):
+    other = _direct(sam_template, "us-east-1")
+    resources = other.resources()
+    watched = {
+        v["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for v in resources.values()
+        if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"]["Namespace"] == "AWS/SQS"
+    }
+    assert watched == {"EventsDeadLetterQueue", "MemberDeadLetterQueue"}
+
+
+def test_trigger_rule_accepts_the_offboarding_calls_from_the_management_account_only(home):
+    for name in ("MoveAccount", "TagResource", "UntagResource", "RemoveAccountFromOrganization"):
+        call = eventbridge_event(
+            "aws.organizations", "AWS API Call via CloudTrail", MANAGEMENT, {"eventName": name}
+        )
+        assert _matches(home, "TriggerRule", call), name
+        assert not _matches(home, "TriggerRule", {**call, "account": MEMBER})
+    create = eventbridge_event(
+        "aws.organizations",
+        "AWS API Call via CloudTrail",
+        MANAGEMENT,
+        {"eventName": "CreateAccount"},
+    )
+    assert not _matches(home, "TriggerRule", create)

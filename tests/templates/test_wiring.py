@@ -144,7 +144,11 @@ def test_home_region_has_destination_stream_rules_queue_and_onboarding(hub):
     assert trigger["Arn"] == work_queue["QueueArn"]
     (reconcile,) = events.list_targets_by_rule(Rule="watershed-reconcile")["Targets"]
     assert reconcile["Arn"] == outputs["OnboardingFunctionArn"]
-    assert json.loads(reconcile["Input"]) == {"accounts": "ALL", "reason": "schedule"}
+    assert json.loads(reconcile["Input"]) == {
+        "accounts": "ALL",
+        "reason": "schedule",
+        "action": "scope",
+    }
     for target in (collect, trigger, reconcile):
         assert target["DeadLetterConfig"]["Arn"].endswith(
             outputs["EventsDeadLetterQueueUrl"].rsplit("/", 1)[1]
@@ -296,7 +300,10 @@ def test_management_template_deploys_rules_per_region_and_the_launcher_once():
             if role["RoleName"].startswith("watershed-trigger-forwarder-")
         }
 
-    assert set(rules["us-east-1"]) == {"watershed-trigger-organizations"}
+    assert set(rules["us-east-1"]) == {
+        "watershed-trigger-organizations",
+        "watershed-trigger-offboarding",
+    }
     assert set(rules[HOME_REGION]) == {"watershed-trigger-controltower"}
     security_bus = f"arn:aws:events:{HOME_REGION}:{SECURITY_ACCOUNT}:event-bus/default"
     for region_rules in rules.values():
@@ -310,3 +317,52 @@ def test_management_template_deploys_rules_per_region_and_the_launcher_once():
         "watershed-trigger-forwarder-us-east-1",
         f"watershed-trigger-forwarder-{HOME_REGION}",
     }
+
+
+def test_direct_mode_other_region_creates_no_stream_relay_or_relay_queue():
+    """DeliveryMode direct (issue 13), translated and deployed: the non-home region holds only
+    the collect rule sending the Security account's own events to the home region's bus."""
+    with mock_aws(), pytest.warns(UserWarning, match="not supported by moto"):
+        _upload_code()
+        home = _deploy(HOME_REGION, DeliveryMode="direct")
+        other = _deploy(RELAY_REGION, DeliveryMode="direct")
+        kinesis = boto3.client("kinesis", region_name=RELAY_REGION)
+        lambda_ = boto3.client("lambda", region_name=RELAY_REGION)
+        sqs = boto3.client("sqs", region_name=RELAY_REGION)
+        events = boto3.client("events", region_name=RELAY_REGION)
+        streams = kinesis.list_streams()["StreamNames"]
+        functions = lambda_.list_functions()["Functions"]
+        mappings = lambda_.list_event_source_mappings()["EventSourceMappings"]
+        queues = sqs.list_queues().get("QueueUrls", [])
+        buckets = [
+            b["Name"]
+            for b in boto3.client("s3", region_name=RELAY_REGION).list_buckets()["Buckets"]
+            if b["Name"] != ARTIFACTS
+        ]
+        rules = {rule["Name"] for rule in events.list_rules()["Rules"]}
+        (collect,) = events.list_targets_by_rule(Rule="watershed-collect")["Targets"]
+        home_function = boto3.client("lambda", region_name=HOME_REGION).get_function(
+            FunctionName="watershed-onboarding"
+        )["Configuration"]
+        home_streams = boto3.client("kinesis", region_name=HOME_REGION).list_streams()
+        resources = {
+            r["LogicalResourceId"]
+            for r in boto3.client("cloudformation", region_name=RELAY_REGION).list_stack_resources(
+                StackName="watershed"
+            )["StackResourceSummaries"]
+        }
+
+    assert streams == [] and functions == [] and mappings == [] and buckets == []
+    # the collect rule's DLQ, and that of the members' targets whose rule is in this region
+    assert sorted(queues) == sorted(
+        [other["EventsDeadLetterQueueUrl"], other["MemberDeadLetterQueueUrl"]]
+    )
+    assert "RegionalStreamArn" not in other and "RelayFailureQueueUrl" not in other
+    assert not {k for k in resources if "Relay" in k or "Stream" in k}
+    assert rules == {"watershed-collect"}
+    account = other["CollectRoleArn"].split(":")[4]  # moto's account plays the Security account
+    assert collect["Arn"] == f"arn:aws:events:{HOME_REGION}:{account}:event-bus/default"
+    assert collect["RoleArn"] == other["CollectRoleArn"]
+    assert home_function["Environment"]["Variables"]["DELIVERY_MODE"] == "direct"
+    assert home_streams["StreamNames"] == ["watershed"]
+    assert home["DestinationStreamArn"].endswith(":stream/watershed")
