@@ -64,6 +64,7 @@ FINDING_KINDS = {
     "rule-disabled": "forwarding rule disabled",
     "target-missing": "forwarding target missing",
     "target-elsewhere": "forwarding target points elsewhere",
+    "target-delivery": "forwarding target's retry policy or dead-letter queue differs",
     "role-missing": "forwarder role missing",
     "role-trust": "forwarder role trust policy changed",
     "role-policy-missing": "forwarder role policy missing",
@@ -119,6 +120,8 @@ def finding(change: Change, is_global: bool = False) -> Finding:
     elif resource == "target":
         kinds = {"create": "target-missing", "update": "target-elsewhere"}
         kind = kinds.get(action, "target-foreign")
+        if action == "update" and " delivery: " in detail:
+            kind = "target-delivery"
     elif resource == "forwarder-role":
         kind = "role-missing" if action == "create" else "role-trust"
     elif resource == "role-policy":

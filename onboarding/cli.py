@@ -6,6 +6,7 @@
     watershed audit [--all | --accounts ID...] [--regions r1,r2] [--json FILE] [--html FILE] [--fix]
     watershed backfill --all [--regions r1,r2] [--queue-url URL | --inline] [--concurrency N]
     watershed replay --dlq-url URL [--queue-url URL] [--max N] [--dry-run]
+    watershed relay-replay --failure-queue-url URL [--destination-stream-arn ARN] [--max N]
     watershed demo [--regions N|r1,r2] [--accounts N] [--delivery relay|direct]   (the sandbox)
 
 Configuration comes from the same environment variables as the Lambda function (see
@@ -28,6 +29,7 @@ from onboarding.events import parse_manual
 from onboarding.report import render_table
 from onboarding.service import Onboarder
 from onboarding.settings import Settings
+from relay import replay_cli
 
 # flag → environment variable it overrides
 OVERRIDES = {
@@ -67,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_remove(commands, config)  # offboarding (docs/deploy.md, "Uninstall")
     audit_cli.add_parser(commands, parents=[config])  # coverage audit (docs/operations.md)
     queue_cli.add_commands(commands, config)  # backfill, replay (organization scale)
+    replay_cli.add_parser(commands)  # the relay's failure queue (docs/operations.md)
     commands.add_parser(
         "demo", help="the whole pipeline on an embedded AWS (watershed demo --help)"
     )
@@ -81,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return demo(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command == replay_cli.COMMAND:  # the relay's variables, not onboarding's
+        return replay_cli.run(args, os.environ)
     environ = dict(os.environ)
     for dest, variable in OVERRIDES.items():
         value = getattr(args, dest)

@@ -2,7 +2,8 @@
 
 Inputs, as the onboarding function receives them:
 - EventBridge events exactly as AWS sends them (Organizations, Control Tower, Account
-  Management), forwarded from the management account;
+  Management), forwarded from the management account; Region Opt-In Status Change also from a
+  member, whose own forwarding carries it (docs/onboarding.md);
 - manual requests `{"accounts": [...] | "ALL", "regions"?: [...], "dry_run"?: bool,
   "action"?: "onboard" | "remove" | "scope" | "departed", "guardduty"?: bool}`, and the
   shorthand `{"remove": [...] | "ALL", ...}` for `"action": "remove"` (see `parse_manual`);
@@ -394,8 +395,10 @@ def parse_event(event: Mapping[str, Any], settings: Settings) -> Parsed:
         return _request(event, _get(status, "account", "accountId"), name)
 
     if source == "aws.account" and detail_type == "Region Opt-In Status Change":
-        if not from_management:
-            return Ignored(not_management, event)
+        # From any account: AWS sends it to the account that made the call (a member enabling
+        # its own region, a delegated administrator, the management account), and an `aws.`
+        # source cannot be put on a bus by anyone but AWS. It names the account it is about;
+        # onboarding still checks that account is an ACTIVE member before writing anything.
         status, region = detail.get("status"), detail.get("regionName")
         if status != "ENABLED":
             return Ignored(f"region opt-in status {status} (only ENABLED onboards)", event)

@@ -4,7 +4,9 @@ Rule FORWARD_RULE_NAME on the default bus with the forwarding pattern; target id
 `security-bus` → the Security account's default bus *in the same region* (relay mode) or *in
 the home region* (direct mode; `Settings.target_bus_arn` decides) — one bus-to-bus hop either
 way — with the forwarder role as `RoleArn` (required when the receiving bus policy grants by
-`aws:PrincipalOrgID`, and for every cross-region bus target). Only what differs is written.
+`aws:PrincipalOrgID`, and for every cross-region bus target), EventBridge's longest retry
+policy and the Security account's dead-letter queue of the rule's region. Only what differs is
+written.
 Every other target on our rule is foreign and removed: the rule is watershed's, and an extra
 target would copy the account's security events elsewhere (each removal is a Change naming
 the target's id and ARN).
@@ -72,11 +74,20 @@ def read_rule_tags(events: Any, rule: dict[str, Any] | None) -> tuple[dict[str, 
     return tuple(events.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags", []))
 
 
-def desired_target(settings: Settings, account_id: str, region: str) -> dict[str, str]:
+# EventBridge's own maxima (24 h, 185 attempts), and a dead-letter queue in the Security account
+# for what still fails: without one, an event refused for a missing permission or a missing bus
+# (not retried at all) is dropped.
+RETRY_POLICY = {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+_DELIVERY_FIELDS = ("RetryPolicy", "DeadLetterConfig")
+
+
+def desired_target(settings: Settings, account_id: str, region: str) -> dict[str, Any]:
     return {
         "Id": TARGET_ID,
         "Arn": settings.target_bus_arn(region),
         "RoleArn": settings.forwarder_role_arn(account_id),
+        "RetryPolicy": dict(RETRY_POLICY),
+        "DeadLetterConfig": {"Arn": settings.member_dead_letter_queue_arn(region)},
     }
 
 
@@ -114,6 +125,10 @@ def plan_forwarding(
             detail = f"{repoint}; {detail}" if detail else repoint
         if diffs:
             changes.append(Change("target", "update", f"{TARGET_ID} {detail}"))
+        delivery = [k for k in _DELIVERY_FIELDS if state.target.get(k) != want[k]]
+        if delivery:
+            detail = f"{TARGET_ID} delivery: {', '.join(delivery)} differ"
+            changes.append(Change("target", "update", detail))
     changes += foreign_target_changes(state)
     return changes
 

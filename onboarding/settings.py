@@ -35,6 +35,7 @@ MAX_PATTERN_CHARS = 2048  # EventBridge limit on an event pattern
 DEFAULT_MEMBER_ROLE_NAMES = ("OrganizationAccountAccessRole", "AWSControlTowerExecution")
 DEFAULT_FORWARDER_ROLE_NAME = "watershed-forwarder"
 DEFAULT_FORWARD_RULE_NAME = "watershed-forward"
+MEMBER_DEAD_LETTER_QUEUE_NAME = "watershed-forward-dlq"  # one per hub region, Security account
 DEFAULT_PUBLISHING_FREQUENCY = "FIFTEEN_MINUTES"
 DEFAULT_REGION_WORKERS = 20
 MAX_REGION_WORKERS = 64
@@ -64,6 +65,9 @@ DEFAULT_FORWARD_EVENT_PATTERN: dict[str, Any] = {
                 "AWS Console Signin via CloudTrail",
             ],
         },
+        # A member's own region opt-ins (us-east-1 only): the Security account routes them to
+        # the work queue (template.yaml LifecycleRule), so the new region is onboarded at once.
+        {"source": ["aws.account"], "detail-type": ["Region Opt-In Status Change"]},
     ]
 }
 
@@ -374,6 +378,14 @@ class Settings:
         """Every bus the members deliver to in this mode (sorted, each once): what the
         forwarder role may put events on, and nothing else."""
         return tuple(sorted({self.target_bus_arn(region) for region in self.hub_regions}))
+
+    def member_dead_letter_queue_arn(self, region: str) -> str:
+        """The Security account's queue in `region` for events a member's target could not
+        deliver (template.yaml MemberDeadLetterQueue; a DLQ must be in the rule's region)."""
+        return (
+            f"arn:{self.partition(region)}:sqs:{region}:{self.security_account_id}"
+            f":{MEMBER_DEAD_LETTER_QUEUE_NAME}"
+        )
 
     def forwarder_role_arn(self, account_id: str) -> str:
         return f"arn:{self.partition()}:iam::{account_id}:role/{self.forwarder_role_name}"

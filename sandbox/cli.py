@@ -29,7 +29,14 @@ from collections.abc import Callable, Sequence
 from sandbox.embedded import EmbeddedAws
 from sandbox.journal import Hop
 from sandbox.journey import FAIL, OK, Printer, hop_lines, table
-from sandbox.story import REGION_ORDER, DemoOptions, DemoResult, Story, describe_record
+from sandbox.story import (
+    REGION_ORDER,
+    DemoOptions,
+    DemoResult,
+    RegionState,
+    Story,
+    describe_record,
+)
 
 
 def _regions(value: str) -> tuple[str, ...]:
@@ -176,6 +183,7 @@ def _render(printer: Printer, act: str, result: DemoResult) -> None:
         "deploy": _render_deploy,
         "onboarding": _render_onboarding,
         "reconcile": _render_reconcile,
+        "opt-in": _render_opt_in,
         "events": _render_events,
         "queues": _render_queues,
         "uninstall": _render_uninstall,
@@ -240,8 +248,12 @@ def _render_deploy(printer: Printer, result: DemoResult, seconds: float) -> None
         for s in stack.stand_ins
         if "applied" not in s.action
     )
+    how = {"AWS::SNS::Subscription": "Subscribe"}
     for kind, count in sorted(applied.items()):
-        printer.line(f"  stand-in: {kind} x{count}, which moto skips, applied with PutPermission")
+        printer.line(
+            f"  stand-in: {kind} x{count}, which moto skips, applied with "
+            f"{how.get(kind, 'PutPermission')}"
+        )
     if skipped:
         listed = ", ".join(f"{kind} x{count}" for kind, count in sorted(skipped.items()))
         printer.line(f"  not created by moto (nothing in the local flow reads them): {listed}")
@@ -365,6 +377,32 @@ def _render_reconcile(printer: Printer, result: DemoResult, seconds: float) -> N
     printer.lines(table(rows))
 
 
+def _render_opt_in(printer: Printer, result: DemoResult, seconds: float) -> None:
+    printer.section("4b. region opt-in raised in a member", f"{seconds:.1f} s")
+    opt_in = result.opt_in
+    if opt_in is None:
+        printer.line("  skipped: needs us-east-1 and two other hub regions (--regions 3 or more)")
+        return
+    name = opt_in.member.name
+    printer.line(
+        f"  {name} enables {opt_in.region} itself: Region Opt-In Status Change on its us-east-1 "
+        "bus → its watershed-forward → a Security bus → watershed-lifecycle → the home work "
+        "queue (through a topic from us-east-1) → onboarding"
+    )
+    printer.lines(hop_lines(_hops(result)(opt_in.event_id), opt_in.raised_at))
+    onboarded = opt_in.region_state == RegionState("enabled", "ok")
+    printer.line(
+        f"  {OK if onboarded else FAIL} {opt_in.region}: detector {opt_in.region_state.detector}, "
+        f"rule {opt_in.region_state.rule}"
+    )
+    untouched = opt_in.control_state.rule == "rule DISABLED"
+    verdict = "left alone: only the opted-in region was onboarded"
+    printer.line(
+        f"  {OK if untouched else FAIL} {opt_in.control_region} (control, rule disabled first): "
+        f"{verdict if untouched else 'rule ' + opt_in.control_state.rule}"
+    )
+
+
 def _render_queues(printer: Printer, result: DemoResult, seconds: float) -> None:
     printer.section("6. queues", f"{seconds:.1f} s")
     loaded = result.loaded_queues
@@ -450,6 +488,8 @@ def _verdict(printer: Printer, result: DemoResult, elapsed: float) -> int:
     if not result.configured:
         problems.append("no member was read back")
     problems += [f"trigger not onboarded: {p}" for p in result.unhandled]
+    if result.opt_in is not None and not result.opt_in.ok:
+        problems.append(f"region opt-in in {result.opt_in.region} not onboarded alone")
     problems += [queue.describe() for queue in result.loaded_queues]
     if not result.queues:
         problems.append("no queue was read back")

@@ -253,6 +253,16 @@ def _apply_stand_ins(
             stand_ins.append(
                 StandIn(logical_id, kind, f"applied by the sandbox with PutPermission on {bus}")
             )
+        elif kind == "AWS::SNS::Subscription":
+            properties = clean_json(resource.get("Properties", {}), resource_map)
+            _subscribe(session, region, properties)
+            stand_ins.append(
+                StandIn(
+                    logical_id,
+                    kind,
+                    f"applied by the sandbox with Subscribe to {properties['Endpoint']}",
+                )
+            )
         else:
             stand_ins.append(StandIn(logical_id, kind, "not created: moto does not implement it"))
     events = session.client("events", region_name=region)
@@ -287,6 +297,21 @@ def _inline_role_policies_as_json(
                 PolicyName=policy["PolicyName"],
                 PolicyDocument=json.dumps(policy["PolicyDocument"]),
             )
+
+
+def _subscribe(session: boto3.Session, region: str, properties: dict[str, Any]) -> None:
+    """What CloudFormation does for an AWS::SNS::Subscription (moto's skips the type)."""
+    attributes = {
+        name: json.dumps(value) if isinstance(value, dict) else str(value).lower()
+        for name, value in properties.items()
+        if name in ("RawMessageDelivery", "RedrivePolicy", "FilterPolicy")
+    }
+    session.client("sns", region_name=region).subscribe(
+        TopicArn=properties["TopicArn"],
+        Protocol=properties["Protocol"],
+        Endpoint=properties["Endpoint"],
+        Attributes=attributes,
+    )
 
 
 def _bus_policy_statement(logical_id: str, properties: dict[str, Any]) -> tuple[str, dict]:

@@ -173,6 +173,26 @@ class QueueState:
         return f"{self.logical_id} ({self.stack}) holds {', '.join(counts)}{what}"
 
 
+@dataclass(frozen=True)
+class OptIn:
+    """A region opt-in raised in a member, and the member's two regions read back after it:
+    the opted-in region (taken back first, as if never onboarded) and a control region, whose
+    rule was disabled first so that any whole-account onboarding would have re-enabled it."""
+
+    member: Account
+    region: str
+    control_region: str
+    event_id: str
+    raised_at: float
+    region_state: RegionState
+    control_state: RegionState
+
+    @property
+    def ok(self) -> bool:
+        onboarded = self.region_state == RegionState("enabled", "ok")
+        return onboarded and self.control_state.rule == "rule DISABLED"
+
+
 @dataclass
 class DemoResult:
     """Everything the story observed; `ok` says whether it ended as designed."""
@@ -193,6 +213,7 @@ class DemoResult:
     unhandled: list[str] = field(default_factory=list)
     reconcile: list[Delivery] = field(default_factory=list)
     queues: list[QueueState] = field(default_factory=list)
+    opt_in: OptIn | None = None  # None: us-east-1 is no hub region, nothing to route it
     # the uninstall act: per member and hub region what is left of watershed ("" = nothing)
     removal: list[Delivery] = field(default_factory=list)
     left_behind: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -242,6 +263,7 @@ class DemoResult:
             and bool(self.queues)
             and not self.loaded_queues
             and not self.notices
+            and (self.opt_in is None or self.opt_in.ok)
             and not any(self.left_behind.values())
         )
 
@@ -275,6 +297,7 @@ class Story:
             ("deploy", self.deploy),
             ("onboarding", self.onboard),
             ("reconcile", self.reconcile),
+            ("opt-in", self.region_opt_in),
             ("events", self.raise_events),
             ("queues", self.read_queues),
         ]
@@ -413,6 +436,49 @@ class Story:
                 self.result.configured[(account.account_id, region)] = self._read_back(
                     account, region, forwards=account is not org.security
                 )
+
+    def region_opt_in(self) -> None:
+        """A member enables a region itself. AWS sends Region Opt-In Status Change to that
+        member's us-east-1 bus only; its own forwarding rule carries it to the Security
+        account's us-east-1 bus, the lifecycle rule there to the home work queue (through the
+        lifecycle topic: a second bus hop would be dropped), and onboarding configures that one
+        region. The region is first taken back from the member (rule and target deleted), and
+        the rule of a control region disabled: only the opted-in region may come back."""
+        org = self._org()
+        regions = self.options.regions
+        others = [r for r in regions if r != "us-east-1"]
+        if "us-east-1" not in regions or len(others) < 2:
+            return  # nothing to route it: the opt-in path needs us-east-1 and two other regions
+        region, control = others[-1], others[0]
+        member = org.members[0]
+        session = self.aws.session(member.account_id, member.admin_role)
+        events = session.client("events", region_name=region)
+        events.remove_targets(Rule=FORWARD_RULE, Ids=[FORWARD_TARGET_ID])
+        events.delete_rule(Name=FORWARD_RULE)
+        session.client("events", region_name=control).disable_rule(Name=FORWARD_RULE)
+
+        raised_at = self.journal.now()
+        entry = shapes.region_opt_in(member, region)
+        event_id = self._put(session, "us-east-1", entry, at=raised_at, owner=member)
+        trigger = Trigger("Region opt-in", member, event_id, raised_at)
+        logged = len(self._onboarding_log())
+        self._drain()
+        self.result.unhandled += self._unhandled_triggers(
+            self._onboarding_log()[logged:], [trigger]
+        )
+        self.result.opt_in = OptIn(
+            member,
+            region,
+            control,
+            event_id,
+            raised_at,
+            self._read_back(member, region),
+            self._read_back(member, control),
+        )
+        # the control region's marker is put back; the member ends the act as it began
+        session.client("events", region_name=control).enable_rule(Name=FORWARD_RULE)
+        for name in (region, control):
+            self.result.configured[(member.account_id, name)] = self._read_back(member, name)
 
     def read_queues(self) -> None:
         """Read back every SQS queue the stacks created: anything left is a loss or a retry."""
@@ -597,7 +663,9 @@ class Story:
     def _onboarding_log(self) -> list[str]:
         return self.runtime.log(self._onboarding_function())
 
-    def _unhandled_triggers(self, log: list[str]) -> list[str]:
+    def _unhandled_triggers(
+        self, log: list[str], triggers: list[Trigger] | None = None
+    ) -> list[str]:
         """Did every trigger become an onboarding? Read from the function's per-request log.
 
         The read-back of the accounts cannot tell: a Control Tower account gets two triggers,
@@ -629,12 +697,11 @@ class Story:
             elif message in ("ignored input", "invalid message", "refused message"):
                 why = entry.get("reason") or entry.get("error") or ""
                 problems.append(f"{message}: {str(why)[:160]}")
-        names = {t.member.account_id: t.member.name for t in self.result.triggers}
+        triggers = self.result.triggers if triggers is None else triggers
+        names = {t.member.account_id: t.member.name for t in triggers}
         for account_id, name in names.items():
             if account_id not in done:
-                labels = [
-                    t.label for t in self.result.triggers if t.member.account_id == account_id
-                ]
+                labels = [t.label for t in triggers if t.member.account_id == account_id]
                 problems.insert(0, f"{' + '.join(labels)} for {name}: no onboarding done")
         return problems
 

@@ -251,6 +251,7 @@ DRIFTS = {
     "rule-off": "rule-disabled",
     "no-target": "target-missing",
     "elsewhere": "target-elsewhere",
+    "no-dlq": "target-delivery",
     "trust": "role-trust",
     "role-policy": "role-policy-changed",
     "no-role": "role-missing",
@@ -283,13 +284,16 @@ def drift(org: Org, label: str) -> None:
         events.disable_rule(Name="watershed-forward")
     elif label == "no-target":
         events.remove_targets(Rule="watershed-forward", Ids=["security-bus"])
-    elif label == "elsewhere":
+    elif label in ("elsewhere", "no-dlq"):
+        # elsewhere: another account's bus; no-dlq: the target as watershed wrote it before it
+        # had a retry policy and a dead-letter queue
+        bus_account = "111122223333" if label == "elsewhere" else org.security
         events.put_targets(
             Rule="watershed-forward",
             Targets=[
                 {
                     "Id": "security-bus",
-                    "Arn": f"arn:aws:events:{region}:111122223333:event-bus/default",
+                    "Arn": f"arn:aws:events:{region}:{bus_account}:event-bus/default",
                     "RoleArn": f"arn:aws:iam::{account}:role/watershed-forwarder",
                 }
             ],

@@ -50,7 +50,11 @@ def test_no_other_region_has_a_stream_relay_or_relay_queue(played):
         assert security.client("kinesis", region_name=region).list_streams()["StreamNames"] == []
         assert security.client("lambda", region_name=region).list_functions()["Functions"] == []
         queues = security.client("sqs", region_name=region).list_queues().get("QueueUrls", [])
-        assert len(queues) == 1 and "EventsDeadLetterQueue" in queues[0], queues
+        # the collect rule's DLQ, and the DLQ of the members' targets whose rule is in this
+        # region (a target's dead-letter queue must be in its rule's region)
+        names = sorted(url.rsplit("/", 1)[1] for url in queues)
+        assert len(names) == 2, queues
+        assert "EventsDeadLetterQueue" in names[0] and names[1] == "watershed-forward-dlq"
         bus = security.client("events", region_name=region).describe_event_bus(Name="default")
         assert "Policy" not in bus  # no member delivers here: no organization grant either
     assert {q.logical_id for q in result.queues}.isdisjoint({"RelayFailureQueue"})

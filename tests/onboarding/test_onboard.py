@@ -24,6 +24,12 @@ def _assert_member_configured(reader, settings, account_id, region):
         target["Arn"] == f"arn:aws:events:{region}:{settings.security_account_id}:event-bus/default"
     )
     assert target["RoleArn"] == f"arn:aws:iam::{account_id}:role/watershed-forwarder"
+    # EventBridge's longest retries, then the Security account's queue in the same region: a
+    # refusal for a missing permission or bus (not retried) is kept instead of dropped
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    assert target["DeadLetterConfig"] == {
+        "Arn": f"arn:aws:sqs:{region}:{settings.security_account_id}:watershed-forward-dlq"
+    }
 
 
 def _assert_untouched(reader, account_id, regions, declared_role=None):

@@ -25,13 +25,22 @@ def _event(source, detail_type, detail, account=MANAGEMENT):
     return eventbridge_event(source, detail_type, account, detail)
 
 
+ORGANIZATIONS = "organizations.amazonaws.com"
 CREATE_ACCOUNT_RESULT = _event(
-    "aws.organizations", "AWS Service Event via CloudTrail", {"eventName": "CreateAccountResult"}
+    "aws.organizations",
+    "AWS Service Event via CloudTrail",
+    {"eventSource": ORGANIZATIONS, "eventName": "CreateAccountResult"},
 )
 ACCOUNT_JOINED = _event(
     "aws.organizations",
     "AWS Service Event via CloudTrail",
-    {"eventName": "AccountJoinedOrganization"},
+    {"eventSource": ORGANIZATIONS, "eventName": "AccountJoinedOrganization"},
+)
+# The same event as an API call (one public write-up shows it so; no document confirms either)
+ACCOUNT_JOINED_AS_API_CALL = _event(
+    "aws.organizations",
+    "AWS API Call via CloudTrail",
+    {"eventSource": ORGANIZATIONS, "eventName": "AccountJoinedOrganization"},
 )
 REGION_OPT_IN = _event("aws.account", "Region Opt-In Status Change", {"status": "ENABLED"})
 CREATE_MANAGED_ACCOUNT = _event(
@@ -41,7 +50,9 @@ UPDATE_MANAGED_ACCOUNT = _event(
     "aws.controltower", "AWS Service Event via CloudTrail", {"eventName": "UpdateManagedAccount"}
 )
 CREATE_ACCOUNT_CALL = _event(
-    "aws.organizations", "AWS API Call via CloudTrail", {"eventName": "CreateAccount"}
+    "aws.organizations",
+    "AWS API Call via CloudTrail",
+    {"eventSource": ORGANIZATIONS, "eventName": "CreateAccount"},
 )
 
 
@@ -64,7 +75,7 @@ def test_us_east_1_forwards_organizations_events_and_holds_the_launcher(manageme
     assert set(rules) == {"OrganizationsTriggerRule", "OffboardingTriggerRule"}
     assert "LauncherRole" in deployment.resources()
     rule = rules["OrganizationsTriggerRule"]
-    for event in (CREATE_ACCOUNT_RESULT, ACCOUNT_JOINED, REGION_OPT_IN):
+    for event in (CREATE_ACCOUNT_RESULT, ACCOUNT_JOINED, ACCOUNT_JOINED_AS_API_CALL, REGION_OPT_IN):
         assert _matches(rule, event), event["detail"]
     assert not _matches(rule, CREATE_ACCOUNT_CALL)  # IN_PROGRESS, no account id yet
     assert not _matches(rule, CREATE_MANAGED_ACCOUNT)

@@ -200,6 +200,10 @@ def test_parliament_finds_nothing_unexpected(policy_document):
         ):
             # parliament knows identity and resource policies; a trust policy has no Resource.
             continue
+        if finding.issue == "UNKNOWN_CONDITION_FOR_ACTION" and "aws:SourceOrgID" in finding.detail:
+            # A global condition key (service principals acting for a resource of an
+            # organization) newer than parliament's database; the member DLQ pins it.
+            continue
         actions = tuple(sorted(finding.location.get("actions", [])))
         if (finding.issue, actions) in EXPECTED_FINDINGS:
             continue
