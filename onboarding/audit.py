@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -64,10 +64,20 @@ FINDING_KINDS = {
     "rule-disabled": "forwarding rule disabled",
     "target-missing": "forwarding target missing",
     "target-elsewhere": "forwarding target points elsewhere",
+    "target-delivery": "forwarding target's retry policy or dead-letter queue differs",
     "role-missing": "forwarder role missing",
     "role-trust": "forwarder role trust policy changed",
     "role-policy-missing": "forwarder role policy missing",
     "role-policy-changed": "forwarder role policy changed",
+    "target-foreign": "foreign target on the forwarding rule",
+    "role-policy-foreign": "foreign inline policy on the forwarder role",
+    "role-attached-policy": "foreign managed policy attached to the forwarder role",
+    # Offboarding (issue 14): an older deployment without the managed-by tag (the reconcile adds
+    # it), and a member still forwarding to a Security bus whose policy is gone (the Security
+    # stack deleted before the members were removed: every event is refused).
+    "rule-tag-create": "forwarding rule not tagged managed-by=watershed",
+    "role-tag-create": "forwarder role not tagged managed-by=watershed",
+    "target-refused": "forwarding to a Security bus that refuses it",
 }
 GLOBAL_NOTE = "global: IAM is account-wide, so every region drifts"
 
@@ -108,11 +118,17 @@ def finding(change: Change, is_global: bool = False) -> Finding:
         else:
             kind = "rule-disabled"
     elif resource == "target":
-        kind = "target-missing" if action == "create" else "target-elsewhere"
+        kinds = {"create": "target-missing", "update": "target-elsewhere"}
+        kind = kinds.get(action, "target-foreign")
+        if action == "update" and " delivery: " in detail:
+            kind = "target-delivery"
     elif resource == "forwarder-role":
         kind = "role-missing" if action == "create" else "role-trust"
     elif resource == "role-policy":
-        kind = "role-policy-missing" if action == "create" else "role-policy-changed"
+        kinds = {"create": "role-policy-missing", "update": "role-policy-changed"}
+        kind = kinds.get(action, "role-policy-foreign")
+    elif resource == "attached-policy":
+        kind = "role-attached-policy"
     label = FINDING_KINDS.get(kind, f"{resource} would be {action}d")
     return Finding(kind, f"{label}: {detail}" if detail else label, is_global)
 
@@ -276,6 +292,33 @@ def classify(
     return AccountAudit(member.account_id, member.name, cells, role)
 
 
+def forwarding_refused(
+    audits: Sequence[AccountAudit], security: Sequence[hub.HubRegion], settings: Settings
+) -> list[AccountAudit]:
+    """A member cell that is `ok` in a region whose Security bus has no policy granting the
+    organization is not collecting: its target delivers to a bus that refuses every event (the
+    Security stack was deleted, or its policy lost, while members still forward). It drifts."""
+    refused = {
+        r.region: r.checks["bus_policy"].detail
+        for r in security
+        if "bus_policy" in r.checks and not r.checks["bus_policy"].ok
+    }
+    if not refused:
+        return list(audits)
+    out = []
+    for audit in audits:
+        if audit.account_id == settings.security_account_id:  # forwards nothing
+            out.append(audit)
+            continue
+        cells = dict(audit.regions)
+        for region, why in refused.items():
+            if region in cells and cells[region].state == "ok":
+                found = Finding("target-refused", f"{FINDING_KINDS['target-refused']}: {why}")
+                cells[region] = Cell("drift", str(found), (found,))
+        out.append(replace(audit, regions=cells))
+    return out
+
+
 def _nothing_of_ours(local: tuple[Finding, ...], is_security: bool) -> bool:
     """Missing, not drifted: our anchor (the forwarding rule; for the Security account, which
     forwards nothing, the detector) is absent and nothing present would be updated."""
@@ -360,6 +403,7 @@ class Auditor:
             state.total = len(results)
             audits = sorted((f.result() for f in results), key=lambda a: a.account_id)
             hub_regions = security.result()
+            audits = forwarding_refused(audits, hub_regions, self.settings)
 
         return AuditReport(
             generated_at=generated_at,

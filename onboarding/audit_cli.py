@@ -147,7 +147,7 @@ def _accounts(values: list[str] | None) -> list[str] | None:
         return None
     accounts = [a.strip() for value in values for a in value.split(",") if a.strip()]
     for account in accounts:
-        if not ACCOUNT_ID.match(account):
+        if not ACCOUNT_ID.fullmatch(account):
             raise InvalidRequest(f"account id {account!r} is not 12 digits")
     return accounts
 

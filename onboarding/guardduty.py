@@ -15,6 +15,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from onboarding import ownership
 from onboarding.errors import error_code, error_message
 from onboarding.report import Change
 from onboarding.settings import Settings
@@ -107,6 +108,7 @@ def apply_detector(guardduty: Any, state: DetectorState | None, settings: Settin
             Enable=True,
             FindingPublishingFrequency=settings.finding_publishing_frequency,
             Features=settings.features_list,
+            Tags=ownership.tag_map(),  # created by watershed: the only detector removal deletes
         )
     except ClientError as err:
         if not _already_exists(err):
@@ -123,4 +125,39 @@ def ensure_detector(guardduty: Any, settings: Settings, dry_run: bool = False) -
     changes = plan_detector(state, settings)
     if changes and not dry_run:
         apply_detector(guardduty, state, settings)
+    return changes
+
+
+# Removal (only with `watershed remove --guardduty`) ----------------------------------------------
+
+
+def plan_remove_detector(detectors: Mapping[str, Mapping[str, str]]) -> list[Change]:
+    """`detectors`: detector id → its tags. Only a detector tagged at its creation by watershed
+    is deleted; one that existed before (the owner's, GuardDuty auto-enable's) stays running."""
+    changes = []
+    for detector_id, tags in sorted(detectors.items()):
+        if ownership.is_managed(tags):
+            changes.append(Change("detector", "delete", detector_id))
+        else:
+            why = f"{detector_id} not created by watershed (no {ownership.MANAGED_TAG_TEXT})"
+            changes.append(Change("detector", "retain", why))
+    return changes
+
+
+def remove_detector(guardduty: Any, dry_run: bool = False) -> list[Change]:
+    """Read, then delete only a detector watershed created. Returns the changes (made/planned)."""
+    detectors = {
+        detector_id: guardduty.get_detector(DetectorId=detector_id).get("Tags") or {}
+        for detector_id in guardduty.list_detectors().get("DetectorIds", [])
+    }
+    changes = plan_remove_detector(detectors)
+    if dry_run:
+        return changes
+    for change in changes:
+        if change.action == "delete":
+            try:
+                guardduty.delete_detector(DetectorId=change.detail)
+            except ClientError as err:
+                if error_code(err) != "ResourceNotFoundException":  # gone meanwhile: done
+                    raise
     return changes

@@ -17,13 +17,15 @@ import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from onboarding import forwarding, guardduty, iam, organization, regions
-from onboarding.backfill import select_accounts
+from onboarding.backfill import requests_for, select_accounts
 from onboarding.errors import (
     AccountRefused,
+    PermanentStepFailed,
     RetryableStepFailed,
     StepFailed,
     error_code,
@@ -31,7 +33,10 @@ from onboarding.errors import (
     step_failed,
 )
 from onboarding.events import (
+    ONBOARD,
     REGION_OPT_IN,
+    REMOVE,
+    SCOPE,
     AllAccountsRequest,
     Ignored,
     OnboardingRequest,
@@ -55,6 +60,8 @@ STEP_GUARDDUTY = "guardduty"
 STEP_FORWARDING = "forwarding"
 # A region named by an opt-in ENABLED event that the member does not show as enabled yet.
 REGION_NOT_ENABLED_YET = "RegionNotEnabledYet"
+# The management account's forwarder role (declared by management.yaml) is missing or drifted.
+FORWARDER_ROLE_NOT_AS_DECLARED = "ForwarderRoleNotAsDeclared"
 # How often a request with a deadline looks at the clock while its region threads run.
 WAIT_POLL_SECONDS = 0.2
 
@@ -81,13 +88,13 @@ class Onboarder:
     def handle(self, items: Iterable[Parsed]) -> Report:
         """Process parsed inputs inline: ignored ones are logged, requests are onboarded."""
         reports: list[AccountReport] = []
-        seen: set[tuple[str, tuple[str, ...] | None, bool]] = set()
+        seen: set[tuple[str, tuple[str, ...] | None, bool, str]] = set()
         for item in items:
             if isinstance(item, Ignored):
                 logger.info("ignored input", extra={"reason": item.reason})
                 continue
             for request in self._expand(item):
-                key = (request.account_id, request.regions, request.dry_run)
+                key = (request.account_id, request.regions, request.dry_run, request.action)
                 if key in seen:  # Control Tower sends two triggers for one account: do it once
                     continue
                 seen.add(key)
@@ -123,7 +130,7 @@ class Onboarder:
         did not finish is reported as a retryable `DeadlineExceeded` failure, for just those
         regions (or the whole account if it happened before the regions)."""
         with deadline_scope(deadline):
-            report = self._onboard(request, known_active)
+            report = self._dispatch(request, known_active)
         logger.info(
             "account report",
             extra={
@@ -131,12 +138,25 @@ class Onboarder:
                 "reason": request.reason,
                 "attempt": request.attempt,
                 "dry_run": request.dry_run,
+                "action": request.action,
                 "report": report.as_dict(),
             },
         )
         return report
 
     # Steps --------------------------------------------------------------------------------
+
+    def _dispatch(self, request: OnboardingRequest, known_active: bool) -> AccountReport:
+        """Onboard, or one of the offboarding actions (onboarding/removal.py)."""
+        if request.action == ONBOARD:
+            return self._onboard(request, known_active)
+        from onboarding import removal  # it builds on this module (fan-out, region results)
+
+        if request.action == REMOVE:
+            return removal.remove(self, request, known_active)
+        if request.action == SCOPE:
+            return removal.scope(self, request, known_active)
+        return removal.departed(self, request)
 
     def _expand(self, item: OnboardingRequest | AllAccountsRequest) -> list[OnboardingRequest]:
         if isinstance(item, OnboardingRequest):
@@ -146,10 +166,7 @@ class Onboarder:
         management = self.sessions.management()
         orgs = management.client("organizations", self.settings.home_region)
         selection = select_accounts(orgs, self.exclusions)
-        return [
-            OnboardingRequest(a, item.regions, item.reason, dry_run=item.dry_run)
-            for a in selection.accounts
-        ]
+        return requests_for(selection, item, self.settings.retain_on_exclusion)
 
     def _onboard(self, request: OnboardingRequest, known_active: bool) -> AccountReport:
         account_id, home = request.account_id, self.settings.home_region
@@ -178,11 +195,11 @@ class Onboarder:
         if not is_security:  # the Security account's events are already on its own bus
             try:
                 iam_client = session.client("iam", home)
-                account_changes, after_repoint = iam.plan_in_switch_order(
-                    iam_client, self.settings, account_id
+                account_changes, after_repoint = self._forwarder_role(
+                    iam_client, account_id, request.dry_run
                 )
-                if account_changes and not request.dry_run:
-                    iam.apply_forwarder_role(iam_client, self.settings, account_id, account_changes)
+            except StepFailed as failed:
+                return _account_failed(failed)
             except (ClientError, BotoCoreError) as err:
                 return _account_failed(step_failed(err, account_id, None, "iam"))
 
@@ -231,6 +248,32 @@ class Onboarder:
                     return _account_failed(step_failed(err, account_id, None, "iam"))
                 account_changes += after_repoint
         return AccountReport.build(account_id, results, account_changes, request.dry_run)
+
+    def _forwarder_role(
+        self, client: Any, account_id: str, dry_run: bool
+    ) -> tuple[list[Change], list[Change]]:
+        """(changes now, changes after every target is repointed). Members: converge the role
+        (a relay -> direct switch narrows its policy last). The management account:
+        management.yaml declares the role and nothing of watershed may write IAM there, so it
+        is only verified; drift is reported (plan, audit) and stops onboarding (a permanent
+        failure naming it), never repaired."""
+        if account_id != self.settings.management_account_id:
+            now, later = iam.plan_in_switch_order(client, self.settings, account_id)
+            if now and not dry_run:
+                iam.apply_forwarder_role(client, self.settings, account_id, now)
+            return now, later
+        drift = iam.verify_declared_role(client, self.settings, account_id)
+        if drift and not dry_run:
+            raise PermanentStepFailed(
+                account_id,
+                None,
+                "iam",
+                FORWARDER_ROLE_NOT_AS_DECLARED,
+                "the management account's forwarder role differs from management.yaml ("
+                + "; ".join(str(c) for c in drift)
+                + "): onboarding never writes IAM there; update or redeploy that stack",
+            )
+        return drift, []
 
     def _guardduty(
         self, session: AccountSession, region: str, request: OnboardingRequest

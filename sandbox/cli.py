@@ -1,7 +1,7 @@
 """`python -m sandbox` / `watershed demo`: play the story and print the journey.
 
     watershed demo [--regions N|r1,r2,...] [--accounts N] [--delivery relay|direct] [--quiet]
-                   [--logs] [--serve]
+                   [--logs] [--serve] [--uninstall]
 
 With --serve the same story runs behind a local HTTP endpoint (moto's server, 127.0.0.1), which
 stays up afterwards for the aws CLI or `watershed plan` until Ctrl-C.
@@ -31,7 +31,14 @@ from collections.abc import Callable, Sequence
 from sandbox.embedded import EmbeddedAws
 from sandbox.journal import Hop
 from sandbox.journey import FAIL, OK, Printer, hop_lines, table
-from sandbox.story import REGION_ORDER, DemoOptions, DemoResult, Story, describe_record
+from sandbox.story import (
+    REGION_ORDER,
+    DemoOptions,
+    DemoResult,
+    RegionState,
+    Story,
+    describe_record,
+)
 
 
 def _regions(value: str) -> tuple[str, ...]:
@@ -92,6 +99,12 @@ def parser(prog: str = "watershed demo") -> argparse.ArgumentParser:
     result.add_argument(
         "--logs", action="store_true", help="print the functions' logs (stdout) at the end"
     )
+    result.add_argument(
+        "--uninstall",
+        action="store_true",
+        help="a last act: remove watershed from every member (docs/deploy.md) and read back "
+        "that nothing of it is left",
+    )
     return result
 
 
@@ -102,6 +115,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "watershed demo") -> int
         members=args.accounts,
         control_tower_members=1 if args.accounts > 1 else 0,
         delivery=args.delivery,
+        uninstall=args.uninstall,
     )
     printer = Printer(quiet=args.quiet)
     started = time.perf_counter()
@@ -171,9 +185,11 @@ def _render(printer: Printer, act: str, result: DemoResult) -> None:
         "deploy": _render_deploy,
         "onboarding": _render_onboarding,
         "reconcile": _render_reconcile,
+        "opt-in": _render_opt_in,
         "events": _render_events,
         "queues": _render_queues,
         "canary": _render_canary,
+        "uninstall": _render_uninstall,
     }[act](printer, result, seconds)
 
 
@@ -235,8 +251,12 @@ def _render_deploy(printer: Printer, result: DemoResult, seconds: float) -> None
         for s in stack.stand_ins
         if "applied" not in s.action
     )
+    how = {"AWS::SNS::Subscription": "Subscribe"}
     for kind, count in sorted(applied.items()):
-        printer.line(f"  stand-in: {kind} x{count}, which moto skips, applied with PutPermission")
+        printer.line(
+            f"  stand-in: {kind} x{count}, which moto skips, applied with "
+            f"{how.get(kind, 'PutPermission')}"
+        )
     if skipped:
         listed = ", ".join(f"{kind} x{count}" for kind, count in sorted(skipped.items()))
         printer.line(f"  not created by moto (nothing in the local flow reads them): {listed}")
@@ -360,6 +380,32 @@ def _render_reconcile(printer: Printer, result: DemoResult, seconds: float) -> N
     printer.lines(table(rows))
 
 
+def _render_opt_in(printer: Printer, result: DemoResult, seconds: float) -> None:
+    printer.section("4b. region opt-in raised in a member", f"{seconds:.1f} s")
+    opt_in = result.opt_in
+    if opt_in is None:
+        printer.line("  skipped: needs us-east-1 and two other hub regions (--regions 3 or more)")
+        return
+    name = opt_in.member.name
+    printer.line(
+        f"  {name} enables {opt_in.region} itself: Region Opt-In Status Change on its us-east-1 "
+        "bus → its watershed-forward → a Security bus → watershed-lifecycle → the home work "
+        "queue (through a topic from us-east-1) → onboarding"
+    )
+    printer.lines(hop_lines(_hops(result)(opt_in.event_id), opt_in.raised_at))
+    onboarded = opt_in.region_state == RegionState("enabled", "ok")
+    printer.line(
+        f"  {OK if onboarded else FAIL} {opt_in.region}: detector {opt_in.region_state.detector}, "
+        f"rule {opt_in.region_state.rule}"
+    )
+    untouched = opt_in.control_state.rule == "rule DISABLED"
+    verdict = "left alone: only the opted-in region was onboarded"
+    printer.line(
+        f"  {OK if untouched else FAIL} {opt_in.control_region} (control, rule disabled first): "
+        f"{verdict if untouched else 'rule ' + opt_in.control_state.rule}"
+    )
+
+
 def _render_queues(printer: Printer, result: DemoResult, seconds: float) -> None:
     printer.section("6. queues", f"{seconds:.1f} s")
     loaded = result.loaded_queues
@@ -412,6 +458,36 @@ def _render_canary(printer: Printer, result: DemoResult, seconds: float) -> None
         printer.line(f"  {FAIL} {problem}")
 
 
+def _render_uninstall(printer: Printer, result: DemoResult, seconds: float) -> None:
+    printer.section("7. uninstall", f"{seconds:.1f} s")
+    invocations = [d for d in result.removal if d.mapping.kind == "sqs"]
+    printer.line(
+        '  {"remove": "ALL"} → one removal per account on the work queue → '
+        f"{sum(d.records for d in invocations)} message(s) in {len(invocations)} invocation(s), "
+        f"{sum(1 for d in invocations if not d.invocation.ok)} error(s)"
+    )
+    org = result.organization
+    assert org is not None
+    regions = result.options.regions
+    rows = [("read back", *regions)]
+    for member in org.members:
+        cells = []
+        for region in regions:
+            left = result.left_behind.get((member.account_id, region))
+            cells.append(f"{OK} empty" if left == "" else f"{FAIL} {left or 'not read'}")
+        rows.append((f"{member.name} {member.account_id}", *cells))
+    printer.lines(table(rows))
+    printer.line(
+        f"  {OK} empty = no rule watershed-forward, no target, no role watershed-forwarder; "
+        "GuardDuty keeps running (only `remove --guardduty` deletes what watershed created)"
+    )
+    loaded = result.loaded_queues
+    printer.line(
+        f"  {OK if not loaded else FAIL} {len(result.queues) - len(loaded)} of "
+        f"{len(result.queues)} queue(s) empty after the removal"
+    )
+
+
 def _render_logs(printer: Printer, story: Story) -> None:
     printer.section("function logs")
     assert story.poller is not None
@@ -447,9 +523,14 @@ def _verdict(printer: Printer, result: DemoResult, elapsed: float) -> int:
         problems.append(f"unknown record {describe_record(record)}")
     for account_id, region in result.unconfigured:
         problems.append(f"{account_id} not configured in {region}")
+    for (account_id, region), left in result.left_behind.items():
+        if left:
+            problems.append(f"{account_id} still has {left} in {region} after uninstall")
     if not result.configured:
         problems.append("no member was read back")
     problems += [f"trigger not onboarded: {p}" for p in result.unhandled]
+    if result.opt_in is not None and not result.opt_in.ok:
+        problems.append(f"region opt-in in {result.opt_in.region} not onboarded alone")
     problems += [queue.describe() for queue in result.loaded_queues]
     if not result.queues:
         problems.append("no queue was read back")

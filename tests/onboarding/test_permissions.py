@@ -152,20 +152,30 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
         "UpdateAssumeRolePolicy",
         "GetRolePolicy",
         "PutRolePolicy",
+        "ListRolePolicies",
+        "ListAttachedRolePolicies",
+        "DeleteRolePolicy",
+        "DetachRolePolicy",
     ):
         arn = f"arn:{p}:iam::{account}:role/{params['RoleName']}"
         requests = [Request(f"iam:{op}", arn)]
         if op == "CreateRole" and params.get("Tags"):
             requests.append(Request("iam:TagRole", arn))  # tag-on-create needs TagRole too
         return requests
+    if call.service == "events" and op in ("ListTagsForResource", "TagResource"):
+        return [Request(f"events:{op}", params["ResourceARN"])]
     if call.service == "events" and op in (
         "DescribeRule",
         "ListTargetsByRule",
         "PutRule",
         "PutTargets",
+        "RemoveTargets",
+        "DeleteRule",
     ):
         rule = params.get("Name") or params["Rule"]
         requests = [Request(f"events:{op}", f"arn:{p}:events:{r}:{account}:rule/{rule}")]
+        if op == "PutRule" and params.get("Tags"):  # tag-on-create needs TagResource too
+            requests.append(Request("events:TagResource", requests[0].resource))
         for target in params.get("Targets", []):
             if target.get("RoleArn"):
                 context = (("iam:PassedToService", "events.amazonaws.com"),)
@@ -187,7 +197,12 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
                     "AWSServiceRoleForAmazonGuardDutyMalwareProtection",
                 )
             )
-        return [Request("guardduty:CreateDetector", "*")] + [
+        tagged = (
+            [Request("guardduty:TagResource", f"arn:{p}:guardduty:{r}:{account}:detector/*")]
+            if params.get("Tags")
+            else []
+        )
+        return [Request("guardduty:CreateDetector", "*"), *tagged] + [
             Request(
                 "iam:CreateServiceLinkedRole",
                 f"arn:{p}:iam::{account}:role/aws-service-role/{service}/{name}",
@@ -202,6 +217,13 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
         # stream's name is taken from moto's ARN.
         name = params["StreamARN"].rsplit("/", 1)[-1]
         return [Request(f"kinesis:{op}", f"arn:{p}:kinesis:{r}:{account}:stream/{name}")]
+    if key == ("guardduty", "DeleteDetector"):
+        # Removal deletes only a detector it read as tagged managed-by=watershed (asserted by
+        # tests/onboarding/test_remove.py), so that is the tag IAM sees on the resource.
+        arn = f"arn:{p}:guardduty:{r}:{account}:detector/{params['DetectorId']}"
+        return [
+            Request("guardduty:DeleteDetector", arn, (("aws:ResourceTag/managed-by", "watershed"),))
+        ]
     if key in (("guardduty", "GetDetector"), ("guardduty", "UpdateDetector")):
         arn = f"arn:{p}:guardduty:{r}:{account}:detector/{params['DetectorId']}"
         return [Request(f"guardduty:{op}", arn)]
@@ -314,26 +336,28 @@ def test_the_matcher_allows_and_refuses_what_iam_would():
     assert not allowed([policy], Request("iam:PassRole", role, to_lambda))
 
 
+def test_the_launcher_may_not_delete_an_untagged_detector(org, settings, org_id, launcher_arn):
+    management, _ = _launcher_deployments(org, settings, org_id, launcher_arn)
+    launcher = identity_policies(management, "LauncherRole")
+    arn = f"arn:aws:guardduty:eu-west-1:{org.management}:detector/12abc34d567e8fa901bc2d34e56789f0"
+    tagged = (("aws:ResourceTag/managed-by", "watershed"),)
+    assert allowed(launcher, Request("guardduty:DeleteDetector", arn, tagged))
+    assert not allowed(launcher, Request("guardduty:DeleteDetector", arn))  # the owner's
+    other = (("aws:ResourceTag/managed-by", "someone-else"),)
+    assert not allowed(launcher, Request("guardduty:DeleteDetector", arn, other))
+    # and it may delete only the forwarding rule of our name
+    rule = f"arn:aws:events:eu-west-1:{org.management}:rule/team-rule"
+    assert not allowed(launcher, Request("events:DeleteRule", rule))
+    assert not allowed(launcher, Request("events:RemoveTargets", rule))
+
+
 # -- the scenario ------------------------------------------------------------------------------
 
 
 def _drift(reader, account: str, settings) -> None:
-    """Undo a little of everything onboarding configured, so the re-run takes the Update paths."""
-    iam = reader.client(account, "iam")
-    name = settings.forwarder_role_name
-    if reader.role(account, name) is not None:
-        loose = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "events.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-        iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(loose))
-        iam.delete_role_policy(RoleName=name, PolicyName="watershed-put-events")
+    """Undo a little of everything onboarding configured, so the re-run takes the Update paths,
+    and put a foreign target on our rule, so it takes the removal path too. The management
+    account's forwarder role is management.yaml's: its drift is only reported (tested below)."""
     for region in settings.hub_regions:
         detector = reader.detector(account, region)
         reader.client(account, "guardduty", region).update_detector(
@@ -343,6 +367,10 @@ def _drift(reader, account: str, settings) -> None:
             events = reader.client(account, "events", region)
             events.disable_rule(Name=settings.forward_rule_name)
             events.remove_targets(Rule=settings.forward_rule_name, Ids=["security-bus"])
+            outside = f"arn:aws:events:{region}:999999999999:event-bus/default"
+            events.put_targets(
+                Rule=settings.forward_rule_name, Targets=[{"Id": "exfil", "Arn": outside}]
+            )
 
 
 def _onboard_twice(org, settings, reader) -> CallsByRole:
@@ -435,11 +463,131 @@ def test_the_launcher_may_do_everything_onboarding_the_management_account_does(
     # And the launcher was allowed every call it made in the management account
     made = recorded.calls[launcher_arn]
     operations = {c.operation for c in made}
-    assert {"CreateRole", "PutTargets", "CreateDetector", "UpdateDetector"} <= operations
-    assert {"UpdateAssumeRolePolicy", "PutRolePolicy", "GetAdministratorAccount"} <= operations
+    assert {"PutTargets", "RemoveTargets", "CreateDetector", "UpdateDetector"} <= operations
+    assert {"GetRole", "ListRolePolicies", "GetAdministratorAccount"} <= operations
     launcher = identity_policies(management, "LauncherRole")
     assert _denied(made, launcher, org.management, org_id, org.management) == []
     assert set(recorded.calls) == {OWN, launcher_arn}  # no role assumed into itself
+    # And it wrote nothing in IAM there: the forwarder role is management.yaml's
+    assert {c.operation for c in made if c.service == "iam"} <= IAM_READS
+    # And the foreign target it removed was on our rule only
+    removed = [c.params for c in made if c.operation == "RemoveTargets"]
+    assert {tuple(p["Ids"]) for p in removed} == {("exfil",)}
+
+
+IAM_READS = {"GetRole", "GetRolePolicy", "ListRolePolicies", "ListAttachedRolePolicies"}
+
+
+def test_a_drifted_management_forwarder_role_is_reported_never_written(
+    org, settings, reader, org_id, launcher_arn
+):
+    # Given the management account onboarded through the launcher, then its forwarder role
+    # (management.yaml's) tampered with: an admin policy attached, an inline one added, the
+    # trust opened to an outside account
+    settings = replace(settings, launcher_role_arn=launcher_arn)
+    management, _ = _launcher_deployments(org, settings, org_id, launcher_arn)
+    recorded = CallsByRole()
+    onboarder = Onboarder(settings, AttributingFactory(settings, recorded))
+    assert onboarder.onboard(OnboardingRequest(org.management)).status == "ok"
+    iam = reader.client(org.management, "iam")
+    name = settings.forwarder_role_name
+    everything = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+    admin = iam.create_policy(
+        PolicyName="admin",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [everything]}),
+    )["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName=name, PolicyArn=admin)
+    iam.put_role_policy(
+        RoleName=name,
+        PolicyName="backdoor",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [everything]}),
+    )
+    outsider = {
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
+        "Action": "sts:AssumeRole",
+    }
+    iam.update_assume_role_policy(
+        RoleName=name, PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [outsider]})
+    )
+    tampered = reader.role(org.management)
+    recorded.calls.clear()
+
+    # When it is planned, then onboarded again
+    plan = onboarder.plan(OnboardingRequest(org.management))
+    again = onboarder.onboard(OnboardingRequest(org.management))
+
+    # Then the plan names each foreign thing, and onboarding refuses, naming the drift ...
+    planned = [str(c) for c in plan.changes]
+    assert any(f"foreign attached policy {admin}" in c for c in planned), planned
+    assert any("foreign inline policy backdoor" in c for c in planned), planned
+    assert any("999999999999" in c and "trust" in c for c in planned), planned
+    assert again.status == "failed"
+    assert again.error == "ForwarderRoleNotAsDeclared"
+    assert "management.yaml" in again.reason and "backdoor" in again.reason
+    # ... and writes nothing in IAM (the launcher may not), every call allowed, the role as found
+    made = recorded.calls[launcher_arn]
+    assert {c.operation for c in made if c.service == "iam"} <= IAM_READS
+    launcher = identity_policies(management, "LauncherRole")
+    assert _denied(made, launcher, org.management, org_id, org.management) == []
+    assert reader.role(org.management) == tampered
+
+
+def test_no_launcher_statement_grants_an_iam_write_action(org, settings, org_id, launcher_arn):
+    # Given management.yaml resolved for this organization (every variant of the launcher)
+    management, _ = _launcher_deployments(org, settings, org_id, launcher_arn)
+    statements = [
+        s for d in identity_policies(management, "LauncherRole") for s in _as_list(d["Statement"])
+    ]
+    # When each allowed action (wildcards expanded against AWS's list of IAM actions) is
+    # classified by its access level in the Service Authorization Reference
+    writes = set()
+    for statement in statements:
+        assert "NotAction" not in statement
+        if statement["Effect"] != "Allow":
+            continue
+        for pattern in _as_list(statement["Action"]):
+            for action, level in IAM_ACCESS_LEVELS.items():
+                if _like(pattern, action, case_sensitive=False) and level != "Read":
+                    writes.add((action, statement.get("Sid")))
+    # Then the only IAM actions beyond reading are the two that cannot grant anything: passing
+    # the management account's own (declared) forwarder role to EventBridge, and GuardDuty's
+    # service-linked roles (fixed AWS-managed policy, trusted by GuardDuty only) that
+    # CreateDetector creates on first use
+    assert writes == {
+        ("iam:passrole", "PassOwnForwarderRoleToEventBridgeOnly"),
+        ("iam:createservicelinkedrole", "GuardDutyServiceLinkedRoles"),
+    }
+    # And a statement that did grant one is caught by this very check
+    careless = {"Effect": "Allow", "Action": "iam:Put*", "Resource": "*"}
+    assert any(
+        _like(careless["Action"], a, case_sensitive=False) and level != "Read"
+        for a, level in IAM_ACCESS_LEVELS.items()
+    )
+
+
+def _iam_access_levels() -> dict[str, str]:
+    """Every IAM action with its access level (Read, List, Write, Permissions management,
+    Tagging), from parliament's copy of the Service Authorization Reference. List counts as
+    reading here."""
+    import parliament
+
+    path = Path(parliament.__file__).parent / "iam_definition.json"
+    definition = json.loads(path.read_text())
+    levels = {}
+    for service in definition:  # the reference lists IAM twice (two service names)
+        if service["prefix"] != "iam":
+            continue
+        for privilege in service["privileges"]:
+            level = privilege["access_level"]
+            levels[f"iam:{privilege['privilege']}".lower()] = (
+                "Read" if level in ("Read", "List") else level
+            )
+    assert {"iam:putrolepolicy", "iam:passrole", "iam:getrole"} <= set(levels)
+    return levels
+
+
+IAM_ACCESS_LEVELS = _iam_access_levels()
 
 
 def test_without_a_launcher_the_onboarding_role_may_onboard_its_own_account(
@@ -633,3 +781,68 @@ def test_the_canary_is_allowed_list_raise_in_management_and_member_read_the_stre
         )
         != []
     )
+
+
+def _onboard_then_remove(org, settings, reader, recorded: CallsByRole) -> None:
+    """Onboard the management account, strip the rule's tag (an older deployment, so the
+    reconcile's TagResource path runs), reconcile, then remove everything, GuardDuty included."""
+    onboarder = Onboarder(settings, AttributingFactory(settings, recorded))
+    assert onboarder.onboard(OnboardingRequest(org.management)).status == "ok"
+    for region in settings.hub_regions:
+        rule = reader.rule(org.management, region, settings.forward_rule_name)
+        if rule is not None:
+            reader.client(org.management, "events", region).untag_resource(
+                ResourceARN=rule["Arn"], TagKeys=["managed-by"]
+            )
+    assert onboarder.onboard(OnboardingRequest(org.management)).status == "ok"
+    removal = OnboardingRequest(org.management, action="remove", guardduty=True)
+    report = onboarder.onboard(removal)
+    assert report.status == "ok", report.as_dict()
+    for region in settings.hub_regions:
+        assert reader.detector(org.management, region) is None, region
+
+
+def test_the_launcher_may_remove_what_it_onboarded_in_the_management_account(
+    org, settings, reader, org_id, launcher_arn
+):
+    # Given both templates deployed with a launcher
+    settings = replace(settings, launcher_role_arn=launcher_arn)
+    management, _ = _launcher_deployments(org, settings, org_id, launcher_arn)
+    recorded = CallsByRole()
+
+    # When the management account is onboarded, re-tagged by a reconcile, then removed
+    _onboard_then_remove(org, settings, reader, recorded)
+
+    # Then every call the launcher made was allowed, and it made no IAM write for the removal
+    made = recorded.calls[launcher_arn]
+    operations = {c.operation for c in made}
+    assert {"TagResource", "RemoveTargets", "DeleteRule", "DeleteDetector"} <= operations
+    assert not {"DeleteRole", "DeleteRolePolicy", "DetachRolePolicy"} & operations
+    launcher = identity_policies(management, "LauncherRole")
+    assert _denied(made, launcher, org.management, org_id, org.management) == []
+
+
+def test_without_a_launcher_the_onboarding_role_may_remove_its_own_detectors(
+    org, settings, reader, org_id
+):
+    settings = replace(settings, security_account_id=org.management, launcher_role_arn=None)
+    security = Deployment(
+        load_template(SAM_TEMPLATE),
+        settings.home_region,
+        org.management,
+        {
+            "OrganizationId": org_id,
+            "ManagementAccountId": org.management,
+            "HomeRegion": settings.home_region,
+            "HubRegions": ",".join(settings.hub_regions),
+            "LauncherRoleArn": "",
+        },
+    )
+    recorded = CallsByRole()
+
+    _onboard_then_remove(org, settings, reader, recorded)
+
+    made = recorded.calls[OWN]
+    assert "DeleteDetector" in {c.operation for c in made}
+    onboarding_role = identity_policies(security, "OnboardingRole")
+    assert _denied(made, onboarding_role, org.management, org_id, org.management) == []
