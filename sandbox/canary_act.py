@@ -56,6 +56,10 @@ class CanaryAct:
     raised: list[tuple[str, str]] = field(default_factory=list)  # (account, region) stand-ins
     restored: bool = False
     problems: list[str] = field(default_factory=list)
+    # what the breakage caused, by design: the refusals the sandbox noticed, and the refused
+    # sample findings dead-lettered on a queue of the stacks (taken off it again: queue -> count)
+    expected_notices: list[Any] = field(default_factory=list)
+    dead_lettered: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -68,6 +72,7 @@ class SampleFindingsStandIn:
     def __init__(self, story: Any) -> None:
         self.story = story
         self.raised: list[tuple[str, str]] = []
+        self.event_ids: dict[str, str] = {}  # event id -> region
         self._lock = threading.Lock()
 
     def _owner(self, detector_id: str, region: str) -> Account:
@@ -88,9 +93,10 @@ class SampleFindingsStandIn:
         for finding_type in finding_types:
             entry = sample_finding(owner, region, detector_id, finding_type)
             session = self.story.aws.session(owner.account_id, owner.admin_role)
-            self.story._put(session, region, entry, owner=owner)
+            event_id = self.story._put(session, region, entry, owner=owner)
             with self._lock:
                 self.raised.append((owner.account_id, region))
+                self.event_ids[event_id] = region
         ok = {"ResponseMetadata": {"HTTPStatusCode": 200}}
         return AWSResponse("https://guardduty.stand-in.invalid", 200, {}, None), ok
 
@@ -154,6 +160,7 @@ def play(story: Any) -> CanaryAct:
     security = story.aws.session(org.security.account_id)
     breakage = (_DisabledRules if options.direct else _RemovedBusPolicy)(story, broken)
     act.how = breakage.how
+    noticed_before = len(story.journal.notices())
     problem = breakage.apply()
     if problem:
         act.problems.append(problem)
@@ -181,6 +188,13 @@ def play(story: Any) -> CanaryAct:
     finally:
         act.restored = breakage.repair()
     act.raised = list(stand_in.raised)
+    broken_ids = {e for e, region in stand_in.event_ids.items() if region == broken}
+    act.expected_notices = [
+        n
+        for n in story.journal.notices()[noticed_before:]
+        if any(event_id in n.message for event_id in broken_ids)
+    ]
+    act.dead_lettered = _take_dead_letters(story, broken_ids)
     act.problems += _problems(act, [m.account_id for m in org.members], options.regions)
     return act
 
@@ -230,6 +244,39 @@ class _DisabledRules:
         for events in self.clients:
             events.enable_rule(Name=FORWARD_RULE)
         return all(e.describe_rule(Name=FORWARD_RULE)["State"] == "ENABLED" for e in self.clients)
+
+
+def _take_dead_letters(story: Any, event_ids: set[str]) -> dict[str, int]:
+    """Take the refused sample findings off the stacks' queues (a target DLQ keeps what a bus
+    refused): they are the act's expected result, and the queues are read back again later."""
+    taken: dict[str, int] = {}
+    for stack in story.result.deployed:
+        sqs = story.aws.session(stack.account_id).client("sqs", region_name=stack.region)
+        for logical_id, url in stack.of_type("AWS::SQS::Queue").items():
+            seen: set[str] = set()
+            while True:
+                messages = sqs.receive_message(
+                    QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30
+                ).get("Messages", [])
+                fresh = [m for m in messages if m["MessageId"] not in seen]
+                if not fresh:
+                    break
+                for message in fresh:
+                    seen.add(message["MessageId"])
+                    try:
+                        event_id = json.loads(message["Body"]).get("id")
+                    except (ValueError, AttributeError):
+                        event_id = None
+                    if event_id in event_ids:
+                        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+                        taken[logical_id] = taken.get(logical_id, 0) + 1
+                    else:  # not ours: back on the queue at once
+                        sqs.change_message_visibility(
+                            QueueUrl=url,
+                            ReceiptHandle=message["ReceiptHandle"],
+                            VisibilityTimeout=0,
+                        )
+    return taken
 
 
 def _problems(act: CanaryAct, members: list[str], regions: tuple[str, ...]) -> list[str]:

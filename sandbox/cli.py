@@ -454,6 +454,11 @@ def _render_canary(printer: Printer, result: DemoResult, seconds: float) -> None
             f"{', '.join(missing) or 'no region'} (expected: {act.broken_region}); "
             f"{'repaired' if act.restored else 'NOT repaired'}"
         )
+    for queue, count in sorted(act.dead_lettered.items()):
+        printer.line(
+            f"  {OK} {count} refused sample finding(s) of {act.broken_region} were dead-lettered "
+            f"on {queue}, as designed (taken off it again)"
+        )
     for problem in act.problems:
         printer.line(f"  {FAIL} {problem}")
 

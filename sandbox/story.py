@@ -317,7 +317,10 @@ class Story:
             act()
             self.result.acts.append(Act(name, time.perf_counter() - started))
             if name in ("queues", "uninstall"):  # everything the sandbox noticed on the way
-                self.result.notices = [f"{n.kind}: {n.message}" for n in self.journal.notices()]
+                expected = self.result.canary.expected_notices if self.result.canary else []
+                self.result.notices = [
+                    f"{n.kind}: {n.message}" for n in self.journal.notices() if n not in expected
+                ]
             self._on_act(name, self.result)
         return self.result
 
