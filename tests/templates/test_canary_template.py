@@ -172,6 +172,10 @@ def test_the_missing_alarm_watches_the_total_the_handler_publishes(sam_template)
 def test_the_events_dead_letter_queue_accepts_the_canary_rule(sam_template):
     home = deployment(sam_template, **CANARY)
     policy = home.resolve(home.template["Resources"]["EventsDeadLetterQueuePolicy"]["Properties"])
-    (allow,) = [s for s in statements(policy["PolicyDocument"]) if s["Effect"] == "Allow"]
+    (allow,) = [
+        s
+        for s in statements(policy["PolicyDocument"])
+        if s.get("Sid") == "EventBridgeRulesOfThisStackOnly"
+    ]
     sources = allow["Condition"]["ArnEquals"]["aws:SourceArn"]
     assert f"arn:aws:events:{HOME_REGION}:{SECURITY_ACCOUNT}:rule/watershed-canary" in sources
