@@ -65,10 +65,14 @@ FINDING_KINDS = {
     "rule-disabled": "forwarding rule disabled",
     "target-missing": "forwarding target missing",
     "target-elsewhere": "forwarding target points elsewhere",
+    "target-delivery": "forwarding target's retry policy or dead-letter queue differs",
     "role-missing": "forwarder role missing",
     "role-trust": "forwarder role trust policy changed",
     "role-policy-missing": "forwarder role policy missing",
     "role-policy-changed": "forwarder role policy changed",
+    "target-foreign": "foreign target on the forwarding rule",
+    "role-policy-foreign": "foreign inline policy on the forwarder role",
+    "role-attached-policy": "foreign managed policy attached to the forwarder role",
     # Offboarding (issue 14): an older deployment without the managed-by tag (the reconcile adds
     # it), and a member still forwarding to a Security bus whose policy is gone (the Security
     # stack deleted before the members were removed: every event is refused).
@@ -115,11 +119,17 @@ def finding(change: Change, is_global: bool = False) -> Finding:
         else:
             kind = "rule-disabled"
     elif resource == "target":
-        kind = "target-missing" if action == "create" else "target-elsewhere"
+        kinds = {"create": "target-missing", "update": "target-elsewhere"}
+        kind = kinds.get(action, "target-foreign")
+        if action == "update" and " delivery: " in detail:
+            kind = "target-delivery"
     elif resource == "forwarder-role":
         kind = "role-missing" if action == "create" else "role-trust"
     elif resource == "role-policy":
-        kind = "role-policy-missing" if action == "create" else "role-policy-changed"
+        kinds = {"create": "role-policy-missing", "update": "role-policy-changed"}
+        kind = kinds.get(action, "role-policy-foreign")
+    elif resource == "attached-policy":
+        kind = "role-attached-policy"
     label = FINDING_KINDS.get(kind, f"{resource} would be {action}d")
     return Finding(kind, f"{label}: {detail}" if detail else label, is_global)
 

@@ -4,7 +4,12 @@ Rule FORWARD_RULE_NAME on the default bus with the forwarding pattern; target id
 `security-bus` → the Security account's default bus *in the same region* (relay mode) or *in
 the home region* (direct mode; `Settings.target_bus_arn` decides) — one bus-to-bus hop either
 way — with the forwarder role as `RoleArn` (required when the receiving bus policy grants by
-`aws:PrincipalOrgID`, and for every cross-region bus target). Only what differs is written.
+`aws:PrincipalOrgID`, and for every cross-region bus target), EventBridge's longest retry
+policy and the Security account's dead-letter queue of the rule's region. Only what differs is
+written.
+Every other target on our rule is foreign and removed: the rule is watershed's, and an extra
+target would copy the account's security events elsewhere (each removal is a Change naming
+the target's id and ARN).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from onboarding.settings import Settings
 TARGET_ID = "security-bus"
 RULE_DESCRIPTION = "watershed: forward security events to the Security account, same region"
 _TARGET_REWRITES = ("Input", "InputPath", "InputTransformer")  # would alter forwarded events
+REMOVE_TARGETS_PER_CALL = 100  # RemoveTargets takes at most 100 ids (a rule has at most 5)
 GUARDDUTY_SOURCE = "aws.guardduty"
 GUARDDUTY_FINDING = "GuardDuty Finding"
 RULE_TAG = "rule-tag"  # the Change resource for the managed-by tag of an existing rule
@@ -35,6 +41,9 @@ class ForwardingState:
     rule: dict[str, Any] | None  # DescribeRule output, None when the rule does not exist
     target: dict[str, Any] | None  # our target (id security-bus), None when absent
     tags: tuple[dict[str, str], ...] = ()  # the rule's tags (ListTagsForResource)
+    # Every other target on our rule: not declared by watershed, so removed (an extra target
+    # on the forwarding rule would copy the account's security events somewhere else).
+    foreign: tuple[dict[str, Any], ...] = ()
 
 
 def read_forwarding(events: Any, settings: Settings) -> ForwardingState:
@@ -45,12 +54,15 @@ def read_forwarding(events: Any, settings: Settings) -> ForwardingState:
             return ForwardingState(None, None)
         raise
     target = None
+    foreign = []
     pages = events.get_paginator("list_targets_by_rule").paginate(Rule=settings.forward_rule_name)
     for page in pages:
         for candidate in page.get("Targets", []):
             if candidate.get("Id") == TARGET_ID:
                 target = candidate
-    return ForwardingState(rule, target, read_rule_tags(events, rule))
+            else:
+                foreign.append(candidate)
+    return ForwardingState(rule, target, read_rule_tags(events, rule), tuple(foreign))
 
 
 def rule_arn(settings: Settings, account_id: str, region: str) -> str:
@@ -66,11 +78,20 @@ def read_rule_tags(events: Any, rule: dict[str, Any] | None) -> tuple[dict[str, 
     return tuple(events.list_tags_for_resource(ResourceARN=rule["Arn"]).get("Tags", []))
 
 
-def desired_target(settings: Settings, account_id: str, region: str) -> dict[str, str]:
+# EventBridge's own maxima (24 h, 185 attempts), and a dead-letter queue in the Security account
+# for what still fails: without one, an event refused for a missing permission or a missing bus
+# (not retried at all) is dropped.
+RETRY_POLICY = {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+_DELIVERY_FIELDS = ("RetryPolicy", "DeadLetterConfig")
+
+
+def desired_target(settings: Settings, account_id: str, region: str) -> dict[str, Any]:
     return {
         "Id": TARGET_ID,
         "Arn": settings.target_bus_arn(region),
         "RoleArn": settings.forwarder_role_arn(account_id),
+        "RetryPolicy": dict(RETRY_POLICY),
+        "DeadLetterConfig": {"Arn": settings.member_dead_letter_queue_arn(region)},
     }
 
 
@@ -108,7 +129,25 @@ def plan_forwarding(
             detail = f"{repoint}; {detail}" if detail else repoint
         if diffs:
             changes.append(Change("target", "update", f"{TARGET_ID} {detail}"))
+        delivery = [k for k in _DELIVERY_FIELDS if state.target.get(k) != want[k]]
+        if delivery:
+            detail = f"{TARGET_ID} delivery: {', '.join(delivery)} differ"
+            changes.append(Change("target", "update", detail))
+    changes += foreign_target_changes(state)
     return changes
+
+
+def foreign_target_changes(state: ForwardingState) -> list[Change]:
+    """One `delete` per target on our rule that is not ours (any id but `security-bus`)."""
+    return [
+        Change(
+            "target",
+            "delete",
+            f"foreign target {t.get('Id')} → {t.get('Arn')}",
+            subject=str(t.get("Id")),
+        )
+        for t in state.foreign
+    ]
 
 
 def apply_forwarding(
@@ -125,15 +164,28 @@ def apply_forwarding(
             Description=RULE_DESCRIPTION,
             **tags,
         )
+    foreign = [c.subject for c in changes if c.resource == "target" and c.action == "delete"]
+    if foreign:
+        _remove_targets(events, settings, account_id, region, foreign)
     if any(c.resource == RULE_TAG for c in changes):
         arn = rule_arn(settings, account_id, region)
         events.tag_resource(ResourceARN=arn, Tags=ownership.tag_list())
-    if any(c.resource == "target" for c in changes):
+    if any(c.resource == "target" and c.action != "delete" for c in changes):
         response = events.put_targets(
             Rule=settings.forward_rule_name, Targets=[desired_target(settings, account_id, region)]
         )
         # Typically IAM propagation of a brand-new forwarder role: worth a retry.
         _raise_failed_entry(response, account_id, region, "PutTargetsFailed")
+
+
+def _remove_targets(
+    events: Any, settings: Settings, account_id: str, region: str, ids: list[str]
+) -> None:
+    for start in range(0, len(ids), REMOVE_TARGETS_PER_CALL):
+        response = events.remove_targets(
+            Rule=settings.forward_rule_name, Ids=ids[start : start + REMOVE_TARGETS_PER_CALL]
+        )
+        _raise_failed_entry(response, account_id, region, "RemoveTargetsFailed")
 
 
 def _raise_failed_entry(response: Any, account_id: str, region: str, default: str) -> None:

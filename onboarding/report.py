@@ -27,10 +27,12 @@ AccountStatus = Literal["ok", "partial", "failed", "refused"]
 class Change:
     """One difference between the account and the desired state (made, or to be made)."""
 
-    resource: str  # forwarder-role, role-policy, detector, rule, target
-    # delete: removal (`watershed remove`, exclusion); retain: removal leaves it, with the reason
+    resource: str  # forwarder-role, role-policy, attached-policy, detector, rule, target
+    # delete: removal (`watershed remove`, exclusion) or something foreign on what we own;
+    # retain: removal leaves it, with the reason
     action: Literal["create", "update", "delete", "retain"]
     detail: str = ""
+    subject: str = ""  # for a delete: the foreign policy name, policy ARN or target id
 
     def __str__(self) -> str:
         return f"{self.action} {self.resource}" + (f": {self.detail}" if self.detail else "")

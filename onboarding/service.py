@@ -27,6 +27,7 @@ from onboarding import forwarding, guardduty, iam, organization, regions
 from onboarding.backfill import requests_for, select_accounts
 from onboarding.errors import (
     AccountRefused,
+    PermanentStepFailed,
     RetryableStepFailed,
     StepFailed,
     error_code,
@@ -61,6 +62,8 @@ STEP_GUARDDUTY = "guardduty"
 STEP_FORWARDING = "forwarding"
 # A region named by an opt-in ENABLED event that the member does not show as enabled yet.
 REGION_NOT_ENABLED_YET = "RegionNotEnabledYet"
+# The management account's forwarder role (declared by management.yaml) is missing or drifted.
+FORWARDER_ROLE_NOT_AS_DECLARED = "ForwarderRoleNotAsDeclared"
 # How often a request with a deadline looks at the clock while its region threads run.
 WAIT_POLL_SECONDS = 0.2
 # The organization's GuardDuty delegated administrator per region is read from the management
@@ -203,11 +206,11 @@ class Onboarder:
         if not is_security:  # the Security account's events are already on its own bus
             try:
                 iam_client = session.client("iam", home)
-                account_changes, after_repoint = iam.plan_in_switch_order(
-                    iam_client, self.settings, account_id
+                account_changes, after_repoint = self._forwarder_role(
+                    iam_client, account_id, request.dry_run
                 )
-                if account_changes and not request.dry_run:
-                    iam.apply_forwarder_role(iam_client, self.settings, account_id, account_changes)
+            except StepFailed as failed:
+                return _account_failed(failed)
             except (ClientError, BotoCoreError) as err:
                 return _account_failed(step_failed(err, account_id, None, "iam"))
 
@@ -313,6 +316,32 @@ class Onboarder:
                 self._administrators[region] = (now, admin)
                 out[region] = admin
         return out
+
+    def _forwarder_role(
+        self, client: Any, account_id: str, dry_run: bool
+    ) -> tuple[list[Change], list[Change]]:
+        """(changes now, changes after every target is repointed). Members: converge the role
+        (a relay -> direct switch narrows its policy last). The management account:
+        management.yaml declares the role and nothing of watershed may write IAM there, so it
+        is only verified; drift is reported (plan, audit) and stops onboarding (a permanent
+        failure naming it), never repaired."""
+        if account_id != self.settings.management_account_id:
+            now, later = iam.plan_in_switch_order(client, self.settings, account_id)
+            if now and not dry_run:
+                iam.apply_forwarder_role(client, self.settings, account_id, now)
+            return now, later
+        drift = iam.verify_declared_role(client, self.settings, account_id)
+        if drift and not dry_run:
+            raise PermanentStepFailed(
+                account_id,
+                None,
+                "iam",
+                FORWARDER_ROLE_NOT_AS_DECLARED,
+                "the management account's forwarder role differs from management.yaml ("
+                + "; ".join(str(c) for c in drift)
+                + "): onboarding never writes IAM there; update or redeploy that stack",
+            )
+        return drift, []
 
     def _guardduty(
         self,

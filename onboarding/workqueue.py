@@ -48,7 +48,11 @@ logger = logging.getLogger(__name__)
 FIRST_RETRY_DELAY = 30  # seconds; doubles per attempt
 MAX_DELAY_SECONDS = 900  # the SQS maximum DelaySeconds of one message
 SEND_BATCH_SIZE = 10  # the SendMessageBatch maximum
-MAX_DEAD_LETTER_BODY = 200_000  # characters of an invalid body kept (SQS messages are 256 KiB)
+# An SQS message is at most 256 KiB (262,144 bytes) of body plus attributes. A dead letter is
+# capped in *encoded* bytes (what SendMessage carries: compact JSON, non-ASCII escaped), not in
+# characters: one character of a body can take up to 12 bytes as a JSON escape.
+MAX_DEAD_LETTER_BYTES = 250_000
+MAX_DEAD_LETTER_REASON = 2_000  # characters of the reason kept
 DEAD_LETTER_FORMAT = "watershed/dead-letter"
 REPLAY_WAIT_SECONDS = 1  # long poll of `watershed replay`; it stops after one empty long poll
 # Hand the rest of a batch back (re-sent, not failed) when less than this is left; it is also
@@ -59,7 +63,7 @@ TIME_MARGIN_MS = 60_000
 # left for sending the follow-ups and answering Lambda before the function timeout.
 STOP_WAITING_MS = 30_000
 
-_QUEUE_URL_REGION = re.compile(r"^https?://(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-\d{1,2})\.")
+_QUEUE_URL_REGION = re.compile(r"^https?://(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-[0-9]{1,2})\.", re.ASCII)
 
 
 class QueueSendFailed(WatershedError):
@@ -211,7 +215,7 @@ def dead_letter_envelope(
     envelope: dict[str, Any] = {
         "format": DEAD_LETTER_FORMAT,
         "kind": kind,  # "failed": replayable request; "invalid": a message nobody can process
-        "reason": reason,
+        "reason": reason[:MAX_DEAD_LETTER_REASON],
         "dead_lettered_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if request is not None:
@@ -221,7 +225,40 @@ def dead_letter_envelope(
     if message_id:
         envelope["message_id"] = message_id
     if body is not None:
-        envelope["body"] = body[:MAX_DEAD_LETTER_BODY]
+        envelope["body"] = body
+    return capped_envelope(envelope)
+
+
+def _encoded_bytes(envelope: Mapping[str, Any]) -> int:
+    return len(_text(envelope).encode("utf-8"))
+
+
+def capped_envelope(envelope: dict[str, Any], limit: int = MAX_DEAD_LETTER_BYTES) -> dict[str, Any]:
+    """The envelope within `limit` encoded bytes: the invalid body is cut first (the longest
+    prefix that fits, `body_truncated` says so), then the report is left out (the request,
+    which a replay needs, is small and always kept)."""
+    if _encoded_bytes(envelope) <= limit:
+        return envelope
+    body = envelope.get("body")
+    if isinstance(body, str):
+
+        def cut(n: int) -> dict[str, Any]:
+            return {**envelope, "body": body[:n], "body_truncated": True}
+
+        low, high = 0, len(body)
+        while low < high:  # the longest prefix of the body that fits
+            middle = (low + high + 1) // 2
+            if _encoded_bytes(cut(middle)) <= limit:
+                low = middle
+            else:
+                high = middle - 1
+        envelope = cut(low)
+        if _encoded_bytes(envelope) <= limit:
+            return envelope
+    if "report" in envelope:
+        size = _encoded_bytes({"report": envelope["report"]})
+        envelope = {k: v for k, v in envelope.items() if k != "report"}
+        envelope["report_omitted"] = f"{size} bytes: over the SQS message size"
     return envelope
 
 
@@ -419,7 +456,7 @@ class QueueWorker:
         body = record.get("body")
         try:
             payload = json.loads(body) if isinstance(body, str) else None
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # refused by parse_sqs_record below
             payload = None
         if is_dead_letter(payload):
             replay = replay_body(payload)

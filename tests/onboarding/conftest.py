@@ -4,6 +4,7 @@ recorder that counts write calls, and a fault injector for what moto cannot prod
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,9 @@ import botocore.session
 import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "templates"))
+from cfnmodel import declare_management_forwarder
 
 from onboarding.service import Onboarder
 from onboarding.sessions import SessionFactory
@@ -77,7 +81,12 @@ def org(aws) -> Org:
         status = client.create_account(Email=f"{name}@example.com", AccountName=name)
         return status["CreateAccountStatus"]["AccountId"]
 
-    return Org(management, create("security"), create("member"), create("other"))
+    found = Org(management, create("security"), create("member"), create("other"))
+    # management.yaml declares the management account's forwarder role (onboarding only reads
+    # it there): as deployed before any onboarding.
+    iam = boto3.client("iam", region_name="us-east-1")  # moto's default account: management
+    declare_management_forwarder(iam, management, found.security)
+    return found
 
 
 @pytest.fixture

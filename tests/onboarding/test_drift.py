@@ -101,6 +101,38 @@ def test_removed_target_is_put_back(onboarded, onboarder, reader, recorder, sett
     assert recorder.writes == [("PutTargets", "eu-west-1")]
 
 
+def test_a_target_without_dead_letter_queue_gets_one_and_then_nothing_is_written(
+    onboarded, onboarder, reader, recorder, settings
+):
+    # Given the target as watershed wrote it before it had a retry policy and dead-letter queue
+    events = reader.client(onboarded, "events", "eu-west-1")
+    events.put_targets(
+        Rule="watershed-forward",
+        Targets=[
+            {
+                "Id": "security-bus",
+                "Arn": settings.security_bus_arn("eu-west-1"),
+                "RoleArn": f"arn:aws:iam::{onboarded}:role/watershed-forwarder",
+            }
+        ],
+    )
+
+    report = onboarder.onboard(OnboardingRequest(onboarded))
+
+    # Then that one target is rewritten with both, and the report says why
+    [target] = reader.targets(onboarded, "eu-west-1")
+    assert target["DeadLetterConfig"] == {"Arn": settings.member_dead_letter_queue_arn("eu-west-1")}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    assert recorder.writes == [("PutTargets", "eu-west-1")]
+    details = [c.detail for c in report.regions["eu-west-1"].changes]
+    assert details == ["security-bus delivery: RetryPolicy, DeadLetterConfig differ"]
+
+    # And a re-run writes nothing
+    recorder.clear()
+    onboarder.onboard(OnboardingRequest(onboarded))
+    assert recorder.writes == []
+
+
 def test_target_pointing_elsewhere_is_redirected(onboarded, onboarder, reader, recorder, settings):
     events = reader.client(onboarded, "events", "us-east-1")
     events.put_targets(

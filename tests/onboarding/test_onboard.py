@@ -30,10 +30,16 @@ def _assert_member_configured(reader, settings, account_id, region):
         target["Arn"] == f"arn:aws:events:{region}:{settings.security_account_id}:event-bus/default"
     )
     assert target["RoleArn"] == f"arn:aws:iam::{account_id}:role/watershed-forwarder"
+    # EventBridge's longest retries, then the Security account's queue in the same region: a
+    # refusal for a missing permission or bus (not retried) is kept instead of dropped
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    assert target["DeadLetterConfig"] == {
+        "Arn": f"arn:aws:sqs:{region}:{settings.security_account_id}:watershed-forward-dlq"
+    }
 
 
-def _assert_untouched(reader, account_id, regions):
-    assert reader.role(account_id) is None
+def _assert_untouched(reader, account_id, regions, declared_role=None):
+    assert reader.role(account_id) == declared_role  # the management account's: management.yaml
     for region in regions:
         assert reader.detector(account_id, region) is None, region
         assert reader.rule(account_id, region) is None, region
@@ -75,9 +81,10 @@ def test_nothing_outside_the_hub_regions(org, settings, onboarder, reader):
 def test_nothing_of_the_members_setup_lands_in_management_or_security(
     org, settings, onboarder, reader
 ):
+    declared = reader.role(org.management)
     onboarder.onboard(OnboardingRequest(org.member))
 
-    _assert_untouched(reader, org.management, settings.hub_regions)
+    _assert_untouched(reader, org.management, settings.hub_regions, declared)
     _assert_untouched(reader, org.security, settings.hub_regions)
     _assert_untouched(reader, org.other_member, settings.hub_regions)
 

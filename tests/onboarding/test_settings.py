@@ -98,7 +98,7 @@ def test_a_missing_required_variable_is_named(missing):
         ("FORWARD_RULE_NAME", "bad rule", "bad rule"),
         ("FORWARD_EVENT_PATTERN", "{not json", "not valid JSON"),
         ("FORWARD_EVENT_PATTERN", "[1, 2]", "JSON object"),
-        ("FORWARD_EVENT_PATTERN", '{"source": ["' + "x" * 2100 + '"]}', "2048"),
+        ("FORWARD_EVENT_PATTERN", '{"source": ["aws.' + "x" * 2100 + '"]}', "2048"),
         ("FINDING_PUBLISHING_FREQUENCY", "HOURLY", "HOURLY"),
         ("GUARDDUTY_FEATURES", "S3_DATA_EVENTS=ON", "ENABLED or DISABLED"),
         ("GUARDDUTY_FEATURES", "s3 data", "S3 DATA"),

@@ -187,9 +187,15 @@ def test_other_region_has_regional_stream_and_relay_to_the_home_destination(hub)
     assert regional["StreamDescriptionSummary"]["StreamARN"] == outputs["RegionalStreamArn"]
     assert _missing(kinesis.describe_stream_summary, StreamName="watershed")
 
-    assert {rule["Name"] for rule in events.list_rules()["Rules"]} == {"watershed-collect"}
+    # us-east-1 (where Account Management sends opt-in events) also routes them to the home
+    # region's work queue, through its lifecycle topic
+    rules = {rule["Name"] for rule in events.list_rules()["Rules"]}
+    assert rules == {"watershed-collect", "watershed-lifecycle"}
     (collect,) = events.list_targets_by_rule(Rule="watershed-collect")["Targets"]
     assert collect["Arn"] == outputs["RegionalStreamArn"]
+    (lifecycle,) = events.list_targets_by_rule(Rule="watershed-lifecycle")["Targets"]
+    assert lifecycle["Arn"].rsplit(":", 1)[1] == "watershed-lifecycle"
+    assert lifecycle["Arn"].split(":")[2:4] == ["sns", RELAY_REGION]
 
     function = lambda_.get_function(FunctionName="watershed-relay")["Configuration"]
     assert function["Handler"] == "relay.handler.lambda_handler"
@@ -207,8 +213,8 @@ def test_other_region_has_regional_stream_and_relay_to_the_home_destination(hub)
     assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == failures["QueueArn"]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BisectBatchOnFunctionError"] is True
-    assert mapping["MaximumRetryAttempts"] == 10
-    assert mapping["MaximumRecordAgeInSeconds"] == 21600
+    assert mapping["MaximumRetryAttempts"] == -1
+    assert mapping["MaximumRecordAgeInSeconds"] == 75600
     assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"]) == (500, 1)
 
     assert _missing(lambda_.get_function, FunctionName="watershed-onboarding")
@@ -347,7 +353,10 @@ def test_direct_mode_other_region_creates_no_stream_relay_or_relay_queue():
         }
 
     assert streams == [] and functions == [] and mappings == [] and buckets == []
-    assert queues == [other["EventsDeadLetterQueueUrl"]]
+    # the collect rule's DLQ, and that of the members' targets whose rule is in this region
+    assert sorted(queues) == sorted(
+        [other["EventsDeadLetterQueueUrl"], other["MemberDeadLetterQueueUrl"]]
+    )
     assert "RegionalStreamArn" not in other and "RelayFailureQueueUrl" not in other
     assert not {k for k in resources if "Relay" in k or "Stream" in k}
     assert rules == {"watershed-collect"}
