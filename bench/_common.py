@@ -75,3 +75,17 @@ def create_account(orgs: Any, n: int) -> str:
 
 def create_accounts(orgs: Any, count: int) -> list[str]:
     return [create_account(orgs, n) for n in range(count)]
+
+
+def declare_management_forwarder(settings: Any) -> None:
+    """The management account's forwarder role as management.yaml declares it (onboarding only
+    verifies it there): moto's default account is the management account."""
+    from onboarding.iam import POLICY_NAME, management_permissions_policy, trust_policy
+    from onboarding.settings import canonical_json
+
+    iam = boto3.client("iam", region_name="us-east-1")
+    name = settings.forwarder_role_name
+    trust = trust_policy(settings, settings.management_account_id)
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=canonical_json(trust))
+    policy = canonical_json(management_permissions_policy(settings))
+    iam.put_role_policy(RoleName=name, PolicyName=POLICY_NAME, PolicyDocument=policy)

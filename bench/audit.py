@@ -39,7 +39,12 @@ from moto import mock_aws
 
 from onboarding.audit import AccountAudit, Auditor, AuditReport
 from onboarding.audit_html import render_html
-from onboarding.iam import POLICY_NAME, permissions_policy, trust_policy
+from onboarding.iam import (
+    POLICY_NAME,
+    management_permissions_policy,
+    permissions_policy,
+    trust_policy,
+)
 from onboarding.sessions import SessionFactory
 from onboarding.settings import Settings, canonical_json
 
@@ -82,13 +87,17 @@ def setup(n_accounts: int, regions: tuple[str, ...]) -> tuple[Settings, dict[str
                 [],
                 None,
             )
+            # The management account's role is management.yaml's, with its declared policy.
+            declared = (
+                management_permissions_policy if account == management else permissions_policy
+            )
             iam.put_role_policy(
-                "watershed-forwarder", POLICY_NAME, canonical_json(permissions_policy(settings))
+                "watershed-forwarder", POLICY_NAME, canonical_json(declared(settings))
             )
         for r, region in enumerate(regions):
             guardduty_backends[account][region].create_detector(
                 enable=not (kind == "drift" and r == 1),
-                finding_publishing_frequency=settings.finding_publishing_frequency,
+                finding_publishing_frequency=settings.creation_frequency,
                 data_sources={},
                 tags={},
                 features=features,

@@ -69,7 +69,7 @@ def one_run(accounts: int, concurrency: int, latency_ms: float) -> dict:
     import logging
 
     import boto3
-    from _common import Meter, create_accounts, organization
+    from _common import Meter, create_accounts, declare_management_forwarder, organization
     from moto import mock_aws
 
     from onboarding import handler
@@ -103,6 +103,7 @@ def one_run(accounts: int, concurrency: int, latency_ms: float) -> dict:
             DEAD_LETTER_QUEUE_URL=dlq,
         )
         settings = Settings.from_env()
+        declare_management_forwarder(settings)
         service = Onboarder(settings, SessionFactory(settings, hooks=[("before-call", meter)]))
         handler.onboarder = lambda: service  # the function's cold-start object, instrumented
         setup = time.perf_counter() - started

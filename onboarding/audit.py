@@ -27,9 +27,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -59,15 +59,26 @@ FINDING_KINDS = {
     "detector-suspended": "GuardDuty detector suspended",
     "detector-frequency": "GuardDuty publishing frequency differs",
     "detector-features": "GuardDuty protection plans differ",
+    "detector-administrator": "GuardDuty administrator is not the organization's delegated one",
     "rule-missing": "forwarding rule missing",
     "rule-pattern": "forwarding rule pattern changed",
     "rule-disabled": "forwarding rule disabled",
     "target-missing": "forwarding target missing",
     "target-elsewhere": "forwarding target points elsewhere",
+    "target-delivery": "forwarding target's retry policy or dead-letter queue differs",
     "role-missing": "forwarder role missing",
     "role-trust": "forwarder role trust policy changed",
     "role-policy-missing": "forwarder role policy missing",
     "role-policy-changed": "forwarder role policy changed",
+    "target-foreign": "foreign target on the forwarding rule",
+    "role-policy-foreign": "foreign inline policy on the forwarder role",
+    "role-attached-policy": "foreign managed policy attached to the forwarder role",
+    # Offboarding (issue 14): an older deployment without the managed-by tag (the reconcile adds
+    # it), and a member still forwarding to a Security bus whose policy is gone (the Security
+    # stack deleted before the members were removed: every event is refused).
+    "rule-tag-create": "forwarding rule not tagged managed-by=watershed",
+    "role-tag-create": "forwarder role not tagged managed-by=watershed",
+    "target-refused": "forwarding to a Security bus that refuses it",
 }
 GLOBAL_NOTE = "global: IAM is account-wide, so every region drifts"
 
@@ -108,11 +119,17 @@ def finding(change: Change, is_global: bool = False) -> Finding:
         else:
             kind = "rule-disabled"
     elif resource == "target":
-        kind = "target-missing" if action == "create" else "target-elsewhere"
+        kinds = {"create": "target-missing", "update": "target-elsewhere"}
+        kind = kinds.get(action, "target-foreign")
+        if action == "update" and " delivery: " in detail:
+            kind = "target-delivery"
     elif resource == "forwarder-role":
         kind = "role-missing" if action == "create" else "role-trust"
     elif resource == "role-policy":
-        kind = "role-policy-missing" if action == "create" else "role-policy-changed"
+        kinds = {"create": "role-policy-missing", "update": "role-policy-changed"}
+        kind = kinds.get(action, "role-policy-foreign")
+    elif resource == "attached-policy":
+        kind = "role-attached-policy"
     label = FINDING_KINDS.get(kind, f"{resource} would be {action}d")
     return Finding(kind, f"{label}: {detail}" if detail else label, is_global)
 
@@ -126,9 +143,14 @@ class Cell:
     findings: tuple[Finding, ...] = ()
     error: str | None = None
     retryable: bool = False
+    # The region's GuardDuty as read: mode, status, plans_on, administrator, notes and the path
+    # its findings take (findings_path). None when not read (GUARDDUTY=off, skipped, error).
+    guardduty: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.state}
+        if self.guardduty is not None:
+            out["guardduty"] = dict(self.guardduty)
         if self.state == "ok":
             return out
         out["detail"] = self.detail
@@ -180,6 +202,9 @@ class AuditReport:
     security_account_id: str
     organization_id: str | None = None
     duration_seconds: float = 0.0
+    # The organization's GuardDuty delegated administrator per region (None: none or unknown);
+    # absent with GUARDDUTY=off.
+    guardduty_administrators: Mapping[str, str | None] | None = None
 
     @property
     def totals(self) -> dict[str, int]:
@@ -230,6 +255,11 @@ class AuditReport:
                 "regions": {r.region: r.as_dict() for r in self.security},
             },
             "accounts": [a.as_dict() for a in self.accounts],
+            **(
+                {"guardduty_administrators": dict(self.guardduty_administrators)}
+                if self.guardduty_administrators is not None
+                else {}
+            ),
         }
 
 
@@ -257,23 +287,59 @@ def classify(
             cells[region] = Cell("error", "region was not examined", error="NotExamined")
             continue
         local = tuple(finding(c) for c in result.changes)
+        guardduty = result.guardduty
+        if guardduty and guardduty.get("unexpected_administrator"):
+            label = FINDING_KINDS["detector-administrator"]
+            why = f"{guardduty.get('administrator')} (left alone; only visible here)"
+            local += (Finding("detector-administrator", f"{label}: {why}"),)
         if result.status == "skipped":
             cells[region] = Cell("skipped", result.reason or "skipped")
         elif result.status == "failed":
             detail = result.reason or result.error or "failed"
             if local:
                 detail += "; also: " + "; ".join(str(f) for f in local)
-            cells[region] = Cell("error", detail, local, result.error, result.retryable)
+            cells[region] = Cell(
+                "error", detail, local, result.error, result.retryable, guardduty=guardduty
+            )
         elif not local and not role:
-            cells[region] = Cell("ok")
+            cells[region] = Cell("ok", guardduty=guardduty)
         elif _nothing_of_ours(local, is_security):
             missing = [FINDING_KINDS[f.kind] for f in local]
             missing += [f"{FINDING_KINDS.get(f.kind, f.kind)} (account-wide)" for f in role]
-            cells[region] = Cell("missing", "not onboarded: " + ", ".join(missing), (*role, *local))
+            detail = "not onboarded: " + ", ".join(missing)
+            cells[region] = Cell("missing", detail, (*role, *local), guardduty=guardduty)
         else:
             findings = (*role, *local)
-            cells[region] = Cell("drift", "; ".join(str(f) for f in findings), findings)
+            detail = "; ".join(str(f) for f in findings)
+            cells[region] = Cell("drift", detail, findings, guardduty=guardduty)
     return AccountAudit(member.account_id, member.name, cells, role)
+
+
+def forwarding_refused(
+    audits: Sequence[AccountAudit], security: Sequence[hub.HubRegion], settings: Settings
+) -> list[AccountAudit]:
+    """A member cell that is `ok` in a region whose Security bus has no policy granting the
+    organization is not collecting: its target delivers to a bus that refuses every event (the
+    Security stack was deleted, or its policy lost, while members still forward). It drifts."""
+    refused = {
+        r.region: r.checks["bus_policy"].detail
+        for r in security
+        if "bus_policy" in r.checks and not r.checks["bus_policy"].ok
+    }
+    if not refused:
+        return list(audits)
+    out = []
+    for audit in audits:
+        if audit.account_id == settings.security_account_id:  # forwards nothing
+            out.append(audit)
+            continue
+        cells = dict(audit.regions)
+        for region, why in refused.items():
+            if region in cells and cells[region].state == "ok":
+                found = Finding("target-refused", f"{FINDING_KINDS['target-refused']}: {why}")
+                cells[region] = Cell("drift", str(found), (found,))
+        out.append(replace(audit, regions=cells))
+    return out
 
 
 def _nothing_of_ours(local: tuple[Finding, ...], is_security: bool) -> bool:
@@ -330,6 +396,12 @@ class Auditor:
         management = self.sessions.management_or_fail(self.settings.management_account_id)
         orgs = management.client("organizations", home)
         organization_id = self._organization_id(orgs)
+        # Read once for the whole run (the plans below reuse it): None with GUARDDUTY=off.
+        administrators = (
+            self.onboarder.guardduty_administrators(regions)
+            if self.settings.guardduty_mode != "off"
+            else None
+        )
 
         state = Progress()
         results: list[Future[AccountAudit]] = []
@@ -360,6 +432,7 @@ class Auditor:
             state.total = len(results)
             audits = sorted((f.result() for f in results), key=lambda a: a.account_id)
             hub_regions = security.result()
+            audits = forwarding_refused(audits, hub_regions, self.settings)
 
         return AuditReport(
             generated_at=generated_at,
@@ -370,6 +443,7 @@ class Auditor:
             security_account_id=self.settings.security_account_id,
             organization_id=organization_id,
             duration_seconds=time.monotonic() - started,
+            guardduty_administrators=administrators,
         )
 
     # Accounts ----------------------------------------------------------------------------------

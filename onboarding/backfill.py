@@ -23,7 +23,7 @@ from onboarding.organization import account_state
 from onboarding.report import AccountReport, Report
 
 if TYPE_CHECKING:  # import cycle: service uses select_accounts for its own inline "ALL"
-    from onboarding.events import OnboardingRequest
+    from onboarding.events import AllAccountsRequest, OnboardingRequest
     from onboarding.service import Onboarder
 
 DEFAULT_ACCOUNT_WORKERS = 8
@@ -68,6 +68,31 @@ def select_accounts(orgs: Any, exclusions: Exclusions) -> Selection:
             else:
                 accounts.append(account_id)
     return Selection(tuple(accounts), excluded, inactive, excluded_reason.missing_ous)
+
+
+def requests_for(
+    selection: Selection, item: AllAccountsRequest, retain_on_exclusion: bool = False
+) -> list[OnboardingRequest]:
+    """One request per selected account, with the item's action. Removal and a scope
+    reconcile also take the accounts left out by EXCLUDED_ACCOUNTS / EXCLUDED_OUS: removal is
+    for every account; a scope request for an excluded account removes watershed there after
+    one cheap probe (unless RETAIN_ON_EXCLUSION, when they are left out as before)."""
+    from onboarding.events import REMOVE, SCOPE, OnboardingRequest
+
+    def request(account: str, action: str) -> OnboardingRequest:
+        return OnboardingRequest(
+            account,
+            item.regions,
+            item.reason,
+            dry_run=item.dry_run,
+            action=action,
+            guardduty=item.guardduty,
+        )
+
+    requests = [request(a, item.action) for a in selection.accounts]
+    if item.action == REMOVE or (item.action == SCOPE and not retain_on_exclusion):
+        requests += [request(a, item.action) for a in selection.excluded]
+    return requests
 
 
 def run_inline(

@@ -1,7 +1,7 @@
 """Lambda entry point: decorate, parse, delegate. No boto3 call here.
 
-Accepts EventBridge events, manual requests `{"accounts": [...]}` and SQS batches whose bodies
-are either.
+Accepts EventBridge events, manual requests `{"accounts": [...]}` / `{"remove": [...]}` and SQS
+batches whose bodies are either.
 
 With WORK_QUEUE_URL (the deployed function): a direct invocation (event, manual request, the
 reconcile schedule's `{"accounts": "ALL"}`) only enqueues — one message per account — and returns

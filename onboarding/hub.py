@@ -1,26 +1,34 @@
 """The Security account's side of one hub region, as template.yaml deploys it (read only).
 
-Three checks per region, each `ok` or not with the reason:
+Four checks per region, each `ok` or not with the reason:
 
 - `bus_policy`: the default bus has a policy statement that allows `events:PutEvents` to
   `Principal: "*"` on condition `aws:PrincipalOrgID` = this organization (what members need:
   their forwarding targets are refused without it);
 - `collect_rule`: rule `watershed-collect` exists on the default bus, is ENABLED and has a
   Kinesis target;
-- `collect_stream`: that target's stream exists and is ACTIVE (or UPDATING).
+- `collect_stream`: that target's stream exists and is ACTIVE (or UPDATING);
+- `bus_policy_foreign`: no other statement of the bus policy (not watershed's, which is
+  `WatershedOrganizationPutEvents`) grants `events:PutEvents` beyond the organization -
+  to everyone (`*`, `NotPrincipal`) without an `aws:PrincipalOrgID` condition naming this
+  organization. Such a statement lets anyone put events (e.g. forged findings of a custom
+  source) on the Security bus. It is not watershed's to delete: the audit reports it as
+  Security-side drift and nothing ever removes it. (Explicit account principals are not
+  checked against the organization's membership.)
 
-The region's state: `ok` (all three), `missing` (no statement granting anyone and no collect
+The region's state: `ok` (all four), `missing` (no statement granting anyone and no collect
 rule: the template is not deployed there), `drift` (anything else not ok), `error` (a read
 failed; the code is kept).
 
 Direct delivery mode (issue 13), a region other than the home region: members deliver to the
 home region's bus, so this region needs no bus policy and no stream; what it needs is the
 collect rule sending the Security account's own events to the home region's bus
-(`home_bus_arn`). The same three checks are reported, judged against that.
+(`home_bus_arn`). The same checks are reported, judged against that.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from dataclasses import dataclass, field
@@ -45,7 +53,7 @@ class Check:
 
 @dataclass(frozen=True)
 class HubRegion:
-    """The Security side of one region: its state and the three checks (empty on error)."""
+    """The Security side of one region: its state and the four checks (empty on error)."""
 
     region: str
     state: str  # ok | drift | missing | error
@@ -116,6 +124,46 @@ def check_bus_policy(policy_text: str | None, organization_id: str | None) -> Ch
     return Check(False, "no statement grants events:PutEvents by aws:PrincipalOrgID")
 
 
+OWN_STATEMENT_ID = "WatershedOrganizationPutEvents"  # template.yaml's OrganizationBusPolicy
+
+
+def _may_put_events(statement: dict[str, Any]) -> bool:
+    actions = [str(a).lower() for a in _as_list(statement.get("Action"))]
+    return statement.get("Effect") == "Allow" and any(
+        fnmatch.fnmatchcase("events:putevents", a) for a in actions
+    )
+
+
+def _beyond_organization(statement: dict[str, Any], organization_id: str | None) -> bool:
+    """Everyone (or everyone but someone) may use it, and no condition limits it to this
+    organization (with the organization unknown: to an organization at all)."""
+    if "NotPrincipal" not in statement and not _grants_everyone(statement):
+        return False
+    orgs = _org_ids(statement)
+    return organization_id not in orgs if organization_id else not orgs
+
+
+def check_foreign_grants(policy_text: str | None, organization_id: str | None) -> Check:
+    """Statements that are not watershed's and let principals beyond the organization put
+    events on this bus: Security-side drift, reported (never deleted)."""
+    statements = _as_list(json.loads(policy_text).get("Statement")) if policy_text else []
+    open_ = [
+        str(s.get("Sid") or f"#{i}")
+        for i, s in enumerate(statements)
+        if isinstance(s, dict)
+        and s.get("Sid") != OWN_STATEMENT_ID
+        and _may_put_events(s)
+        and _beyond_organization(s, organization_id)
+    ]
+    if open_:
+        return Check(
+            False,
+            f"statement(s) {', '.join(open_)} (not watershed's) grant events:PutEvents beyond "
+            "the organization: anyone could put events on this bus (reported, not removed)",
+        )
+    return Check(True, "no other statement grants events:PutEvents beyond the organization")
+
+
 def _stream(arn: str) -> tuple[str, str] | None:
     """(region, stream name) of a Kinesis stream ARN, None if the ARN is not a stream."""
     parts = arn.split(":", 5)
@@ -138,6 +186,7 @@ def read_hub_region(
     try:
         bus = events.describe_event_bus(Name="default")
         policy = check_bus_policy(bus.get("Policy"), organization_id)
+        foreign = check_foreign_grants(bus.get("Policy"), organization_id)
         rule = _collect_rule(events)
         if rule is None:
             collect = Check(False, f"rule {COLLECT_RULE_NAME} missing")
@@ -147,7 +196,12 @@ def read_hub_region(
     except (ClientError, BotoCoreError) as err:
         return HubRegion(region, "error", error=error_code(err), detail=error_message(err))
 
-    checks = {"bus_policy": policy, "collect_rule": collect, "collect_stream": stream}
+    checks = {
+        "bus_policy": policy,
+        "collect_rule": collect,
+        "collect_stream": stream,
+        "bus_policy_foreign": foreign,
+    }
     if all(c.ok for c in checks.values()):
         return HubRegion(region, "ok", checks)
     detail = "; ".join(c.detail for c in checks.values() if not c.ok)

@@ -20,7 +20,12 @@ import json
 import sys
 from typing import Any
 
-from onboarding.backfill import DEFAULT_ACCOUNT_WORKERS, MAX_ACCOUNT_WORKERS, run_inline
+from onboarding.backfill import (
+    DEFAULT_ACCOUNT_WORKERS,
+    MAX_ACCOUNT_WORKERS,
+    requests_for,
+    run_inline,
+)
 from onboarding.errors import InvalidRequest
 from onboarding.events import AllAccountsRequest, parse_manual
 from onboarding.report import AccountReport, render_table
@@ -29,7 +34,6 @@ from onboarding.settings import Settings
 from onboarding.workqueue import (
     Dispatcher,
     QueueSendFailed,
-    backfill_requests,
     organization_selection,
     queue_region,
     replay_dead_letters,
@@ -115,7 +119,7 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
         return 0
 
     selection = organization_selection(onboarder)
-    requests = backfill_requests(selection, item)
+    requests = requests_for(selection, item, settings.retain_on_exclusion)
     progress = _Progress() if (args.progress or sys.stderr.isatty()) else None
     report = run_inline(onboarder, requests, args.concurrency, progress)
     if progress:

@@ -27,9 +27,12 @@ AccountStatus = Literal["ok", "partial", "failed", "refused"]
 class Change:
     """One difference between the account and the desired state (made, or to be made)."""
 
-    resource: str  # forwarder-role, role-policy, detector, rule, target
-    action: Literal["create", "update"]
+    resource: str  # forwarder-role, role-policy, attached-policy, detector, rule, target
+    # delete: removal (`watershed remove`, exclusion) or something foreign on what we own;
+    # retain: removal leaves it, with the reason
+    action: Literal["create", "update", "delete", "retain"]
     detail: str = ""
+    subject: str = ""  # for a delete: the foreign policy name, policy ARN or target id
 
     def __str__(self) -> str:
         return f"{self.action} {self.resource}" + (f": {self.detail}" if self.detail else "")
@@ -43,6 +46,9 @@ class RegionResult:
     reason: str | None = None
     error: str | None = None
     retryable: bool = False
+    # The region's GuardDuty as read (onboarding.guardduty.DetectorView.as_dict) and which path
+    # its findings take (`findings_path`); None with GUARDDUTY=off or when it was not read.
+    guardduty: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "changes": [str(c) for c in self.changes]}
@@ -52,6 +58,8 @@ class RegionResult:
             out["error"] = self.error
         if self.status == "failed":
             out["retryable"] = self.retryable
+        if self.guardduty is not None:
+            out["guardduty"] = dict(self.guardduty)
         return out
 
 
@@ -171,6 +179,9 @@ def render_table(report: Report, plan: bool = False) -> str:
                     detail = f"{verb}: " + "; ".join(str(c) for c in result.changes)
                 else:
                     detail = "up to date"
+                admin = (result.guardduty or {}).get("administrator")
+                if admin:  # watershed leaves this detector's plans and frequency alone
+                    detail += f" (GuardDuty managed by administrator {admin})"
                 lines.append(f"  {name.ljust(width)}  {result.status.ljust(7)}  {detail}")
         lines.append("")
     totals = {s: 0 for s in ("ok", "partial", "failed", "refused")}

@@ -15,17 +15,20 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from onboarding import forwarding, guardduty, iam, organization, regions
-from onboarding.backfill import select_accounts
+from onboarding.backfill import requests_for, select_accounts
 from onboarding.errors import (
     AccountRefused,
+    PermanentStepFailed,
     RetryableStepFailed,
     StepFailed,
     error_code,
@@ -33,7 +36,10 @@ from onboarding.errors import (
     step_failed,
 )
 from onboarding.events import (
+    ONBOARD,
     REGION_OPT_IN,
+    REMOVE,
+    SCOPE,
     AllAccountsRequest,
     Ignored,
     OnboardingRequest,
@@ -57,8 +63,17 @@ STEP_GUARDDUTY = "guardduty"
 STEP_FORWARDING = "forwarding"
 # A region named by an opt-in ENABLED event that the member does not show as enabled yet.
 REGION_NOT_ENABLED_YET = "RegionNotEnabledYet"
+# The management account's forwarder role (declared by management.yaml) is missing or drifted.
+FORWARDER_ROLE_NOT_AS_DECLARED = "ForwarderRoleNotAsDeclared"
 # How often a request with a deadline looks at the clock while its region threads run.
 WAIT_POLL_SECONDS = 0.2
+# The organization's GuardDuty delegated administrator per region is read from the management
+# account once and kept this long by a (warm) function, not once per account.
+ADMINISTRATORS_TTL_SECONDS = 300.0
+# Which path a region's GuardDuty findings of an account take to the Security bus.
+PATH_NATIVE = "native: the Security account is its GuardDuty administrator"
+PATH_FORWARDED = "forwarded by the member's rule"
+PATH_OWN_BUS = "own bus (the Security account)"
 
 
 @dataclass(frozen=True)
@@ -77,19 +92,21 @@ class Onboarder:
         self.settings = settings
         self.sessions = sessions or SessionFactory(settings)
         self.exclusions = Exclusions.from_settings(settings)
+        self._administrators: dict[str, tuple[float, str | None]] = {}
+        self._administrators_lock = threading.Lock()
 
     # Entry points -------------------------------------------------------------------------
 
     def handle(self, items: Iterable[Parsed]) -> Report:
         """Process parsed inputs inline: ignored ones are logged, requests are onboarded."""
         reports: list[AccountReport] = []
-        seen: set[tuple[str, tuple[str, ...] | None, bool]] = set()
+        seen: set[tuple[str, tuple[str, ...] | None, bool, str]] = set()
         for item in items:
             if isinstance(item, Ignored):
                 logger.info("ignored input", extra={"reason": item.reason})
                 continue
             for request in self._expand(item):
-                key = (request.account_id, request.regions, request.dry_run)
+                key = (request.account_id, request.regions, request.dry_run, request.action)
                 if key in seen:  # Control Tower sends two triggers for one account: do it once
                     continue
                 seen.add(key)
@@ -125,7 +142,7 @@ class Onboarder:
         did not finish is reported as a retryable `DeadlineExceeded` failure, for just those
         regions (or the whole account if it happened before the regions)."""
         with deadline_scope(deadline):
-            report = self._onboard(request, known_active)
+            report = self._dispatch(request, known_active)
         logger.info(
             "account report",
             extra={
@@ -133,12 +150,25 @@ class Onboarder:
                 "reason": request.reason,
                 "attempt": request.attempt,
                 "dry_run": request.dry_run,
+                "action": request.action,
                 "report": report.as_dict(),
             },
         )
         return report
 
     # Steps --------------------------------------------------------------------------------
+
+    def _dispatch(self, request: OnboardingRequest, known_active: bool) -> AccountReport:
+        """Onboard, or one of the offboarding actions (onboarding/removal.py)."""
+        if request.action == ONBOARD:
+            return self._onboard(request, known_active)
+        from onboarding import removal  # it builds on this module (fan-out, region results)
+
+        if request.action == REMOVE:
+            return removal.remove(self, request, known_active)
+        if request.action == SCOPE:
+            return removal.scope(self, request, known_active)
+        return removal.departed(self, request)
 
     def _expand(self, item: OnboardingRequest | AllAccountsRequest) -> list[OnboardingRequest]:
         if isinstance(item, OnboardingRequest):
@@ -148,10 +178,7 @@ class Onboarder:
         management = self.sessions.management()
         orgs = management.client("organizations", self.settings.home_region)
         selection = select_accounts(orgs, self.exclusions)
-        return [
-            OnboardingRequest(a, item.regions, item.reason, dry_run=item.dry_run)
-            for a in selection.accounts
-        ]
+        return requests_for(selection, item, self.settings.retain_on_exclusion)
 
     def _onboard(self, request: OnboardingRequest, known_active: bool) -> AccountReport:
         account_id, home = request.account_id, self.settings.home_region
@@ -175,25 +202,33 @@ class Onboarder:
             return _account_failed(step_failed(err, account_id, None, "membership"))
 
         is_security = account_id == self.settings.security_account_id
-        # The forwarder role (IAM, global) and the member's region list do not depend on each
-        # other: they run side by side. The region steps start only once both have succeeded,
-        # so an account whose role could not be written gets no region write either.
-        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="prologue") as prologue:
+        # The forwarder role (IAM, global), the member's region list and the organization's
+        # GuardDuty administrators (management side) do not depend on each other: they run side
+        # by side. The region steps start only once the role and the regions have succeeded, so
+        # an account whose role could not be written gets no region write either.
+        wanted = request.regions or self.settings.hub_regions
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="prologue") as prologue:
             role = prologue.submit(
                 contextvars.copy_context().run,
                 self._forwarder_role,
-                session,
-                request,
+                session.client("iam", home),
+                account_id,
+                request.dry_run,
                 is_security,
             )
             listed = prologue.submit(
                 contextvars.copy_context().run, regions.region_statuses, session.client("ec2", home)
             )
-            # While those two wait on the network, build the regional clients the steps will use
+            admins = prologue.submit(
+                contextvars.copy_context().run, self.guardduty_administrators, wanted, account_id
+            )
+            # While those wait on the network, build the regional clients the steps will use
             # (a few ms of CPU each, 34 for 17 regions): the steps then start at once.
-            self._clients(session, request.regions or self.settings.hub_regions, is_security)
+            self._clients(session, wanted, is_security)
         try:
             account_changes, after_repoint = role.result()
+        except StepFailed as failed:
+            return _account_failed(failed)
         except (ClientError, BotoCoreError) as err:
             return _account_failed(step_failed(err, account_id, None, "iam"))
         try:
@@ -208,11 +243,19 @@ class Onboarder:
             expect_enabled=request.reason == REGION_OPT_IN,
         )
 
+        administrators = {r: a for r, a in admins.result().items() if r in selection.configure}
+        views: dict[str, dict[str, Any]] = {}  # region -> GuardDuty as read (the steps fill it)
+        paths: dict[str, str] = {}  # region -> the path its GuardDuty findings take
         steps: list[tuple[str, str, Callable[[], list[Change]]]] = []
         for region in selection.configure:
-            steps.append((region, STEP_GUARDDUTY, self._guardduty(session, region, request)))
+            admin = administrators.get(region)
+            if self.settings.guardduty_mode != "off":
+                known = region in administrators
+                step = self._guardduty(session, region, request, admin, views, known)
+                steps.append((region, STEP_GUARDDUTY, step))
             if not is_security:
-                steps.append((region, STEP_FORWARDING, self._forwarding(session, region, request)))
+                step = self._forwarding(session, region, request, admin, paths)
+                steps.append((region, STEP_FORWARDING, step))
         outcomes = self._run(account_id, steps)
 
         results = [RegionResult(r, "skipped", reason=why) for r, why in selection.skipped.items()]
@@ -220,7 +263,12 @@ class Onboarder:
             RegionResult(r, "failed", reason=why, error=REGION_NOT_ENABLED_YET, retryable=True)
             for r, why in selection.pending.items()
         ]
-        results += [_region_result(r, outcomes.get(r, [])) for r in selection.configure]
+        for region in selection.configure:
+            result = _region_result(region, outcomes.get(region, []))
+            if self.settings.guardduty_mode != "off" and region in views:
+                path = PATH_OWN_BUS if is_security else paths.get(region, PATH_FORWARDED)
+                result = replace(result, guardduty={**views[region], "findings_path": path})
+            results.append(result)
         if after_repoint:
             # Narrow only once every hub region's target is known to be repointed; until then
             # the relay policy (which includes the home bus) keeps every region delivering.
@@ -243,42 +291,129 @@ class Onboarder:
         return AccountReport.build(account_id, results, account_changes, request.dry_run)
 
     def _clients(self, session: AccountSession, wanted: Iterable[str], is_security: bool) -> None:
-        services = ("guardduty",) if is_security else ("guardduty", "events")
+        services = [] if self.settings.guardduty_mode == "off" else ["guardduty"]
+        services += [] if is_security else ["events"]
         for region in wanted:
             for service in services:
                 session.client(service, region)
 
+    def guardduty_administrators(
+        self, regions: Iterable[str], account_id: str = ""
+    ) -> dict[str, str | None]:
+        """The organization's GuardDuty delegated administrator in each region (None: none; a
+        region whose administrator could not be read is left out - logged; its findings are
+        then forwarded, which may duplicate but never loses them). Read from the management
+        account (ListOrganizationAdminAccounts, through the launcher) once per
+        ADMINISTRATORS_TTL_SECONDS; nothing with GUARDDUTY=off."""
+        if self.settings.guardduty_mode == "off":
+            return {}
+        now = time.monotonic()
+        out: dict[str, str | None] = {}
+        with self._administrators_lock:
+            missing = []
+            for region in regions:
+                cached = self._administrators.get(region)
+                if cached and now - cached[0] < ADMINISTRATORS_TTL_SECONDS:
+                    out[region] = cached[1]
+                else:
+                    missing.append(region)
+            if not missing:
+                return out
+            try:
+                management = self.sessions.management()
+            except (ClientError, BotoCoreError) as err:
+                logger.warning(
+                    "GuardDuty administrators not read",
+                    extra={"error": error_code(err), "account_id": account_id},
+                )
+                return out
+            # One call per region, all at once (17 in sequence would be most of an onboarding).
+            with ThreadPoolExecutor(len(missing), thread_name_prefix="administrators") as pool:
+                read = list(pool.map(partial(_delegated_administrator, management), missing))
+            for region, (ok, admin) in zip(missing, read, strict=True):
+                if ok:  # unknown is not cached: read again next time
+                    self._administrators[region] = (now, admin)
+                    out[region] = admin
+        return out
+
     def _forwarder_role(
-        self, session: AccountSession, request: OnboardingRequest, is_security: bool
+        self, client: Any, account_id: str, dry_run: bool, is_security: bool = False
     ) -> tuple[list[Change], list[Change]]:
-        """The forwarder role's changes made now, and those kept for after a relay -> direct
-        repoint (a switch narrows the policy last)."""
-        if is_security:  # the Security account's events are already on its own bus
+        """(changes now, changes after every target is repointed). Members: converge the role
+        (a relay -> direct switch narrows its policy last). The management account:
+        management.yaml declares the role and nothing of watershed may write IAM there, so it
+        is only verified; drift is reported (plan, audit) and stops onboarding (a permanent
+        failure naming it), never repaired. The Security account gets none: its events are
+        already on its own bus."""
+        if is_security:
             return [], []
-        iam_client = session.client("iam", self.settings.home_region)
-        changes, after_repoint = iam.plan_in_switch_order(
-            iam_client, self.settings, request.account_id
-        )
-        if changes and not request.dry_run:
-            iam.apply_forwarder_role(iam_client, self.settings, request.account_id, changes)
-        return changes, after_repoint
+        if account_id != self.settings.management_account_id:
+            now, later = iam.plan_in_switch_order(client, self.settings, account_id)
+            if now and not dry_run:
+                iam.apply_forwarder_role(client, self.settings, account_id, now)
+            return now, later
+        drift = iam.verify_declared_role(client, self.settings, account_id)
+        if drift and not dry_run:
+            raise PermanentStepFailed(
+                account_id,
+                None,
+                "iam",
+                FORWARDER_ROLE_NOT_AS_DECLARED,
+                "the management account's forwarder role differs from management.yaml ("
+                + "; ".join(str(c) for c in drift)
+                + "): onboarding never writes IAM there; update or redeploy that stack",
+            )
+        return drift, []
 
     def _guardduty(
-        self, session: AccountSession, region: str, request: OnboardingRequest
+        self,
+        session: AccountSession,
+        region: str,
+        request: OnboardingRequest,
+        delegated_admin: str | None,
+        views: dict[str, dict[str, Any]],
+        administrator_known: bool = True,
     ) -> Callable[[], list[Change]]:
         def step() -> list[Change]:
             client = session.client("guardduty", region)
-            return guardduty.ensure_detector(client, self.settings, request.dry_run)
+            outcome = guardduty.ensure_detector(
+                client,
+                self.settings,
+                request.dry_run,
+                request.account_id,
+                delegated_admin,
+                administrator_known,
+            )
+            views[region] = outcome.view.as_dict()
+            return outcome.changes
 
         return step
 
     def _forwarding(
-        self, session: AccountSession, region: str, request: OnboardingRequest
+        self,
+        session: AccountSession,
+        region: str,
+        request: OnboardingRequest,
+        delegated_admin: str | None = None,
+        paths: dict[str, str] | None = None,
     ) -> Callable[[], list[Change]]:
         def step() -> list[Change]:
+            settings, path = self.settings, PATH_FORWARDED
+            if delegated_admin and delegated_admin == settings.security_account_id:
+                # The Security account administers GuardDuty here: if it administers this
+                # member, GuardDuty already puts the member's findings on its bus.
+                member_admin = _member_administrator(session, region, request.account_id)
+                if member_admin == settings.security_account_id:
+                    pattern = forwarding.pattern_without_guardduty_findings(
+                        settings.forward_event_pattern
+                    )
+                    settings = replace(settings, forward_event_pattern=pattern)
+                    path = PATH_NATIVE
+            if paths is not None:
+                paths[region] = path
             client = session.client("events", region)
             return forwarding.ensure_forwarding(
-                client, self.settings, request.account_id, region, request.dry_run
+                client, settings, request.account_id, region, request.dry_run
             )
 
         return step
@@ -367,6 +502,30 @@ class _RegionWindow:
                 if not self._left[region]:
                     self._finished += 1
                     self._changed.notify_all()
+
+
+def _delegated_administrator(management: AccountSession, region: str) -> tuple[bool, str | None]:
+    """(read?, the organization's GuardDuty delegated administrator in `region`)."""
+    try:
+        return True, guardduty.delegated_administrator(management.client("guardduty", region))
+    except (ClientError, BotoCoreError) as err:
+        logger.warning(
+            "GuardDuty administrator not read", extra={"region": region, "error": error_code(err)}
+        )
+        return False, None
+
+
+def _member_administrator(session: AccountSession, region: str, account_id: str) -> str | None:
+    """The member's GuardDuty administrator, for the forwarding decision. A read that fails
+    (e.g. GuardDuty denied by an SCP) must not fail forwarding: unknown means forward all."""
+    try:
+        return guardduty.read_administrator(session.client("guardduty", region))
+    except (ClientError, BotoCoreError) as err:
+        logger.warning(
+            "GuardDuty administrator of the member not read: forwarding every finding",
+            extra={"account_id": account_id, "region": region, "error": error_code(err)},
+        )
+        return None
 
 
 def _wait(futures: list[Future[StepOutcome | None]], deadline: Deadline | None) -> None:

@@ -18,13 +18,17 @@ from typing import Any
 import boto3
 
 from onboarding.errors import ConfigError
+from onboarding.guardduty_model import NOT_SENT_AT_CREATION, detector_features
+from onboarding.patterns import PatternError, check_pattern
 
-ACCOUNT_ID = re.compile(r"^\d{12}$")
-REGION_NAME = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$")
-ROLE_NAME = re.compile(r"^[\w+=,.@-]{1,64}$")
-RULE_NAME = re.compile(r"^[.\-_A-Za-z0-9]{1,64}$")
-ROLE_ARN = re.compile(r"^arn:(aws[a-z-]*):iam::(\d{12}):role/[\w+=,.@/-]{1,128}$")
-FEATURE_NAME = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
+# ASCII only and anchored with \A...\Z (never `$`, which also matches before a trailing newline;
+# never `\d`, which also matches non-ASCII digits): `.match` and `.fullmatch` are then the same.
+ACCOUNT_ID = re.compile(r"\A[0-9]{12}\Z", re.ASCII)
+REGION_NAME = re.compile(r"\A[a-z]{2}(-[a-z]+)+-[0-9]{1,2}\Z", re.ASCII)
+ROLE_NAME = re.compile(r"\A[\w+=,.@-]{1,64}\Z", re.ASCII)
+RULE_NAME = re.compile(r"\A[.\-_A-Za-z0-9]{1,64}\Z", re.ASCII)
+ROLE_ARN = re.compile(r"\Aarn:(aws[a-z-]*):iam::([0-9]{12}):role/[\w+=,.@/-]{1,128}\Z", re.ASCII)
+FEATURE_NAME = re.compile(r"\A[A-Z][A-Z0-9_]{1,63}\Z", re.ASCII)
 
 PUBLISHING_FREQUENCIES = ("FIFTEEN_MINUTES", "ONE_HOUR", "SIX_HOURS")
 MAX_PATTERN_CHARS = 2048  # EventBridge limit on an event pattern
@@ -32,14 +36,17 @@ MAX_PATTERN_CHARS = 2048  # EventBridge limit on an event pattern
 DEFAULT_MEMBER_ROLE_NAMES = ("OrganizationAccountAccessRole", "AWSControlTowerExecution")
 DEFAULT_FORWARDER_ROLE_NAME = "watershed-forwarder"
 DEFAULT_FORWARD_RULE_NAME = "watershed-forward"
+MEMBER_DEAD_LETTER_QUEUE_NAME = "watershed-forward-dlq"  # one per hub region, Security account
+# FINDING_PUBLISHING_FREQUENCY unset: an existing detector keeps its frequency; a detector
+# watershed creates gets this one (GuardDuty's own default would be SIX_HOURS).
 DEFAULT_PUBLISHING_FREQUENCY = "FIFTEEN_MINUTES"
 DEFAULT_REGION_WORKERS = 20
 MAX_REGION_WORKERS = 64
 DEFAULT_RETRY_CAP_SECONDS = 3600
 MAX_RETRY_CAP_SECONDS = 12 * 3600  # the template's RetryCapSeconds MaxValue
-QUEUE_URL = re.compile(r"^https?://\S+/\d{12}/[\w-]{1,80}$")
-OU_ID = re.compile(r"^ou-[0-9a-z]{4,32}-[0-9a-z]{8,32}$")
-TAG_KEY = re.compile(r"^[^=,]{1,128}$")
+QUEUE_URL = re.compile(r"\Ahttps?://\S+/[0-9]{12}/[\w-]{1,80}\Z", re.ASCII)
+OU_ID = re.compile(r"\Aou-[0-9a-z]{4,32}-[0-9a-z]{8,32}\Z", re.ASCII)
+TAG_KEY = re.compile(r"\A[^=,]{1,128}\Z")
 
 # Where a member's forwarding target delivers (issue 13). `relay`: the Security account's bus in
 # the member's own region (a regional stream and the relay carry the events home); `direct`:
@@ -52,28 +59,30 @@ DEFAULT_FORWARD_EVENT_PATTERN: dict[str, Any] = {
         {"source": ["aws.guardduty"]},
         {"source": ["aws.trustedadvisor"]},
         {
+            # Only AWS services can send a source starting with "aws." (PutEvents refuses it):
+            # without this fence anyone in the organization could forge CloudTrail events.
+            "source": [{"prefix": "aws."}],
             "detail-type": [
                 "AWS API Call via CloudTrail",
                 "AWS Console Sign In via CloudTrail",
                 "AWS Console Signin via CloudTrail",
-            ]
+            ],
         },
+        # A member's own region opt-ins (us-east-1 only): the Security account routes them to
+        # the work queue (template.yaml LifecycleRule), so the new region is onboarded at once.
+        {"source": ["aws.account"], "detail-type": ["Region Opt-In Status Change"]},
     ]
 }
 
-# The paid GuardDuty protection plans. CreateDetector without `Features` turns every one of
-# them on; watershed always sends an explicit list, and by default keeps them all off (the
-# foundational detector — CloudTrail, VPC flow logs, DNS logs — is always on and is what the
-# findings pipeline needs). Enable plans with GUARDDUTY_FEATURES, e.g. "S3_DATA_EVENTS".
-KNOWN_PAID_FEATURES = (
-    "S3_DATA_EVENTS",
-    "EKS_AUDIT_LOGS",
-    "EBS_MALWARE_PROTECTION",
-    "RDS_LOGIN_EVENTS",
-    "LAMBDA_NETWORK_LOGS",
-    "RUNTIME_MONITORING",
-)
+# GuardDuty protection plans are tri-state (GUARDDUTY_FEATURES): NAME=ENABLED, NAME=DISABLED, or
+# not named = left as the owner set it. The plans are those of the installed SDK's GuardDuty
+# model (onboarding.guardduty_model); at creation every one of them is sent, unnamed ones
+# DISABLED (CreateDetector without a plan turns it on).
 FEATURE_STATUSES = ("ENABLED", "DISABLED")
+# GUARDDUTY: manage (create or re-enable detectors, enforce what is named), observe (read and
+# report, never write GuardDuty), off (no GuardDuty call at all).
+GUARDDUTY_MODES = ("manage", "observe", "off")
+DEFAULT_GUARDDUTY_MODE = "manage"
 
 
 def _require(env: Mapping[str, str], name: str) -> str:
@@ -85,7 +94,7 @@ def _require(env: Mapping[str, str], name: str) -> str:
 
 def _account(env: Mapping[str, str], name: str) -> str:
     value = _require(env, name)
-    if not ACCOUNT_ID.match(value):
+    if not ACCOUNT_ID.fullmatch(value):
         raise ConfigError(name, f"{value!r} is not a 12-digit AWS account id")
     return value
 
@@ -99,7 +108,7 @@ def parse_regions(name: str, value: str) -> tuple[str, ...]:
     if not regions:
         raise ConfigError(name, "needs at least one region")
     for region in regions:
-        if not REGION_NAME.match(region):
+        if not REGION_NAME.fullmatch(region):
             raise ConfigError(name, f"{region!r} is not a region name (e.g. eu-west-1)")
     if len(set(regions)) != len(regions):
         raise ConfigError(name, f"lists a region twice: {value!r}")
@@ -107,17 +116,29 @@ def parse_regions(name: str, value: str) -> tuple[str, ...]:
 
 
 def parse_features(name: str, value: str) -> tuple[tuple[str, str], ...]:
-    """`NAME[=ENABLED|DISABLED],...` merged over the default (every known paid plan DISABLED)."""
-    features = dict.fromkeys(KNOWN_PAID_FEATURES, "DISABLED")
+    """`NAME[=ENABLED|DISABLED],...`: only the named plans (a bare name means ENABLED).
+
+    Names must be `DetectorFeature` values of the installed SDK's GuardDuty model."""
+    features: dict[str, str] = {}
     for item in _csv(value):
         feature, _, status = item.partition("=")
         feature, status = feature.strip().upper(), (status.strip().upper() or "ENABLED")
-        if not FEATURE_NAME.match(feature):
+        if not FEATURE_NAME.fullmatch(feature):
             raise ConfigError(name, f"{feature!r} is not a GuardDuty feature name")
         if status not in FEATURE_STATUSES:
             raise ConfigError(name, f"{item!r}: status must be ENABLED or DISABLED")
         if feature == "EKS_RUNTIME_MONITORING":
             raise ConfigError(name, "use RUNTIME_MONITORING (EKS_RUNTIME_MONITORING is legacy)")
+        if feature in NOT_SENT_AT_CREATION:
+            why = NOT_SENT_AT_CREATION[feature]
+            raise ConfigError(name, f"{feature} is never configured: {why}")
+        known = detector_features()  # loaded only when a plan is named (cached)
+        if feature not in known:
+            raise ConfigError(
+                name, f"{feature!r} is not a GuardDuty plan this SDK knows ({', '.join(known)})"
+            )
+        if feature in features:
+            raise ConfigError(name, f"names {feature} twice")
         features[feature] = status
     return tuple(sorted(features.items()))
 
@@ -127,8 +148,10 @@ def parse_pattern(name: str, value: str) -> dict[str, Any]:
         pattern = json.loads(value)
     except json.JSONDecodeError as err:
         raise ConfigError(name, f"is not valid JSON ({err.msg} at char {err.pos})") from err
-    if not isinstance(pattern, dict) or not pattern:
-        raise ConfigError(name, "must be a non-empty JSON object (an EventBridge pattern)")
+    try:  # EventBridge's grammar, then the aws. source fence (onboarding.patterns)
+        check_pattern(pattern)
+    except PatternError as err:
+        raise ConfigError(name, f"refused at {err}") from err
     if len(canonical_json(pattern)) > MAX_PATTERN_CHARS:
         raise ConfigError(name, f"is longer than EventBridge's {MAX_PATTERN_CHARS} characters")
     return pattern
@@ -138,7 +161,7 @@ def _queue_url(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name, "").strip()
     if not value:
         return None  # CloudFormation passes an unset parameter as "": the same as unset
-    if not QUEUE_URL.match(value):
+    if not QUEUE_URL.fullmatch(value):
         raise ConfigError(name, f"{value!r} is not an SQS queue URL")
     return value
 
@@ -163,9 +186,17 @@ def parse_tag(name: str, value: str) -> tuple[str, str | None] | None:
         return None
     key, sep, tag_value = value.partition("=")
     key = key.strip()
-    if not TAG_KEY.match(key):
+    if not TAG_KEY.fullmatch(key):
         raise ConfigError(name, f"{value!r}: the tag key must be 1-128 characters, no '=' or ','")
     return key, (tag_value.strip() if sep else None)
+
+
+def parse_bool(name: str, value: str) -> bool:
+    """`true` or `false` (any case); empty means false. Anything else is refused."""
+    value = value.strip().lower()
+    if value not in ("", "true", "false"):
+        raise ConfigError(name, f"{value!r} must be true or false")
+    return value == "true"
 
 
 @lru_cache(maxsize=64)
@@ -193,10 +224,11 @@ class Settings:
     forward_event_pattern: Mapping[str, Any] = field(
         default_factory=lambda: DEFAULT_FORWARD_EVENT_PATTERN
     )
-    finding_publishing_frequency: str = DEFAULT_PUBLISHING_FREQUENCY
-    guardduty_features: tuple[tuple[str, str], ...] = field(
-        default_factory=lambda: parse_features("GUARDDUTY_FEATURES", "")
-    )
+    # None: not enforced on existing detectors; DEFAULT_PUBLISHING_FREQUENCY at creation.
+    finding_publishing_frequency: str | None = None
+    # Only the named plans: (name, ENABLED|DISABLED); a plan not named is the owner's.
+    guardduty_features: tuple[tuple[str, str], ...] = ()
+    guardduty_mode: str = DEFAULT_GUARDDUTY_MODE  # manage | observe | off
     region_workers: int = DEFAULT_REGION_WORKERS
     # Where the function's own STS, IAM and Organizations calls go (Lambda's AWS_REGION).
     home_region: str = ""
@@ -212,6 +244,8 @@ class Settings:
     audit_bucket: str | None = None
     # Delivery mode (issue 13): see DELIVERY_MODES and `target_bus_arn`.
     delivery_mode: str = DEFAULT_DELIVERY_MODE
+    # Offboarding (issue 14): an account put out of scope keeps watershed's resources if true.
+    retain_on_exclusion: bool = False
 
     def __post_init__(self) -> None:
         if not self.home_region:
@@ -239,7 +273,7 @@ class Settings:
 
         launcher = env.get("LAUNCHER_ROLE_ARN", "").strip() or None
         if launcher:
-            match = ROLE_ARN.match(launcher)
+            match = ROLE_ARN.fullmatch(launcher)
             if not match:
                 raise ConfigError("LAUNCHER_ROLE_ARN", f"{launcher!r} is not an IAM role ARN")
             if match.group(2) != management:
@@ -250,15 +284,15 @@ class Settings:
 
         member_roles = _csv(env.get("MEMBER_ROLE_NAMES", "")) or DEFAULT_MEMBER_ROLE_NAMES
         for role in member_roles:
-            if not ROLE_NAME.match(role):
+            if not ROLE_NAME.fullmatch(role):
                 raise ConfigError("MEMBER_ROLE_NAMES", f"{role!r} is not an IAM role name")
 
         forwarder = env.get("FORWARDER_ROLE_NAME", "").strip() or DEFAULT_FORWARDER_ROLE_NAME
-        if not ROLE_NAME.match(forwarder):
+        if not ROLE_NAME.fullmatch(forwarder):
             raise ConfigError("FORWARDER_ROLE_NAME", f"{forwarder!r} is not an IAM role name")
 
         rule = env.get("FORWARD_RULE_NAME", "").strip() or DEFAULT_FORWARD_RULE_NAME
-        if not RULE_NAME.match(rule):
+        if not RULE_NAME.fullmatch(rule):
             raise ConfigError("FORWARD_RULE_NAME", f"{rule!r} is not an EventBridge rule name")
 
         raw_pattern = env.get("FORWARD_EVENT_PATTERN", "").strip()
@@ -268,17 +302,17 @@ class Settings:
             else DEFAULT_FORWARD_EVENT_PATTERN
         )
 
-        frequency = (
-            env.get("FINDING_PUBLISHING_FREQUENCY", "").strip().upper()
-            or DEFAULT_PUBLISHING_FREQUENCY
-        )
-        if frequency not in PUBLISHING_FREQUENCIES:
+        frequency = env.get("FINDING_PUBLISHING_FREQUENCY", "").strip().upper() or None
+        if frequency is not None and frequency not in PUBLISHING_FREQUENCIES:
             raise ConfigError(
                 "FINDING_PUBLISHING_FREQUENCY",
                 f"{frequency!r} is not one of {', '.join(PUBLISHING_FREQUENCIES)}",
             )
 
         features = parse_features("GUARDDUTY_FEATURES", env.get("GUARDDUTY_FEATURES", ""))
+        mode = env.get("GUARDDUTY", "").strip().lower() or DEFAULT_GUARDDUTY_MODE
+        if mode not in GUARDDUTY_MODES:
+            raise ConfigError("GUARDDUTY", f"{mode!r} is not one of {', '.join(GUARDDUTY_MODES)}")
 
         raw_workers = env.get("REGION_WORKERS", "").strip() or str(DEFAULT_REGION_WORKERS)
         try:
@@ -289,7 +323,7 @@ class Settings:
             raise ConfigError("REGION_WORKERS", f"{workers} is not between 1 and 64")
 
         home = (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip()
-        if home and not REGION_NAME.match(home):
+        if home and not REGION_NAME.fullmatch(home):
             raise ConfigError("AWS_REGION", f"{home!r} is not a region name")
 
         queue = _queue_url(env, "WORK_QUEUE_URL")
@@ -309,11 +343,11 @@ class Settings:
 
         excluded_accounts = _csv(env.get("EXCLUDED_ACCOUNTS", ""))
         for account in excluded_accounts:
-            if not ACCOUNT_ID.match(account):
+            if not ACCOUNT_ID.fullmatch(account):
                 raise ConfigError("EXCLUDED_ACCOUNTS", f"{account!r} is not a 12-digit account id")
         excluded_ous = _csv(env.get("EXCLUDED_OUS", ""))
         for ou in excluded_ous:
-            if not OU_ID.match(ou):
+            if not OU_ID.fullmatch(ou):
                 raise ConfigError("EXCLUDED_OUS", f"{ou!r} is not an OU id (ou-xxxx-xxxxxxxx)")
 
         return cls(
@@ -327,6 +361,7 @@ class Settings:
             forward_event_pattern=pattern,
             finding_publishing_frequency=frequency,
             guardduty_features=features,
+            guardduty_mode=mode,
             region_workers=workers,
             home_region=home or hub_regions[0],
             work_queue_url=queue,
@@ -336,6 +371,9 @@ class Settings:
             excluded_ous=frozenset(excluded_ous),
             exclude_tag=parse_tag("EXCLUDE_TAG", env.get("EXCLUDE_TAG", "")),
             delivery_mode=env.get("DELIVERY_MODE", "").strip().lower() or DEFAULT_DELIVERY_MODE,
+            retain_on_exclusion=parse_bool(
+                "RETAIN_ON_EXCLUSION", env.get("RETAIN_ON_EXCLUSION", "")
+            ),
             audit_bucket=_bucket(env, "AUDIT_BUCKET"),
         )
 
@@ -370,6 +408,14 @@ class Settings:
         forwarder role may put events on, and nothing else."""
         return tuple(sorted({self.target_bus_arn(region) for region in self.hub_regions}))
 
+    def member_dead_letter_queue_arn(self, region: str) -> str:
+        """The Security account's queue in `region` for events a member's target could not
+        deliver (template.yaml MemberDeadLetterQueue; a DLQ must be in the rule's region)."""
+        return (
+            f"arn:{self.partition(region)}:sqs:{region}:{self.security_account_id}"
+            f":{MEMBER_DEAD_LETTER_QUEUE_NAME}"
+        )
+
     def forwarder_role_arn(self, account_id: str) -> str:
         return f"arn:{self.partition()}:iam::{account_id}:role/{self.forwarder_role_name}"
 
@@ -379,5 +425,10 @@ class Settings:
 
     @property
     def features_list(self) -> list[dict[str, str]]:
-        """The GuardDuty `Features` parameter: every configured feature with its status."""
+        """UpdateDetector's `Features`: the named plans only (the others are left alone)."""
         return [{"Name": name, "Status": status} for name, status in self.guardduty_features]
+
+    @property
+    def creation_frequency(self) -> str:
+        """The publishing frequency a detector watershed creates gets."""
+        return self.finding_publishing_frequency or DEFAULT_PUBLISHING_FREQUENCY

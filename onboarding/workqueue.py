@@ -29,7 +29,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from onboarding.backfill import Selection, select_accounts
+from onboarding.backfill import Selection, requests_for, select_accounts
 from onboarding.errors import InvalidRequest, WatershedError, error_code
 from onboarding.events import (
     AllAccountsRequest,
@@ -48,7 +48,11 @@ logger = logging.getLogger(__name__)
 FIRST_RETRY_DELAY = 30  # seconds; doubles per attempt
 MAX_DELAY_SECONDS = 900  # the SQS maximum DelaySeconds of one message
 SEND_BATCH_SIZE = 10  # the SendMessageBatch maximum
-MAX_DEAD_LETTER_BODY = 200_000  # characters of an invalid body kept (SQS messages are 256 KiB)
+# An SQS message is at most 256 KiB (262,144 bytes) of body plus attributes. A dead letter is
+# capped in *encoded* bytes (what SendMessage carries: compact JSON, non-ASCII escaped), not in
+# characters: one character of a body can take up to 12 bytes as a JSON escape.
+MAX_DEAD_LETTER_BYTES = 250_000
+MAX_DEAD_LETTER_REASON = 2_000  # characters of the reason kept
 DEAD_LETTER_FORMAT = "watershed/dead-letter"
 REPLAY_WAIT_SECONDS = 1  # long poll of `watershed replay`; it stops after one empty long poll
 # Hand the rest of a batch back (re-sent, not failed) when less than this is left; it is also
@@ -59,7 +63,7 @@ TIME_MARGIN_MS = 60_000
 # left for sending the follow-ups and answering Lambda before the function timeout.
 STOP_WAITING_MS = 30_000
 
-_QUEUE_URL_REGION = re.compile(r"^https?://(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-\d{1,2})\.")
+_QUEUE_URL_REGION = re.compile(r"^https?://(?:sqs\.)?([a-z]{2}(?:-[a-z]+)+-[0-9]{1,2})\.", re.ASCII)
 
 
 class QueueSendFailed(WatershedError):
@@ -149,7 +153,9 @@ class WorkQueue:
     def enqueue(self, requests: Iterable[OnboardingRequest]) -> list[OnboardingRequest]:
         """One message per distinct request (account, regions, dry_run); returns those sent.
         Raises QueueSendFailed whose `unsent` are the requests not sent."""
-        unique = list({(r.account_id, r.regions, r.dry_run): r for r in requests}.values())
+        unique = list(
+            {(r.account_id, r.regions, r.dry_run, r.action): r for r in requests}.values()
+        )
         try:
             self._send_batches([_text(r.as_message()) for r in unique], 0)
         except QueueSendFailed as err:
@@ -209,7 +215,7 @@ def dead_letter_envelope(
     envelope: dict[str, Any] = {
         "format": DEAD_LETTER_FORMAT,
         "kind": kind,  # "failed": replayable request; "invalid": a message nobody can process
-        "reason": reason,
+        "reason": reason[:MAX_DEAD_LETTER_REASON],
         "dead_lettered_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if request is not None:
@@ -219,7 +225,40 @@ def dead_letter_envelope(
     if message_id:
         envelope["message_id"] = message_id
     if body is not None:
-        envelope["body"] = body[:MAX_DEAD_LETTER_BODY]
+        envelope["body"] = body
+    return capped_envelope(envelope)
+
+
+def _encoded_bytes(envelope: Mapping[str, Any]) -> int:
+    return len(_text(envelope).encode("utf-8"))
+
+
+def capped_envelope(envelope: dict[str, Any], limit: int = MAX_DEAD_LETTER_BYTES) -> dict[str, Any]:
+    """The envelope within `limit` encoded bytes: the invalid body is cut first (the longest
+    prefix that fits, `body_truncated` says so), then the report is left out (the request,
+    which a replay needs, is small and always kept)."""
+    if _encoded_bytes(envelope) <= limit:
+        return envelope
+    body = envelope.get("body")
+    if isinstance(body, str):
+
+        def cut(n: int) -> dict[str, Any]:
+            return {**envelope, "body": body[:n], "body_truncated": True}
+
+        low, high = 0, len(body)
+        while low < high:  # the longest prefix of the body that fits
+            middle = (low + high + 1) // 2
+            if _encoded_bytes(cut(middle)) <= limit:
+                low = middle
+            else:
+                high = middle - 1
+        envelope = cut(low)
+        if _encoded_bytes(envelope) <= limit:
+            return envelope
+    if "report" in envelope:
+        size = _encoded_bytes({"report": envelope["report"]})
+        envelope = {k: v for k, v in envelope.items() if k != "report"}
+        envelope["report_omitted"] = f"{size} bytes: over the SQS message size"
     return envelope
 
 
@@ -278,7 +317,8 @@ class Dispatcher:
                 result.ignored.append(item.reason)
             elif isinstance(item, AllAccountsRequest):
                 result.selection = self.select()
-                requests += backfill_requests(result.selection, item)
+                retain = self.onboarder.settings.retain_on_exclusion
+                requests += requests_for(result.selection, item, retain)
             else:
                 requests.append(item)
         result.requests = self.queue.enqueue(requests)
@@ -297,13 +337,6 @@ def organization_selection(onboarder: Onboarder) -> Selection:
     management = onboarder.sessions.management()
     orgs = management.client("organizations", onboarder.settings.home_region)
     return select_accounts(orgs, onboarder.exclusions)
-
-
-def backfill_requests(selection: Selection, item: AllAccountsRequest) -> list[OnboardingRequest]:
-    return [
-        OnboardingRequest(account, item.regions, item.reason, dry_run=item.dry_run)
-        for account in selection.accounts
-    ]
 
 
 # SQS batches: onboard, then done | retry | dead letter -------------------------------------------
@@ -357,7 +390,7 @@ class QueueWorker:
         remaining_ms: Callable[[], int] | None = None,
     ) -> BatchResult:
         result = BatchResult()
-        seen: set[tuple[str, tuple[str, ...] | None, bool]] = set()
+        seen: set[tuple[str, tuple[str, ...] | None, bool, str]] = set()
         self._deadline = (
             Deadline(remaining_ms, TIME_MARGIN_MS, STOP_WAITING_MS) if remaining_ms else None
         )
@@ -384,7 +417,7 @@ class QueueWorker:
         self,
         record: Mapping[str, Any],
         result: BatchResult,
-        seen: set[tuple[str, tuple[str, ...] | None, bool]],
+        seen: set[tuple[str, tuple[str, ...] | None, bool, str]],
     ) -> None:
         message_id = str(record.get("messageId"))
         if _is_audit_message(record):  # one account of a fanned-out audit (audit_fanout)
@@ -411,7 +444,8 @@ class QueueWorker:
             elif isinstance(item, AllAccountsRequest):  # "ALL" put on the queue: fan out
                 selection = Dispatcher(self.onboarder, self.queue).select()
                 result.counts["ExcludedOusNotFound"] += len(selection.missing_ous)
-                requests += backfill_requests(selection, item)
+                retain = self.onboarder.settings.retain_on_exclusion
+                requests += requests_for(selection, item, retain)
             else:
                 requests.append(item)
 
@@ -421,7 +455,7 @@ class QueueWorker:
             logger.info("fanned out", extra={"messageId": message_id, "count": len(sent)})
             return
         for request in requests:
-            key = (request.account_id, request.regions, request.dry_run)
+            key = (request.account_id, request.regions, request.dry_run, request.action)
             if key in seen:  # Control Tower's second trigger in the same batch: nothing to do
                 result.outcomes.append(Outcome(request.account_id, "duplicate", request.attempt))
                 continue
@@ -439,7 +473,7 @@ class QueueWorker:
         body = record.get("body")
         try:
             payload = json.loads(body) if isinstance(body, str) else None
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # refused by parse_sqs_record below
             payload = None
         if is_dead_letter(payload):
             replay = replay_body(payload)

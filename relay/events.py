@@ -71,15 +71,31 @@ def stream_identity(arn: str) -> str:
     return f"{prefix}:stream/{name}"
 
 
+def source_record(
+    *,
+    sequence_number: str,
+    shard_id: str,
+    partition_key: str,
+    data: bytes,
+    approximate_arrival: float,
+) -> SourceRecord:
+    """A record as the relay forwards it, sized as Kinesis counts it (data plus UTF-8 key)."""
+    return SourceRecord(
+        sequence_number=sequence_number,
+        shard_id=shard_id,
+        partition_key=partition_key,
+        data=data,
+        approximate_arrival=approximate_arrival,
+        size=len(data) + len(partition_key.encode("utf-8")),
+    )
+
+
 def _record(raw: Mapping[str, Any]) -> SourceRecord:
     kinesis = raw["kinesis"]
-    data = binascii.a2b_base64(kinesis["data"])  # base64.b64decode without its wrapper
-    key = kinesis["partitionKey"]
-    return SourceRecord(
+    return source_record(
         sequence_number=kinesis["sequenceNumber"],
         shard_id=raw["eventID"].split(":", 1)[0],
-        partition_key=key,
-        data=data,
+        partition_key=kinesis["partitionKey"],
+        data=binascii.a2b_base64(kinesis["data"]),  # base64.b64decode without its wrapper
         approximate_arrival=float(kinesis["approximateArrivalTimestamp"]),
-        size=len(data) + len(key.encode("utf-8")),
     )

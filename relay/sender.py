@@ -18,11 +18,13 @@ from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from relay.events import SourceRecord
+from relay.settings import DEFAULT_MAX_REQUEST_BYTES
 from relay.telemetry import logger
 
 MAX_RECORDS_PER_REQUEST = 500
-MAX_BYTES_PER_REQUEST = 5 * 1024 * 1024  # data and partition keys of every record in the call
-MAX_BYTES_PER_RECORD = 1024 * 1024  # data and partition key, the stream's default maximum
+# Data and partition keys of every record in the call: a standard destination's limit by
+# default; RELAY_MAX_REQUEST_BYTES raises it for a stream configured for large records.
+MAX_BYTES_PER_REQUEST = DEFAULT_MAX_REQUEST_BYTES
 
 # Whole-call errors worth another try in this invocation: throttling of the call itself and
 # service-side trouble. Anything else (ResourceNotFoundException, AccessDeniedException, KMS
@@ -98,7 +100,7 @@ def packing_floor(
 class RetryPolicy:
     """How often and how patiently failed entries are sent again."""
 
-    max_attempts: int
+    max_attempts: int  # sends per record; 0: as many as the time budget allows
     base_ms: int
     max_ms: int
 
@@ -144,10 +146,12 @@ class Sender:
         *,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
+        max_request_bytes: int = MAX_BYTES_PER_REQUEST,
     ) -> None:
         self._client = client
         self._stream_arn = stream_arn
         self._policy = policy
+        self._max_request_bytes = max_request_bytes
         self._sleep = sleep
         self._rng = rng
 
@@ -161,7 +165,7 @@ class Sender:
             pending = self._round(pending, attempt, budget, report)
             if not pending or report.stopped_by is not None:
                 break
-            if attempt >= self._policy.max_attempts:
+            if self._policy.max_attempts and attempt >= self._policy.max_attempts:
                 report.stopped_by = "attempts"
                 break
             delay = self._policy.delay_ms(attempt, self._rng)
@@ -181,7 +185,7 @@ class Sender:
     ) -> list[SourceRecord]:
         """Send every pending record once; return those that failed or were not sent."""
         failed: list[SourceRecord] = []
-        requests = pack(pending)
+        requests = pack(pending, max_bytes=self._max_request_bytes)
         for index, request in enumerate(requests):
             if not budget.allows():
                 report.stopped_by = "time"

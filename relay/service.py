@@ -16,7 +16,7 @@ from relay.clients import Clients
 from relay.errors import DestinationIsSourceError
 from relay.events import Batch, SourceRecord, stream_identity
 from relay.oversize import store_oversize
-from relay.sender import MAX_BYTES_PER_RECORD, RetryPolicy, Sender, TimeBudget, error_code
+from relay.sender import RetryPolicy, Sender, TimeBudget, error_code
 from relay.settings import Settings
 from relay.telemetry import logger
 
@@ -70,8 +70,9 @@ class Relay:
         if stream_identity(batch.source_stream_arn) == stream_identity(destination):
             raise DestinationIsSourceError(destination)
 
-        fitting = [r for r in batch.records if r.size <= MAX_BYTES_PER_RECORD]
-        oversize = [r for r in batch.records if r.size > MAX_BYTES_PER_RECORD]
+        limit = self._settings.max_record_bytes
+        fitting = [r for r in batch.records if r.size <= limit]
+        oversize = [r for r in batch.records if r.size > limit]
         stored, oversize_back = self._set_aside(batch, oversize, budget)
 
         sender = Sender(
@@ -84,6 +85,7 @@ class Relay:
             ),
             sleep=self._sleep,
             rng=self._rng,
+            max_request_bytes=self._settings.max_request_bytes,
         )
         report = sender.send(fitting, budget)
 

@@ -15,16 +15,28 @@ from relay.errors import ConfigurationError
 
 # arn:<partition>:kinesis:<region>:<account>:stream/<name>
 _STREAM_ARN = re.compile(
-    r"^arn:(?P<partition>aws[a-z-]*):kinesis:(?P<region>[a-z]{2}(-[a-z]+)+-\d):"
-    r"(?P<account>\d{12}):stream/(?P<name>[A-Za-z0-9_.-]{1,128})$"
+    r"\Aarn:(?P<partition>aws[a-z-]*):kinesis:(?P<region>[a-z]{2}(-[a-z]+)+-[0-9]):"
+    r"(?P<account>[0-9]{12}):stream/(?P<name>[A-Za-z0-9_.-]{1,128})\Z",
+    re.ASCII,
 )
 # S3 bucket naming rules (general purpose buckets): 3-63 chars, lowercase, digits, dots, hyphens.
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_BUCKET = re.compile(r"\A[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z", re.ASCII)
 
-DEFAULT_MAX_ATTEMPTS = 6
+# 0: no count bound, failed entries are sent again until the invocation's time budget is spent
+# (an outage is ridden out by the mapping's retries, see docs/relay.md); a positive value caps
+# the sends per record.
+DEFAULT_MAX_ATTEMPTS = 0
 DEFAULT_BACKOFF_BASE_MS = 100
 DEFAULT_BACKOFF_MAX_MS = 3_000
 DEFAULT_TIME_MARGIN_MS = 5_000
+
+# PutRecords limits as AWS documents them: 1 MiB per record (data and partition key) and 5 MiB per
+# request by default; a destination stream configured for large records (MaxRecordSizeInKiB, up to
+# 10 MiB) accepts records and requests up to 10 MiB.
+MiB = 1024 * 1024
+DEFAULT_MAX_RECORD_BYTES = 1 * MiB
+DEFAULT_MAX_REQUEST_BYTES = 5 * MiB
+LARGEST_RECORD_OR_REQUEST_BYTES = 10 * MiB
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,8 @@ class Settings:
     backoff_max_ms: int = DEFAULT_BACKOFF_MAX_MS
     time_margin_ms: int = DEFAULT_TIME_MARGIN_MS
     oversize_bucket: str | None = None
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -61,17 +75,38 @@ class Settings:
             raise ConfigurationError(
                 "RELAY_BACKOFF_MAX_MS", f"{ceiling} is below RELAY_BACKOFF_BASE_MS ({base})"
             )
+        record_bytes, request_bytes = _size_limits(env)
         return cls(
             destination_stream_arn=arn,
             destination_stream_name=match["name"],
             destination_region=match["region"],
             partition=match["partition"],
-            max_attempts=_int(env, "RELAY_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, minimum=1),
+            max_attempts=_int(env, "RELAY_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, minimum=0),
             backoff_base_ms=base,
             backoff_max_ms=ceiling,
             time_margin_ms=_int(env, "RELAY_TIME_MARGIN_MS", DEFAULT_TIME_MARGIN_MS, minimum=0),
             oversize_bucket=_bucket(env),
+            max_record_bytes=record_bytes,
+            max_request_bytes=request_bytes,
         )
+
+
+def _size_limits(env: Mapping[str, str]) -> tuple[int, int]:
+    """RELAY_MAX_RECORD_BYTES and RELAY_MAX_REQUEST_BYTES: what the destination accepts."""
+    record = _int(env, "RELAY_MAX_RECORD_BYTES", DEFAULT_MAX_RECORD_BYTES, minimum=1)
+    request = _int(env, "RELAY_MAX_REQUEST_BYTES", DEFAULT_MAX_REQUEST_BYTES, minimum=1)
+    for name, value in (("RELAY_MAX_RECORD_BYTES", record), ("RELAY_MAX_REQUEST_BYTES", request)):
+        if value > LARGEST_RECORD_OR_REQUEST_BYTES:
+            raise ConfigurationError(
+                name,
+                f"{value} is above the {LARGEST_RECORD_OR_REQUEST_BYTES} bytes (10 MiB) Kinesis "
+                "accepts at most",
+            )
+    if request < record:
+        raise ConfigurationError(
+            "RELAY_MAX_REQUEST_BYTES", f"{request} is below RELAY_MAX_RECORD_BYTES ({record})"
+        )
+    return record, request
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int) -> int:

@@ -1,7 +1,7 @@
 """`python -m sandbox` / `watershed demo`: play the story and print the journey.
 
     watershed demo [--regions N|r1,r2,...] [--accounts N] [--delivery relay|direct] [--quiet]
-                   [--logs] [--serve]
+                   [--logs] [--serve] [--uninstall]
 
 With --serve the same story runs behind a local HTTP endpoint (moto's server, 127.0.0.1), which
 stays up afterwards for the aws CLI or `watershed plan` until Ctrl-C.
@@ -10,9 +10,11 @@ Exit codes: 0 every expected event reached the destination stream, byte-identica
 else did, every trigger became an onboarding and every queue the stacks created is empty; 1 an
 event was lost, damaged or forwarded when it should not have been, an account region was left
 unconfigured, a trigger was ignored, refused or dead-lettered, a queue (work queue, dead-letter
-or failure queue) holds messages, or the sandbox noticed a refusal or drop on the way (the last
-line says which); 2 bad arguments or the sandbox could not play the story (for instance a
-template that does not deploy).
+or failure queue) holds messages, the sandbox noticed a refusal or drop on the way, or the
+canary act did not end as designed - a region other than the one broken on purpose did not
+deliver, the broken one did, or it was not repaired (the last line says which); 2 bad
+arguments or the sandbox could not play the story (for instance a template that does not
+deploy).
 """
 
 from __future__ import annotations
@@ -29,7 +31,14 @@ from collections.abc import Callable, Sequence
 from sandbox.embedded import EmbeddedAws
 from sandbox.journal import Hop
 from sandbox.journey import FAIL, OK, Printer, hop_lines, table
-from sandbox.story import REGION_ORDER, DemoOptions, DemoResult, Story, describe_record
+from sandbox.story import (
+    REGION_ORDER,
+    DemoOptions,
+    DemoResult,
+    RegionState,
+    Story,
+    describe_record,
+)
 
 
 def _regions(value: str) -> tuple[str, ...]:
@@ -90,6 +99,12 @@ def parser(prog: str = "watershed demo") -> argparse.ArgumentParser:
     result.add_argument(
         "--logs", action="store_true", help="print the functions' logs (stdout) at the end"
     )
+    result.add_argument(
+        "--uninstall",
+        action="store_true",
+        help="a last act: remove watershed from every member (docs/deploy.md) and read back "
+        "that nothing of it is left",
+    )
     return result
 
 
@@ -100,6 +115,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "watershed demo") -> int
         members=args.accounts,
         control_tower_members=1 if args.accounts > 1 else 0,
         delivery=args.delivery,
+        uninstall=args.uninstall,
     )
     printer = Printer(quiet=args.quiet)
     started = time.perf_counter()
@@ -169,8 +185,11 @@ def _render(printer: Printer, act: str, result: DemoResult) -> None:
         "deploy": _render_deploy,
         "onboarding": _render_onboarding,
         "reconcile": _render_reconcile,
+        "opt-in": _render_opt_in,
         "events": _render_events,
         "queues": _render_queues,
+        "canary": _render_canary,
+        "uninstall": _render_uninstall,
     }[act](printer, result, seconds)
 
 
@@ -232,8 +251,12 @@ def _render_deploy(printer: Printer, result: DemoResult, seconds: float) -> None
         for s in stack.stand_ins
         if "applied" not in s.action
     )
+    how = {"AWS::SNS::Subscription": "Subscribe"}
     for kind, count in sorted(applied.items()):
-        printer.line(f"  stand-in: {kind} x{count}, which moto skips, applied with PutPermission")
+        printer.line(
+            f"  stand-in: {kind} x{count}, which moto skips, applied with "
+            f"{how.get(kind, 'PutPermission')}"
+        )
     if skipped:
         listed = ", ".join(f"{kind} x{count}" for kind, count in sorted(skipped.items()))
         printer.line(f"  not created by moto (nothing in the local flow reads them): {listed}")
@@ -357,6 +380,32 @@ def _render_reconcile(printer: Printer, result: DemoResult, seconds: float) -> N
     printer.lines(table(rows))
 
 
+def _render_opt_in(printer: Printer, result: DemoResult, seconds: float) -> None:
+    printer.section("4b. region opt-in raised in a member", f"{seconds:.1f} s")
+    opt_in = result.opt_in
+    if opt_in is None:
+        printer.line("  skipped: needs us-east-1 and two other hub regions (--regions 3 or more)")
+        return
+    name = opt_in.member.name
+    printer.line(
+        f"  {name} enables {opt_in.region} itself: Region Opt-In Status Change on its us-east-1 "
+        "bus → its watershed-forward → a Security bus → watershed-lifecycle → the home work "
+        "queue (through a topic from us-east-1) → onboarding"
+    )
+    printer.lines(hop_lines(_hops(result)(opt_in.event_id), opt_in.raised_at))
+    onboarded = opt_in.region_state == RegionState("enabled", "ok")
+    printer.line(
+        f"  {OK if onboarded else FAIL} {opt_in.region}: detector {opt_in.region_state.detector}, "
+        f"rule {opt_in.region_state.rule}"
+    )
+    untouched = opt_in.control_state.rule == "rule DISABLED"
+    verdict = "left alone: only the opted-in region was onboarded"
+    printer.line(
+        f"  {OK if untouched else FAIL} {opt_in.control_region} (control, rule disabled first): "
+        f"{verdict if untouched else 'rule ' + opt_in.control_state.rule}"
+    )
+
+
 def _render_queues(printer: Printer, result: DemoResult, seconds: float) -> None:
     printer.section("6. queues", f"{seconds:.1f} s")
     loaded = result.loaded_queues
@@ -369,6 +418,79 @@ def _render_queues(printer: Printer, result: DemoResult, seconds: float) -> None
         printer.line(f"  {FAIL} {queue.describe()}")
     for notice in result.notices:
         printer.line(f"  {FAIL} sandbox notice: {notice}")
+
+
+def _render_canary(printer: Printer, result: DemoResult, seconds: float) -> None:
+    act = result.canary
+    assert act is not None
+    printer.section("7. canary", f"{seconds:.1f} s; watershed canary, sample findings stood in")
+    printer.line(f"  {act.broken_region}: {act.how} on purpose, repaired afterwards")
+    org = result.organization
+    names = {a.account_id: a.name for a in org.accounts} if org else {}
+    regions = result.options.regions
+    if act.report is not None:
+        cells = {(r.account_id, r.region): r for r in act.report.results}
+        rows = [("canary", *regions)]
+        for account_id in dict.fromkeys(r.account_id for r in act.report.results):
+            row = []
+            for region in regions:
+                r = cells.get((account_id, region))
+                if r is None:
+                    row.append(f"{FAIL} no result")
+                elif r.status == "arrived":
+                    row.append(
+                        f"{OK if region != act.broken_region else FAIL} {r.latency_seconds:.2f} s"
+                    )
+                elif r.status == "missing":
+                    mark = OK if region == act.broken_region else FAIL
+                    row.append(f"{mark} NOT ARRIVED")
+                else:
+                    row.append(f"{FAIL} {r.status}: {r.reason[:40]}")
+            rows.append((f"{names.get(account_id, account_id)} {account_id}", *row))
+        printer.lines(table(rows))
+        missing = sorted({r.region for r in act.report.results if r.status == "missing"})
+        printer.line(
+            f"  {OK if act.ok else FAIL} not arrived within {act.report.timeout_seconds} s in: "
+            f"{', '.join(missing) or 'no region'} (expected: {act.broken_region}); "
+            f"{'repaired' if act.restored else 'NOT repaired'}"
+        )
+    for queue, count in sorted(act.dead_lettered.items()):
+        printer.line(
+            f"  {OK} {count} refused sample finding(s) of {act.broken_region} were dead-lettered "
+            f"on {queue}, as designed (taken off it again)"
+        )
+    for problem in act.problems:
+        printer.line(f"  {FAIL} {problem}")
+
+
+def _render_uninstall(printer: Printer, result: DemoResult, seconds: float) -> None:
+    printer.section("7. uninstall", f"{seconds:.1f} s")
+    invocations = [d for d in result.removal if d.mapping.kind == "sqs"]
+    printer.line(
+        '  {"remove": "ALL"} → one removal per account on the work queue → '
+        f"{sum(d.records for d in invocations)} message(s) in {len(invocations)} invocation(s), "
+        f"{sum(1 for d in invocations if not d.invocation.ok)} error(s)"
+    )
+    org = result.organization
+    assert org is not None
+    regions = result.options.regions
+    rows = [("read back", *regions)]
+    for member in org.members:
+        cells = []
+        for region in regions:
+            left = result.left_behind.get((member.account_id, region))
+            cells.append(f"{OK} empty" if left == "" else f"{FAIL} {left or 'not read'}")
+        rows.append((f"{member.name} {member.account_id}", *cells))
+    printer.lines(table(rows))
+    printer.line(
+        f"  {OK} empty = no rule watershed-forward, no target, no role watershed-forwarder; "
+        "GuardDuty keeps running (only `remove --guardduty` deletes what watershed created)"
+    )
+    loaded = result.loaded_queues
+    printer.line(
+        f"  {OK if not loaded else FAIL} {len(result.queues) - len(loaded)} of "
+        f"{len(result.queues)} queue(s) empty after the removal"
+    )
 
 
 def _render_logs(printer: Printer, story: Story) -> None:
@@ -406,13 +528,20 @@ def _verdict(printer: Printer, result: DemoResult, elapsed: float) -> int:
         problems.append(f"unknown record {describe_record(record)}")
     for account_id, region in result.unconfigured:
         problems.append(f"{account_id} not configured in {region}")
+    for (account_id, region), left in result.left_behind.items():
+        if left:
+            problems.append(f"{account_id} still has {left} in {region} after uninstall")
     if not result.configured:
         problems.append("no member was read back")
     problems += [f"trigger not onboarded: {p}" for p in result.unhandled]
+    if result.opt_in is not None and not result.opt_in.ok:
+        problems.append(f"region opt-in in {result.opt_in.region} not onboarded alone")
     problems += [queue.describe() for queue in result.loaded_queues]
     if not result.queues:
         problems.append("no queue was read back")
     problems += [f"sandbox notice: {n}" for n in result.notices]
+    if result.canary is not None:
+        problems += result.canary.problems
     shown = problems[:6] + ([f"and {len(problems) - 6} more"] if len(problems) > 6 else [])
     printer.verdict(f"demo: {delivered} of {expected} events reached {where}; " + "; ".join(shown))
     return 1

@@ -224,3 +224,11 @@ def instance_state_change(member: Account, region: str, why: str) -> RaisedEvent
     resources = [f"arn:aws:ec2:{region}:{member.account_id}:instance/{instance}"]
     entry = _entry("aws.ec2", "EC2 Instance State-change Notification", detail, resources)
     return RaisedEvent("EC2 state change", member, region, entry, False, why)
+
+
+def region_opt_in(member: Account, region: str) -> dict[str, Any]:
+    """Account Management's Region Opt-In Status Change, ENABLED: AWS sends it to the account
+    that made the call (here the member itself), in us-east-1 only."""
+    detail = {"accountId": member.account_id, "regionName": region, "status": "ENABLED"}
+    resources = [f"arn:aws:account::{member.account_id}:account"]
+    return _entry("aws.account", "Region Opt-In Status Change", detail, resources)

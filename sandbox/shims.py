@@ -32,7 +32,8 @@ The sandbox changes moto in three places, all reverted on exit (`installed`):
   bus-to-bus with the envelope unchanged (1 hop only: a second cross-account or cross-region
   hop is dropped as AWS drops it, with THIRD_ACCOUNT_HOP_DETECTED / THIRD_REGION_HOP_DETECTED,
   a *model* of the limit, not a proof; a cross-region bus target without RoleArn is refused),
-  sends SQS targets the whole event, and hands Kinesis
+  sends SQS targets the whole event, publishes it to SNS targets (moto's EventBridge has no SNS
+  target at all), and hands Kinesis
   targets to `EventBridgeToKinesisShim` — the one step of the pipeline that moto cannot do at
   all. A matched Lambda target is reported as not run (a notice) instead of failing PutEvents;
   every other target kind goes to moto's own code unchanged. A cross-account delivery is
@@ -254,6 +255,11 @@ class EventBridgeDelivery:
                 self._journal.record(
                     event["id"], f"rule {rule.name} → SQS", f"{account} {region} queue {resource}"
                 )
+            elif service == "sns" and not {"Input", "InputPath", "InputTransformer"} & set(target):
+                _publish_to_topic(target["Arn"], envelope_bytes(event).decode())
+                self._journal.record(
+                    event["id"], f"rule {rule.name} → SNS", f"{account} {region} topic {resource}"
+                )
             elif service == "lambda":
                 self._journal.notice(
                     "not-run",
@@ -330,6 +336,15 @@ class EventBridgeDelivery:
         dlq_arn = target.get("DeadLetterConfig", {}).get("Arn")
         if dlq_arn:
             _send_to_queue(dlq_arn, envelope_bytes(event).decode())
+
+
+def _publish_to_topic(topic_arn: str, message: str) -> None:
+    """What EventBridge does for an SNS target: publish the event; moto's SNS then delivers it to
+    the topic's subscriptions (an SQS queue in another region too, as SNS does)."""
+    from moto.sns.models import sns_backends
+
+    _, region, account, _ = _parse_arn(topic_arn)
+    sns_backends[account][region].publish(message=message, arn=topic_arn)
 
 
 # moto's own implementations, kept for the targets the sandbox leaves to moto and for uninstall.

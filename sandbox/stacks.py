@@ -195,6 +195,7 @@ def deploy(
                     summary.get("PhysicalResourceId", ""),
                 )
         stand_ins = _apply_stand_ins(session, account_id, region, response["StackId"], template)
+        _inline_role_policies_as_json(session, account_id, region, response["StackId"], template)
         return DeployedStack(
             account_id=account_id,
             region=region,
@@ -252,6 +253,16 @@ def _apply_stand_ins(
             stand_ins.append(
                 StandIn(logical_id, kind, f"applied by the sandbox with PutPermission on {bus}")
             )
+        elif kind == "AWS::SNS::Subscription":
+            properties = clean_json(resource.get("Properties", {}), resource_map)
+            _subscribe(session, region, properties)
+            stand_ins.append(
+                StandIn(
+                    logical_id,
+                    kind,
+                    f"applied by the sandbox with Subscribe to {properties['Endpoint']}",
+                )
+            )
         else:
             stand_ins.append(StandIn(logical_id, kind, "not created: moto does not implement it"))
     events = session.client("events", region_name=region)
@@ -259,6 +270,48 @@ def _apply_stand_ins(
         policy = {"Version": "2012-10-17", "Statement": statements}
         events.put_permission(EventBusName=bus, Policy=json.dumps(policy))
     return stand_ins
+
+
+def _inline_role_policies_as_json(
+    session: boto3.Session, account_id: str, region: str, stack_id: str, template: dict[str, Any]
+) -> None:
+    """moto's CloudFormation stores an AWS::IAM::Role's inline policies as Python text
+    (`{'Version': ...}`), where IAM returns JSON: put them again as the JSON IAM would hold, so
+    what reads them (onboarding verifies the management account's forwarder role) sees AWS's
+    shape. The documents are the template's own, resolved by moto."""
+    from moto.cloudformation.parsing import clean_json
+
+    resource_map = _moto_stack(account_id, region, stack_id).resource_map
+    iam = session.client("iam", region_name=region)
+    for logical_id, resource in template.get("Resources", {}).items():
+        if resource["Type"] != "AWS::IAM::Role" or logical_id not in resource_map:
+            continue
+        condition = resource.get("Condition")
+        if condition and not resource_map.lazy_condition_map[condition]:
+            continue
+        properties = clean_json(resource.get("Properties", {}), resource_map)
+        name = resource_map[logical_id].name
+        for policy in properties.get("Policies", []):
+            iam.put_role_policy(
+                RoleName=name,
+                PolicyName=policy["PolicyName"],
+                PolicyDocument=json.dumps(policy["PolicyDocument"]),
+            )
+
+
+def _subscribe(session: boto3.Session, region: str, properties: dict[str, Any]) -> None:
+    """What CloudFormation does for an AWS::SNS::Subscription (moto's skips the type)."""
+    attributes = {
+        name: json.dumps(value) if isinstance(value, dict) else str(value).lower()
+        for name, value in properties.items()
+        if name in ("RawMessageDelivery", "RedrivePolicy", "FilterPolicy")
+    }
+    session.client("sns", region_name=region).subscribe(
+        TopicArn=properties["TopicArn"],
+        Protocol=properties["Protocol"],
+        Endpoint=properties["Endpoint"],
+        Attributes=attributes,
+    )
 
 
 def _bus_policy_statement(logical_id: str, properties: dict[str, Any]) -> tuple[str, dict]:

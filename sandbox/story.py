@@ -19,6 +19,13 @@
    relay handler → destination stream in the home region, read back and matched byte for byte.
 6. Every SQS queue the stacks created (work queue and its DLQ, invoke-failure queue, events
    DLQs, relay failure queues, management.yaml's trigger DLQs) is read back: all must be empty.
+7. The canary act (sandbox/canary_act.py, unless DemoOptions.canary is off): one hub region's
+   Security bus policy removed, `watershed canary` over every member and hub region, the
+   policy restored - that region reported as not arrived, every other with its latency.
+8. Optional (`--uninstall`): `{"remove": "ALL"}` invoked on the onboarding function, as
+   docs/deploy.md's uninstall does → one removal per account on the work queue → the poller →
+   every member read back with no watershed rule, target or role in any hub region (GuardDuty
+   stays, by design); the queues are read back again and must be empty.
 
 `DemoOptions.delivery = "direct"` (issue 13, `--delivery direct`) deploys template.yaml with
 DeliveryMode direct: the onboarding function then points every member region's rule at the
@@ -42,8 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox import canary_act, stacks
 from sandbox import events as shapes
-from sandbox import stacks
+from sandbox.canary_act import CanaryAct
 from sandbox.embedded import EmbeddedAws, SandboxError
 from sandbox.journal import Journal
 from sandbox.lambda_runtime import FunctionSpec, LambdaRuntime
@@ -83,8 +91,10 @@ class DemoOptions:
     regions: tuple[str, ...] = REGION_ORDER[:3]
     members: int = 3
     control_tower_members: int = 1
+    canary: bool = True  # the canary act (sandbox/canary_act.py), after the queues
     project_dir: Path = Path(__file__).resolve().parent.parent
     delivery: str = "relay"  # template.yaml's DeliveryMode: relay | direct (issue 13)
+    uninstall: bool = False  # the optional last act: remove watershed from every account
 
     @property
     def home_region(self) -> str:
@@ -168,6 +178,26 @@ class QueueState:
         return f"{self.logical_id} ({self.stack}) holds {', '.join(counts)}{what}"
 
 
+@dataclass(frozen=True)
+class OptIn:
+    """A region opt-in raised in a member, and the member's two regions read back after it:
+    the opted-in region (taken back first, as if never onboarded) and a control region, whose
+    rule was disabled first so that any whole-account onboarding would have re-enabled it."""
+
+    member: Account
+    region: str
+    control_region: str
+    event_id: str
+    raised_at: float
+    region_state: RegionState
+    control_state: RegionState
+
+    @property
+    def ok(self) -> bool:
+        onboarded = self.region_state == RegionState("enabled", "ok")
+        return onboarded and self.control_state.rule == "rule DISABLED"
+
+
 @dataclass
 class DemoResult:
     """Everything the story observed; `ok` says whether it ended as designed."""
@@ -188,6 +218,11 @@ class DemoResult:
     unhandled: list[str] = field(default_factory=list)
     reconcile: list[Delivery] = field(default_factory=list)
     queues: list[QueueState] = field(default_factory=list)
+    canary: CanaryAct | None = None
+    opt_in: OptIn | None = None  # None: us-east-1 is no hub region, nothing to route it
+    # the uninstall act: per member and hub region what is left of watershed ("" = nothing)
+    removal: list[Delivery] = field(default_factory=list)
+    left_behind: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def loaded_queues(self) -> list[QueueState]:
@@ -234,6 +269,9 @@ class DemoResult:
             and bool(self.queues)
             and not self.loaded_queues
             and not self.notices
+            and (self.canary is None or self.canary.ok)
+            and (self.opt_in is None or self.opt_in.ok)
+            and not any(self.left_behind.values())
         )
 
     @property
@@ -261,19 +299,28 @@ class Story:
     # --- the acts --------------------------------------------------------------------------
 
     def play(self) -> DemoResult:
-        for name, act in (
+        acts: list[tuple[str, Callable[[], None]]] = [
             ("organization", self.create_organization),
             ("deploy", self.deploy),
             ("onboarding", self.onboard),
             ("reconcile", self.reconcile),
+            ("opt-in", self.region_opt_in),
             ("events", self.raise_events),
             ("queues", self.read_queues),
-        ):
+        ]
+        if self.options.canary:
+            acts.append(("canary", self.run_canary))
+        if self.options.uninstall:
+            acts.append(("uninstall", self.uninstall))
+        for name, act in acts:
             started = time.perf_counter()
             act()
             self.result.acts.append(Act(name, time.perf_counter() - started))
-            if name == "queues":  # the last act: everything the sandbox noticed on the way
-                self.result.notices = [f"{n.kind}: {n.message}" for n in self.journal.notices()]
+            if name in ("queues", "uninstall"):  # everything the sandbox noticed on the way
+                expected = self.result.canary.expected_notices if self.result.canary else []
+                self.result.notices = [
+                    f"{n.kind}: {n.message}" for n in self.journal.notices() if n not in expected
+                ]
             self._on_act(name, self.result)
         return self.result
 
@@ -402,6 +449,49 @@ class Story:
                     account, region, forwards=account is not org.security
                 )
 
+    def region_opt_in(self) -> None:
+        """A member enables a region itself. AWS sends Region Opt-In Status Change to that
+        member's us-east-1 bus only; its own forwarding rule carries it to the Security
+        account's us-east-1 bus, the lifecycle rule there to the home work queue (through the
+        lifecycle topic: a second bus hop would be dropped), and onboarding configures that one
+        region. The region is first taken back from the member (rule and target deleted), and
+        the rule of a control region disabled: only the opted-in region may come back."""
+        org = self._org()
+        regions = self.options.regions
+        others = [r for r in regions if r != "us-east-1"]
+        if "us-east-1" not in regions or len(others) < 2:
+            return  # nothing to route it: the opt-in path needs us-east-1 and two other regions
+        region, control = others[-1], others[0]
+        member = org.members[0]
+        session = self.aws.session(member.account_id, member.admin_role)
+        events = session.client("events", region_name=region)
+        events.remove_targets(Rule=FORWARD_RULE, Ids=[FORWARD_TARGET_ID])
+        events.delete_rule(Name=FORWARD_RULE)
+        session.client("events", region_name=control).disable_rule(Name=FORWARD_RULE)
+
+        raised_at = self.journal.now()
+        entry = shapes.region_opt_in(member, region)
+        event_id = self._put(session, "us-east-1", entry, at=raised_at, owner=member)
+        trigger = Trigger("Region opt-in", member, event_id, raised_at)
+        logged = len(self._onboarding_log())
+        self._drain()
+        self.result.unhandled += self._unhandled_triggers(
+            self._onboarding_log()[logged:], [trigger]
+        )
+        self.result.opt_in = OptIn(
+            member,
+            region,
+            control,
+            event_id,
+            raised_at,
+            self._read_back(member, region),
+            self._read_back(member, control),
+        )
+        # the control region's marker is put back; the member ends the act as it began
+        session.client("events", region_name=control).enable_rule(Name=FORWARD_RULE)
+        for name in (region, control):
+            self.result.configured[(member.account_id, name)] = self._read_back(member, name)
+
     def read_queues(self) -> None:
         """Read back every SQS queue the stacks created: anything left is a loss or a retry."""
         names = {t.event_id: f"{t.label} for {t.member.name}" for t in self.result.triggers}
@@ -441,6 +531,10 @@ class Story:
                         contents,
                     )
                 )
+
+    def run_canary(self) -> None:
+        """The canary act, one region broken on purpose and repaired (sandbox/canary_act.py)."""
+        self.result.canary = canary_act.play(self)
 
     def raise_events(self) -> None:
         org = self._org()
@@ -486,6 +580,44 @@ class Story:
             self.result.arrivals.append(Arrival(event, event_id, raised_at, expected))
         self._drain()
         self._match_destination()
+
+    def uninstall(self) -> None:
+        """docs/deploy.md's uninstall, step 1: `{"remove": "ALL"}` on the onboarding function
+        (a direct invocation: it enqueues one removal per account), the queue drained, then
+        every member read back in every hub region, and the queues read back again."""
+        org = self._org()
+        invocation = self.runtime.invoke(
+            self._onboarding_function(), {"remove": "ALL", "reason": "uninstall"}
+        )
+        if not invocation.ok:
+            self.result.unhandled.append(f"remove ALL invocation failed: {invocation.error}")
+        self.result.removal = self._drain()
+        for member in org.members:
+            role = self._left_role(member)
+            for region in self.options.regions:
+                left = [*self._left_rule(member, region), *role]
+                self.result.left_behind[(member.account_id, region)] = ", ".join(left)
+        self.result.queues = []
+        self.read_queues()
+
+    def _left_rule(self, member: Account, region: str) -> list[str]:
+        events = self.aws.session(member.account_id, member.admin_role).client(
+            "events", region_name=region
+        )
+        try:
+            events.describe_rule(Name=FORWARD_RULE)
+        except events.exceptions.ResourceNotFoundException:
+            return []
+        targets = events.list_targets_by_rule(Rule=FORWARD_RULE)["Targets"]
+        return [f"rule {FORWARD_RULE}"] + [f"target {t['Id']}" for t in targets]
+
+    def _left_role(self, member: Account) -> list[str]:
+        iam = self.aws.session(member.account_id, member.admin_role).client("iam")
+        try:
+            iam.get_role(RoleName=FORWARDER_ROLE)
+        except iam.exceptions.NoSuchEntityException:
+            return []
+        return [f"role {FORWARDER_ROLE}"]
 
     # --- helpers ---------------------------------------------------------------------------
 
@@ -547,7 +679,9 @@ class Story:
     def _onboarding_log(self) -> list[str]:
         return self.runtime.log(self._onboarding_function())
 
-    def _unhandled_triggers(self, log: list[str]) -> list[str]:
+    def _unhandled_triggers(
+        self, log: list[str], triggers: list[Trigger] | None = None
+    ) -> list[str]:
         """Did every trigger become an onboarding? Read from the function's per-request log.
 
         The read-back of the accounts cannot tell: a Control Tower account gets two triggers,
@@ -579,12 +713,11 @@ class Story:
             elif message in ("ignored input", "invalid message", "refused message"):
                 why = entry.get("reason") or entry.get("error") or ""
                 problems.append(f"{message}: {str(why)[:160]}")
-        names = {t.member.account_id: t.member.name for t in self.result.triggers}
+        triggers = self.result.triggers if triggers is None else triggers
+        names = {t.member.account_id: t.member.name for t in triggers}
         for account_id, name in names.items():
             if account_id not in done:
-                labels = [
-                    t.label for t in self.result.triggers if t.member.account_id == account_id
-                ]
+                labels = [t.label for t in triggers if t.member.account_id == account_id]
                 problems.insert(0, f"{' + '.join(labels)} for {name}: no onboarding done")
         return problems
 

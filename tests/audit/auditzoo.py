@@ -5,15 +5,20 @@ fault injector for what moto cannot produce, and the Security side as template.y
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from urllib.parse import unquote
 
 import boto3
 import botocore.loaders
 import botocore.session
 from botocore.awsrequest import AWSResponse
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "templates"))
+from cfnmodel import declare_management_forwarder
 
 from onboarding.events import OnboardingRequest
 from onboarding.iam import POLICY_NAME
@@ -189,12 +194,19 @@ def build_org(labels: list[str], regions=HUB_REGIONS) -> Org:
         return status["CreateAccountStatus"]["AccountId"]
 
     org = Org(described["Id"], described["MasterAccountId"], create("security"))
+    # management.yaml declares the management account's forwarder role; onboarding only reads it
+    iam = _session().client("iam", region_name="us-east-1")
+    declare_management_forwarder(iam, org.management, org.security)
     org.accounts = {label: create(label) for label in labels}
     org.settings = Settings(
         security_account_id=org.security,
         management_account_id=org.management,
         hub_regions=regions,
         home_region="us-east-1",
+        # what is configured is what drifts: a frequency and one named plan (tri-state plans:
+        # one that is not named is the owner's and never drifts)
+        finding_publishing_frequency="FIFTEEN_MINUTES",
+        guardduty_features=(("EBS_MALWARE_PROTECTION", "DISABLED"),),
     )
     return org
 
@@ -243,6 +255,7 @@ DRIFTS = {
     "rule-off": "rule-disabled",
     "no-target": "target-missing",
     "elsewhere": "target-elsewhere",
+    "no-dlq": "target-delivery",
     "trust": "role-trust",
     "role-policy": "role-policy-changed",
     "no-role": "role-missing",
@@ -275,13 +288,16 @@ def drift(org: Org, label: str) -> None:
         events.disable_rule(Name="watershed-forward")
     elif label == "no-target":
         events.remove_targets(Rule="watershed-forward", Ids=["security-bus"])
-    elif label == "elsewhere":
+    elif label in ("elsewhere", "no-dlq"):
+        # elsewhere: another account's bus; no-dlq: the target as watershed wrote it before it
+        # had a retry policy and a dead-letter queue
+        bus_account = "111122223333" if label == "elsewhere" else org.security
         events.put_targets(
             Rule="watershed-forward",
             Targets=[
                 {
                     "Id": "security-bus",
-                    "Arn": f"arn:aws:events:{region}:111122223333:event-bus/default",
+                    "Arn": f"arn:aws:events:{region}:{bus_account}:event-bus/default",
                     "RoleArn": f"arn:aws:iam::{account}:role/watershed-forwarder",
                 }
             ],

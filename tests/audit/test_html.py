@@ -116,3 +116,31 @@ def test_rendering_is_strict_and_autoescaped():
 
     assert env.undefined is StrictUndefined
     assert env.autoescape("audit.html") is True
+
+
+def test_a_foreign_bus_policy_grant_shows_in_the_bus_policy_cell():
+    # Given a Security region whose bus policy has a foreign open statement (Security-side drift)
+    report = report_with(["a"])
+    detail = "statement(s) open (not watershed's) grant events:PutEvents beyond the organization"
+    checks = {
+        "bus_policy": Check(True, "grants o-x"),
+        "collect_rule": Check(True, "enabled"),
+        "collect_stream": Check(True, "stream watershed (us-east-1) ACTIVE"),
+        "bus_policy_foreign": Check(False, detail),
+    }
+    security = (HubRegion("us-east-1", "drift", checks, detail=detail),)
+    report = AuditReport(
+        report.generated_at,
+        ("us-east-1",),
+        report.accounts,
+        security,
+        report.management_account_id,
+        report.security_account_id,
+    )
+
+    # When rendered, Then the bus policy cell carries it, marked as failing
+    page = Tags()
+    page.feed(render_html(report))
+    spans = [attrs for tag, attrs in page.tags if attrs.get("data-check") == "bus_policy_foreign"]
+    assert spans == [{"class": "fail", "data-check": "bus_policy_foreign"}]
+    assert any(detail in text for text in page.text)

@@ -128,7 +128,7 @@ def test_the_security_side_is_checked_in_every_region(zoo, audited):
     assert [h.region for h in report.security] == list(HUB_REGIONS)
     assert {h.state for h in report.security} == {"ok"}
     checks = report.security[0].checks
-    assert set(checks) == {"bus_policy", "collect_rule", "collect_stream"}
+    assert set(checks) == {"bus_policy", "collect_rule", "collect_stream", "bus_policy_foreign"}
     assert zoo.org.id in checks["bus_policy"].detail
 
 

@@ -22,7 +22,10 @@ REGIONS = ("eu-west-1", "us-east-1", "ap-southeast-2")
 def played():
     """The story played once, its embedded AWS kept open for the tests to read back."""
     with EmbeddedAws() as aws:
-        story = Story(aws, DemoOptions(regions=REGIONS, members=3, control_tower_members=1))
+        # Without the canary act, whose sample findings would join the destination stream: it
+        # has its own read-back (tests/e2e/test_demo_canary.py).
+        options = DemoOptions(regions=REGIONS, members=3, control_tower_members=1, canary=False)
+        story = Story(aws, options)
         yield aws, story.play()
 
 
@@ -164,3 +167,33 @@ def test_nothing_was_refused_dropped_or_left_to_moto_on_the_way(played):
     # notices: bus policy refusals, hop-limit drops, dead-lettered or unrun targets
     _, result = played
     assert result.notices == []
+
+
+def test_a_region_opt_in_raised_in_a_member_reaches_the_work_queue_and_onboards_that_region(
+    played,
+):
+    # The member enabled ap-southeast-2 itself: AWS put the event on the member's us-east-1 bus
+    # only. Before it, the story took that region back from the member (rule and target deleted)
+    # and disabled the rule of a control region (eu-west-1).
+    aws, result = played
+    opt_in = result.opt_in
+    assert (opt_in.region, opt_in.control_region) == ("ap-southeast-2", "eu-west-1")
+
+    # Then it travelled member us-east-1 → Security us-east-1 bus (one hop) → lifecycle rule →
+    # topic → the home work queue, and the onboarding function took it from there
+    steps = [hop.step for hop in result.journal.hops(opt_in.event_id)]
+    assert steps[:3] == ["raised", "rule watershed-forward → bus", "rule watershed-lifecycle → SNS"]
+    assert any(step.startswith("sqs mapping → watershed-onboarding") for step in steps)
+    assert not [n for n in result.notices if opt_in.event_id in n]  # no hop dropped on the way
+
+    # And exactly that region came back: read back after the act, the opted-in region is
+    # configured, and the control region's rule stayed disabled until the story put it back
+    session = aws.session(opt_in.member.account_id, opt_in.member.admin_role)
+    events = session.client("events", region_name=opt_in.region)
+    assert events.describe_rule(Name="watershed-forward")["State"] == "ENABLED"
+    (target,) = events.list_targets_by_rule(Rule="watershed-forward")["Targets"]
+    assert target["DeadLetterConfig"]["Arn"].endswith(
+        f":{opt_in.region}:{result.organization.security.account_id}:watershed-forward-dlq"
+    )
+    assert opt_in.region_state.detector == "enabled"
+    assert opt_in.control_state.rule == "rule DISABLED"

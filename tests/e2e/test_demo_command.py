@@ -1,5 +1,7 @@
 """`watershed demo` / `python -m sandbox` / `make demo`: the verdict line and the exit code."""
 
+import sys
+
 from sandbox.cli import main
 
 
@@ -61,28 +63,17 @@ def test_a_dead_lettered_trigger_exits_1_and_names_it(monkeypatch, capsys):
     # anyway by its CreateAccountResult, so only the queues and the per-request outcomes tell.
     # The function runs on its own copy of the package (sandbox.lambda_runtime), so the patch
     # is applied to that copy, inside the function's container, when its handler is loaded.
-    import sys
+    def refusing_parser(parse_event):
+        errors = sys.modules["onboarding.errors"]  # the function's own copy, as loaded
 
-    from sandbox.lambda_runtime import LambdaRuntime
+        def refusing(event, settings):
+            if event.get("source") == "aws.controltower":
+                raise errors.InvalidRequest("injected: Control Tower event refused")
+            return parse_event(event, settings)
 
-    load = LambdaRuntime._handler
+        return refusing
 
-    def with_refusing_parser(path):
-        handler = load(path)
-        events = sys.modules.get("onboarding.events")
-        if events is not None and not getattr(events.parse_event, "refuses", False):
-            parse_event, invalid = events.parse_event, sys.modules["onboarding.errors"]
-
-            def refusing(event, settings):
-                if event.get("source") == "aws.controltower":
-                    raise invalid.InvalidRequest("injected: Control Tower event refused")
-                return parse_event(event, settings)
-
-            refusing.refuses = True
-            monkeypatch.setattr(events, "parse_event", refusing)
-        return handler
-
-    monkeypatch.setattr(LambdaRuntime, "_handler", staticmethod(with_refusing_parser))
+    _inject_in_the_function(monkeypatch, "onboarding.events", "parse_event", refusing_parser)
 
     code = main(["--regions", "2", "--accounts", "2", "--quiet"])
 
@@ -135,3 +126,57 @@ def test_serve_keeps_the_sandbox_up_for_other_tools(monkeypatch, capsys):
     assert seen["accounts"] == 3  # management, security, one member
     assert seen["plan"] == 0  # the member is configured: nothing to change, nothing failed
     assert "AWS_ENDPOINT_URL" not in os.environ
+
+
+def test_uninstall_empties_every_member_and_keeps_the_last_line(capsys):
+    code = main(["--regions", "2", "--accounts", "2", "--uninstall"])
+
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0, out[-1]
+    assert out[-1] == "demo: 5 of 5 events reached watershed in eu-west-1"
+    section = out[out.index(next(line for line in out if line.startswith("7. uninstall"))) :]
+    rows = [line for line in section if line.strip().startswith("workload-")]
+    assert len(rows) == 2 and all(row.count("✓ empty") == 2 for row in rows), rows
+
+
+def test_a_removal_that_leaves_a_rule_exits_1_and_says_where(monkeypatch, capsys):
+    # Fault injected inside the function's own copy of the package (see above): removal plans
+    # nothing in eu-west-1, standing in for a regression that forgets a region.
+    def forgetful_removal(remove):
+        def forgetful(events, settings, account_id, region, dry_run=False):
+            if region == "eu-west-1":
+                return []
+            return remove(events, settings, account_id, region, dry_run)
+
+        return forgetful
+
+    _inject_in_the_function(
+        monkeypatch, "onboarding.forwarding", "remove_forwarding", forgetful_removal
+    )
+
+    code = main(["--regions", "2", "--accounts", "1", "--quiet", "--uninstall"])
+
+    (line,) = capsys.readouterr().out.strip().splitlines()
+    assert code == 1, line
+    assert line.startswith("demo: 4 of 4 events reached watershed in eu-west-1; ")
+    assert "still has rule watershed-forward, target security-bus" in line
+    assert "in eu-west-1 after uninstall" in line
+
+
+def _inject_in_the_function(monkeypatch, module: str, name: str, wrap) -> None:
+    """Replace `module.name` by `wrap(original)` inside the function's own copy of the package
+    (sandbox.lambda_runtime loads one per function), once, when its handler is loaded."""
+    from sandbox.lambda_runtime import LambdaRuntime
+
+    load = LambdaRuntime._handler
+
+    def loading(path):
+        handler = load(path)
+        target = sys.modules.get(module)
+        if target is not None and not getattr(getattr(target, name), "injected", False):
+            replacement = wrap(getattr(target, name))
+            replacement.injected = True
+            monkeypatch.setattr(target, name, replacement)
+        return handler
+
+    monkeypatch.setattr(LambdaRuntime, "_handler", staticmethod(loading))

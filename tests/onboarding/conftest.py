@@ -4,6 +4,7 @@ recorder that counts write calls, and a fault injector for what moto cannot prod
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,9 @@ import botocore.session
 import pytest
 from botocore.awsrequest import AWSResponse
 from moto import mock_aws
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "templates"))
+from cfnmodel import declare_management_forwarder
 
 from onboarding.service import Onboarder
 from onboarding.sessions import SessionFactory
@@ -39,10 +43,30 @@ class Org:
     other_member: str
 
 
+def merge_updated_features(monkeypatch) -> None:
+    """moto's UpdateDetector replaces the detector's whole feature list with the one sent; AWS
+    updates only the features named in the call ("the features that will be updated for the
+    detector", API reference, UpdateDetector) and leaves the others as they are. This stands in
+    for AWS, so a test can tell a plan watershed switched off from one moto dropped."""
+    from moto.guardduty.models import Detector
+
+    replace_all = Detector.update
+
+    def update(self, enable, finding_publishing_frequency, data_sources, features):
+        if features is not None:
+            merged = {f["name"]: f for f in self.features}
+            merged.update({f["name"]: f for f in features})
+            features = list(merged.values())
+        replace_all(self, enable, finding_publishing_frequency, data_sources, features)
+
+    monkeypatch.setattr(Detector, "update", update)
+
+
 @pytest.fixture
 def aws(monkeypatch):
     # Onboarding calls only ec2:DescribeRegions; skip moto's per-account AMI catalogue (~0.4 s).
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    merge_updated_features(monkeypatch)
     with mock_aws():
         yield
 
@@ -57,7 +81,12 @@ def org(aws) -> Org:
         status = client.create_account(Email=f"{name}@example.com", AccountName=name)
         return status["CreateAccountStatus"]["AccountId"]
 
-    return Org(management, create("security"), create("member"), create("other"))
+    found = Org(management, create("security"), create("member"), create("other"))
+    # management.yaml declares the management account's forwarder role (onboarding only reads
+    # it there): as deployed before any onboarding.
+    iam = boto3.client("iam", region_name="us-east-1")  # moto's default account: management
+    declare_management_forwarder(iam, management, found.security)
+    return found
 
 
 @pytest.fixture

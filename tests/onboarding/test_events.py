@@ -114,6 +114,30 @@ def test_variants_that_must_not_onboard_are_ignored(event, fixture_settings, fix
     assert why in parsed.reason
 
 
+@pytest.mark.parametrize(
+    "detail_type", ["AWS Service Event via CloudTrail", "AWS API Call via CloudTrail"]
+)
+def test_account_joined_onboards_whatever_its_detail_type(event, fixture_settings, detail_type):
+    payload = event("organizations-account-joined-organization")
+    payload["detail-type"] = detail_type
+
+    assert parse_input(payload, fixture_settings) == [
+        OnboardingRequest(MEMBER, reason="AccountJoinedOrganization")
+    ]
+
+
+def test_a_region_opt_in_raised_in_the_member_itself_onboards_that_region(event, fixture_settings):
+    # AWS sends the event to the account that enabled the region: here the member, whose own
+    # forwarding carried it to the Security account
+    payload = event("account-region-opt-in-enabled")
+    payload["account"] = MEMBER
+    payload["resources"] = [f"arn:aws:account::{MEMBER}:account"]
+
+    assert parse_input(payload, fixture_settings) == [
+        OnboardingRequest(MEMBER, regions=("eu-central-1",), reason="RegionOptIn")
+    ]
+
+
 def test_account_joined_is_read_defensively_from_a_nested_shape(event, fixture_settings):
     payload = event("organizations-account-joined-organization")
     payload["detail"]["serviceEventDetails"] = {

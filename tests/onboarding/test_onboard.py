@@ -2,9 +2,17 @@
 
 import json
 
+import botocore.session
+
 from onboarding.events import OnboardingRequest
 from onboarding.iam import POLICY_NAME
-from onboarding.settings import KNOWN_PAID_FEATURES
+
+# Every plan of the installed SDK's GuardDuty model, read here independently of the code; at
+# creation each is sent DISABLED but EKS_RUNTIME_MONITORING (superseded by RUNTIME_MONITORING).
+MODEL_PLANS = (
+    botocore.session.get_session().get_service_model("guardduty").shape_for("DetectorFeature").enum
+)
+CREATED_PLANS = {name: "DISABLED" for name in MODEL_PLANS if name != "EKS_RUNTIME_MONITORING"}
 
 
 def _assert_member_configured(reader, settings, account_id, region):
@@ -12,9 +20,7 @@ def _assert_member_configured(reader, settings, account_id, region):
     assert detector is not None, f"no detector in {region}"
     assert detector["Status"] == "ENABLED"
     assert detector["FindingPublishingFrequency"] == "FIFTEEN_MINUTES"
-    assert {f["Name"]: f["Status"] for f in detector["Features"]} == dict.fromkeys(
-        KNOWN_PAID_FEATURES, "DISABLED"
-    )
+    assert {f["Name"]: f["Status"] for f in detector["Features"]} == CREATED_PLANS
     rule = reader.rule(account_id, region)
     assert rule["State"] == "ENABLED"
     assert json.loads(rule["EventPattern"]) == settings.forward_event_pattern
@@ -24,10 +30,16 @@ def _assert_member_configured(reader, settings, account_id, region):
         target["Arn"] == f"arn:aws:events:{region}:{settings.security_account_id}:event-bus/default"
     )
     assert target["RoleArn"] == f"arn:aws:iam::{account_id}:role/watershed-forwarder"
+    # EventBridge's longest retries, then the Security account's queue in the same region: a
+    # refusal for a missing permission or bus (not retried) is kept instead of dropped
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 185, "MaximumEventAgeInSeconds": 86400}
+    assert target["DeadLetterConfig"] == {
+        "Arn": f"arn:aws:sqs:{region}:{settings.security_account_id}:watershed-forward-dlq"
+    }
 
 
-def _assert_untouched(reader, account_id, regions):
-    assert reader.role(account_id) is None
+def _assert_untouched(reader, account_id, regions, declared_role=None):
+    assert reader.role(account_id) == declared_role  # the management account's: management.yaml
     for region in regions:
         assert reader.detector(account_id, region) is None, region
         assert reader.rule(account_id, region) is None, region
@@ -69,9 +81,10 @@ def test_nothing_outside_the_hub_regions(org, settings, onboarder, reader):
 def test_nothing_of_the_members_setup_lands_in_management_or_security(
     org, settings, onboarder, reader
 ):
+    declared = reader.role(org.management)
     onboarder.onboard(OnboardingRequest(org.member))
 
-    _assert_untouched(reader, org.management, settings.hub_regions)
+    _assert_untouched(reader, org.management, settings.hub_regions, declared)
     _assert_untouched(reader, org.security, settings.hub_regions)
     _assert_untouched(reader, org.other_member, settings.hub_regions)
 

@@ -14,6 +14,10 @@ tests/templates/cfnmodel.py:
 - the queue paths, with a launcher: a backfill of "ALL" with EXCLUDED_OUS and EXCLUDE_TAG
   dispatched through the handler onto the WorkQueue, then one queued message (and a poison
   message, dead-lettered) processed through the handler as an SQS batch.
+- the canary (`watershed canary --all`, the scheduled canary), with a launcher and the scheduled
+  canary switched on: the organization listed, a sample finding raised in the management
+  account (through the launcher) and a member, the destination stream read by the onboarding
+  role.
 
 The matcher is deliberately small: Action/Resource strings with `*`/`?` wildcards and the
 condition operators the templates use. An operation it does not know fails the test, so a new
@@ -83,10 +87,10 @@ class CallsByRole:
 class AttributingFactory(SessionFactory):
     """Registers a recorder named after the role on every session it builds."""
 
-    def __init__(self, settings, recorded: CallsByRole):
+    def __init__(self, settings, recorded: CallsByRole, hooks=()):
         base = boto3.Session(region_name=settings.home_region)
         base.events.register("before-parameter-build", recorded.hook(OWN))
-        super().__init__(settings, base_session=base)
+        super().__init__(settings, base_session=base, hooks=hooks)
         self.recorded = recorded
 
     def _assume(self, parent, role_arn, session_name):
@@ -148,20 +152,30 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
         "UpdateAssumeRolePolicy",
         "GetRolePolicy",
         "PutRolePolicy",
+        "ListRolePolicies",
+        "ListAttachedRolePolicies",
+        "DeleteRolePolicy",
+        "DetachRolePolicy",
     ):
         arn = f"arn:{p}:iam::{account}:role/{params['RoleName']}"
         requests = [Request(f"iam:{op}", arn)]
         if op == "CreateRole" and params.get("Tags"):
             requests.append(Request("iam:TagRole", arn))  # tag-on-create needs TagRole too
         return requests
+    if call.service == "events" and op in ("ListTagsForResource", "TagResource"):
+        return [Request(f"events:{op}", params["ResourceARN"])]
     if call.service == "events" and op in (
         "DescribeRule",
         "ListTargetsByRule",
         "PutRule",
         "PutTargets",
+        "RemoveTargets",
+        "DeleteRule",
     ):
         rule = params.get("Name") or params["Rule"]
         requests = [Request(f"events:{op}", f"arn:{p}:events:{r}:{account}:rule/{rule}")]
+        if op == "PutRule" and params.get("Tags"):  # tag-on-create needs TagResource too
+            requests.append(Request("events:TagResource", requests[0].resource))
         for target in params.get("Targets", []):
             if target.get("RoleArn"):
                 context = (("iam:PassedToService", "events.amazonaws.com"),)
@@ -170,6 +184,7 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
     if key in (
         ("guardduty", "ListDetectors"),
         ("guardduty", "GetAdministratorAccount"),
+        ("guardduty", "ListOrganizationAdminAccounts"),
     ):
         return [Request(f"guardduty:{op}", "*")]  # no resource-level permissions
     if key == ("guardduty", "CreateDetector"):
@@ -183,13 +198,32 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
                     "AWSServiceRoleForAmazonGuardDutyMalwareProtection",
                 )
             )
-        return [Request("guardduty:CreateDetector", "*")] + [
+        tagged = (
+            [Request("guardduty:TagResource", f"arn:{p}:guardduty:{r}:{account}:detector/*")]
+            if params.get("Tags")
+            else []
+        )
+        return [Request("guardduty:CreateDetector", "*"), *tagged] + [
             Request(
                 "iam:CreateServiceLinkedRole",
                 f"arn:{p}:iam::{account}:role/aws-service-role/{service}/{name}",
                 (("iam:AWSServiceName", service),),
             )
             for service, name in slrs
+        ]
+    if key == ("guardduty", "CreateSampleFindings"):
+        return [Request("guardduty:CreateSampleFindings", "*")]  # no resource-level permissions
+    if call.service == "kinesis" and op in ("ListShards", "GetShardIterator", "GetRecords"):
+        # The stream is the calling role's own (in `account`); as for SQS above, only the
+        # stream's name is taken from moto's ARN.
+        name = params["StreamARN"].rsplit("/", 1)[-1]
+        return [Request(f"kinesis:{op}", f"arn:{p}:kinesis:{r}:{account}:stream/{name}")]
+    if key == ("guardduty", "DeleteDetector"):
+        # Removal deletes only a detector it read as tagged managed-by=watershed (asserted by
+        # tests/onboarding/test_remove.py), so that is the tag IAM sees on the resource.
+        arn = f"arn:{p}:guardduty:{r}:{account}:detector/{params['DetectorId']}"
+        return [
+            Request("guardduty:DeleteDetector", arn, (("aws:ResourceTag/managed-by", "watershed"),))
         ]
     if key in (("guardduty", "GetDetector"), ("guardduty", "UpdateDetector")):
         arn = f"arn:{p}:guardduty:{r}:{account}:detector/{params['DetectorId']}"
@@ -303,26 +337,28 @@ def test_the_matcher_allows_and_refuses_what_iam_would():
     assert not allowed([policy], Request("iam:PassRole", role, to_lambda))
 
 
+def test_the_launcher_may_not_delete_an_untagged_detector(org, settings, org_id, launcher_arn):
+    management, _ = _launcher_deployments(org, settings, org_id, launcher_arn)
+    launcher = identity_policies(management, "LauncherRole")
+    arn = f"arn:aws:guardduty:eu-west-1:{org.management}:detector/12abc34d567e8fa901bc2d34e56789f0"
+    tagged = (("aws:ResourceTag/managed-by", "watershed"),)
+    assert allowed(launcher, Request("guardduty:DeleteDetector", arn, tagged))
+    assert not allowed(launcher, Request("guardduty:DeleteDetector", arn))  # the owner's
+    other = (("aws:ResourceTag/managed-by", "someone-else"),)
+    assert not allowed(launcher, Request("guardduty:DeleteDetector", arn, other))
+    # and it may delete only the forwarding rule of our name
+    rule = f"arn:aws:events:eu-west-1:{org.management}:rule/team-rule"
+    assert not allowed(launcher, Request("events:DeleteRule", rule))
+    assert not allowed(launcher, Request("events:RemoveTargets", rule))
+
+
 # -- the scenario ------------------------------------------------------------------------------
 
 
 def _drift(reader, account: str, settings) -> None:
-    """Undo a little of everything onboarding configured, so the re-run takes the Update paths."""
-    iam = reader.client(account, "iam")
-    name = settings.forwarder_role_name
-    if reader.role(account, name) is not None:
-        loose = {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "events.amazonaws.com"},
-                    "Action": "sts:AssumeRole",
-                }
-            ],
-        }
-        iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(loose))
-        iam.delete_role_policy(RoleName=name, PolicyName="watershed-put-events")
+    """Undo a little of everything onboarding configured, so the re-run takes the Update paths,
+    and put a foreign target on our rule, so it takes the removal path too. The management
+    account's forwarder role is management.yaml's: its drift is only reported (tested below)."""
     for region in settings.hub_regions:
         detector = reader.detector(account, region)
         reader.client(account, "guardduty", region).update_detector(
@@ -332,6 +368,10 @@ def _drift(reader, account: str, settings) -> None:
             events = reader.client(account, "events", region)
             events.disable_rule(Name=settings.forward_rule_name)
             events.remove_targets(Rule=settings.forward_rule_name, Ids=["security-bus"])
+            outside = f"arn:aws:events:{region}:999999999999:event-bus/default"
+            events.put_targets(
+                Rule=settings.forward_rule_name, Targets=[{"Id": "exfil", "Arn": outside}]
+            )
 
 
 def _onboard_twice(org, settings, reader) -> CallsByRole:
@@ -377,7 +417,7 @@ def launcher_arn(org, reader) -> str:
     return role["Role"]["Arn"]
 
 
-def _launcher_deployments(org, settings, org_id: str, launcher_arn: str):
+def _launcher_deployments(org, settings, org_id: str, launcher_arn: str, **sam_extra: str):
     """management.yaml (us-east-1) and template.yaml (home region) as deployed with a launcher."""
     management = Deployment(
         load_template(MANAGEMENT_TEMPLATE),
@@ -400,6 +440,7 @@ def _launcher_deployments(org, settings, org_id: str, launcher_arn: str):
             "HomeRegion": settings.home_region,
             "HubRegions": ",".join(settings.hub_regions),
             "LauncherRoleArn": launcher_arn,
+            **sam_extra,
         },
     )
     return management, security
@@ -423,11 +464,131 @@ def test_the_launcher_may_do_everything_onboarding_the_management_account_does(
     # And the launcher was allowed every call it made in the management account
     made = recorded.calls[launcher_arn]
     operations = {c.operation for c in made}
-    assert {"CreateRole", "PutTargets", "CreateDetector", "UpdateDetector"} <= operations
-    assert {"UpdateAssumeRolePolicy", "PutRolePolicy", "GetAdministratorAccount"} <= operations
+    assert {"PutTargets", "RemoveTargets", "CreateDetector", "UpdateDetector"} <= operations
+    assert {"GetRole", "ListRolePolicies", "GetAdministratorAccount"} <= operations
     launcher = identity_policies(management, "LauncherRole")
     assert _denied(made, launcher, org.management, org_id, org.management) == []
     assert set(recorded.calls) == {OWN, launcher_arn}  # no role assumed into itself
+    # And it wrote nothing in IAM there: the forwarder role is management.yaml's
+    assert {c.operation for c in made if c.service == "iam"} <= IAM_READS
+    # And the foreign target it removed was on our rule only
+    removed = [c.params for c in made if c.operation == "RemoveTargets"]
+    assert {tuple(p["Ids"]) for p in removed} == {("exfil",)}
+
+
+IAM_READS = {"GetRole", "GetRolePolicy", "ListRolePolicies", "ListAttachedRolePolicies"}
+
+
+def test_a_drifted_management_forwarder_role_is_reported_never_written(
+    org, settings, reader, org_id, launcher_arn
+):
+    # Given the management account onboarded through the launcher, then its forwarder role
+    # (management.yaml's) tampered with: an admin policy attached, an inline one added, the
+    # trust opened to an outside account
+    settings = replace(settings, launcher_role_arn=launcher_arn)
+    management, _ = _launcher_deployments(org, settings, org_id, launcher_arn)
+    recorded = CallsByRole()
+    onboarder = Onboarder(settings, AttributingFactory(settings, recorded))
+    assert onboarder.onboard(OnboardingRequest(org.management)).status == "ok"
+    iam = reader.client(org.management, "iam")
+    name = settings.forwarder_role_name
+    everything = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+    admin = iam.create_policy(
+        PolicyName="admin",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [everything]}),
+    )["Policy"]["Arn"]
+    iam.attach_role_policy(RoleName=name, PolicyArn=admin)
+    iam.put_role_policy(
+        RoleName=name,
+        PolicyName="backdoor",
+        PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [everything]}),
+    )
+    outsider = {
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
+        "Action": "sts:AssumeRole",
+    }
+    iam.update_assume_role_policy(
+        RoleName=name, PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [outsider]})
+    )
+    tampered = reader.role(org.management)
+    recorded.calls.clear()
+
+    # When it is planned, then onboarded again
+    plan = onboarder.plan(OnboardingRequest(org.management))
+    again = onboarder.onboard(OnboardingRequest(org.management))
+
+    # Then the plan names each foreign thing, and onboarding refuses, naming the drift ...
+    planned = [str(c) for c in plan.changes]
+    assert any(f"foreign attached policy {admin}" in c for c in planned), planned
+    assert any("foreign inline policy backdoor" in c for c in planned), planned
+    assert any("999999999999" in c and "trust" in c for c in planned), planned
+    assert again.status == "failed"
+    assert again.error == "ForwarderRoleNotAsDeclared"
+    assert "management.yaml" in again.reason and "backdoor" in again.reason
+    # ... and writes nothing in IAM (the launcher may not), every call allowed, the role as found
+    made = recorded.calls[launcher_arn]
+    assert {c.operation for c in made if c.service == "iam"} <= IAM_READS
+    launcher = identity_policies(management, "LauncherRole")
+    assert _denied(made, launcher, org.management, org_id, org.management) == []
+    assert reader.role(org.management) == tampered
+
+
+def test_no_launcher_statement_grants_an_iam_write_action(org, settings, org_id, launcher_arn):
+    # Given management.yaml resolved for this organization (every variant of the launcher)
+    management, _ = _launcher_deployments(org, settings, org_id, launcher_arn)
+    statements = [
+        s for d in identity_policies(management, "LauncherRole") for s in _as_list(d["Statement"])
+    ]
+    # When each allowed action (wildcards expanded against AWS's list of IAM actions) is
+    # classified by its access level in the Service Authorization Reference
+    writes = set()
+    for statement in statements:
+        assert "NotAction" not in statement
+        if statement["Effect"] != "Allow":
+            continue
+        for pattern in _as_list(statement["Action"]):
+            for action, level in IAM_ACCESS_LEVELS.items():
+                if _like(pattern, action, case_sensitive=False) and level != "Read":
+                    writes.add((action, statement.get("Sid")))
+    # Then the only IAM actions beyond reading are the two that cannot grant anything: passing
+    # the management account's own (declared) forwarder role to EventBridge, and GuardDuty's
+    # service-linked roles (fixed AWS-managed policy, trusted by GuardDuty only) that
+    # CreateDetector creates on first use
+    assert writes == {
+        ("iam:passrole", "PassOwnForwarderRoleToEventBridgeOnly"),
+        ("iam:createservicelinkedrole", "GuardDutyServiceLinkedRoles"),
+    }
+    # And a statement that did grant one is caught by this very check
+    careless = {"Effect": "Allow", "Action": "iam:Put*", "Resource": "*"}
+    assert any(
+        _like(careless["Action"], a, case_sensitive=False) and level != "Read"
+        for a, level in IAM_ACCESS_LEVELS.items()
+    )
+
+
+def _iam_access_levels() -> dict[str, str]:
+    """Every IAM action with its access level (Read, List, Write, Permissions management,
+    Tagging), from parliament's copy of the Service Authorization Reference. List counts as
+    reading here."""
+    import parliament
+
+    path = Path(parliament.__file__).parent / "iam_definition.json"
+    definition = json.loads(path.read_text())
+    levels = {}
+    for service in definition:  # the reference lists IAM twice (two service names)
+        if service["prefix"] != "iam":
+            continue
+        for privilege in service["privileges"]:
+            level = privilege["access_level"]
+            levels[f"iam:{privilege['privilege']}".lower()] = (
+                "Read" if level in ("Read", "List") else level
+            )
+    assert {"iam:putrolepolicy", "iam:passrole", "iam:getrole"} <= set(levels)
+    return levels
+
+
+IAM_ACCESS_LEVELS = _iam_access_levels()
 
 
 def test_without_a_launcher_the_onboarding_role_may_onboard_its_own_account(
@@ -548,3 +709,141 @@ def test_the_queue_paths_are_allowed_backfill_with_exclusions_then_one_message(
     } <= {c.operation for c in made}
     launcher = identity_policies(management, "LauncherRole")
     assert _denied(made, launcher, org.management, org_id, org.management) == []
+
+
+def test_the_canary_is_allowed_list_raise_in_management_and_member_read_the_stream(
+    org, settings, reader, org_id, launcher_arn
+):
+    from datetime import UTC, datetime, timedelta
+
+    from botocore.awsrequest import AWSResponse
+
+    from onboarding.canary import Canary, CanarySettings, organization_accounts
+
+    # Given both templates deployed with a launcher and the scheduled canary on, GuardDuty in
+    # the management account and a member, and the destination stream (named as the template
+    # names it)
+    settings = replace(settings, launcher_role_arn=launcher_arn)
+    management, security = _launcher_deployments(
+        org, settings, org_id, launcher_arn, CanaryIntervalMinutes="60"
+    )
+    for account in (org.management, org.member):
+        reader.client(account, "guardduty", settings.home_region).create_detector(Enable=True)
+    kinesis = boto3.client("kinesis", region_name=settings.home_region)
+    kinesis.create_stream(StreamName="watershed", ShardCount=2)
+    stream = kinesis.describe_stream_summary(StreamName="watershed")["StreamDescriptionSummary"]
+
+    def sample_findings(**_):  # moto has no CreateSampleFindings: answer as GuardDuty does
+        return AWSResponse("https://stand-in.invalid", 200, {}, None), {
+            "ResponseMetadata": {"HTTPStatusCode": 200}
+        }
+
+    offset = []
+    recorded = CallsByRole()
+    factory = AttributingFactory(
+        settings, recorded, hooks=[("before-call.guardduty.CreateSampleFindings", sample_findings)]
+    )
+    canary = Canary(
+        replace(settings, hub_regions=(settings.home_region,)),
+        CanarySettings(stream["StreamARN"], timeout_seconds=10),
+        factory,
+        clock=lambda: datetime.now(UTC) + timedelta(seconds=10 * len(offset)),
+        sleep=lambda _: offset.append(1),
+    )
+
+    # When the canary lists the organization, then raises in the management account and a member
+    accounts = organization_accounts(canary)
+    assert {org.management, org.member} <= set(accounts)
+    report = canary.run([org.management, org.member])
+    assert {r.status for r in report.results} == {"missing"}  # raised; nothing delivers here
+
+    # Then the onboarding role assumed the launcher and read the destination stream, allowed
+    own = recorded.calls[OWN]
+    assert {(c.service, c.operation) for c in own} == {
+        ("sts", "AssumeRole"),
+        ("kinesis", "ListShards"),
+        ("kinesis", "GetShardIterator"),
+        ("kinesis", "GetRecords"),
+    }
+    onboarding_role = identity_policies(security, "OnboardingRole")
+    assert _denied(own, onboarding_role, org.security, org_id, org.management) == []
+    # and the launcher listed the organization, reached the member, raised in its own account
+    made = recorded.calls[launcher_arn]
+    assert {"ListAccounts", "AssumeRole", "DescribeRegions", "CreateSampleFindings"} <= {
+        c.operation for c in made
+    }
+    launcher = identity_policies(management, "LauncherRole")
+    assert _denied(made, launcher, org.management, org_id, org.management) == []
+    # and without the scheduled canary the onboarding role may not read the stream at all
+    _, without = _launcher_deployments(org, settings, org_id, launcher_arn)
+    assert (
+        _denied(
+            own, identity_policies(without, "OnboardingRole"), org.security, org_id, org.management
+        )
+        != []
+    )
+
+
+def _onboard_then_remove(org, settings, reader, recorded: CallsByRole) -> None:
+    """Onboard the management account, strip the rule's tag (an older deployment, so the
+    reconcile's TagResource path runs), reconcile, then remove everything, GuardDuty included."""
+    onboarder = Onboarder(settings, AttributingFactory(settings, recorded))
+    assert onboarder.onboard(OnboardingRequest(org.management)).status == "ok"
+    for region in settings.hub_regions:
+        rule = reader.rule(org.management, region, settings.forward_rule_name)
+        if rule is not None:
+            reader.client(org.management, "events", region).untag_resource(
+                ResourceARN=rule["Arn"], TagKeys=["managed-by"]
+            )
+    assert onboarder.onboard(OnboardingRequest(org.management)).status == "ok"
+    removal = OnboardingRequest(org.management, action="remove", guardduty=True)
+    report = onboarder.onboard(removal)
+    assert report.status == "ok", report.as_dict()
+    for region in settings.hub_regions:
+        assert reader.detector(org.management, region) is None, region
+
+
+def test_the_launcher_may_remove_what_it_onboarded_in_the_management_account(
+    org, settings, reader, org_id, launcher_arn
+):
+    # Given both templates deployed with a launcher
+    settings = replace(settings, launcher_role_arn=launcher_arn)
+    management, _ = _launcher_deployments(org, settings, org_id, launcher_arn)
+    recorded = CallsByRole()
+
+    # When the management account is onboarded, re-tagged by a reconcile, then removed
+    _onboard_then_remove(org, settings, reader, recorded)
+
+    # Then every call the launcher made was allowed, and it made no IAM write for the removal
+    made = recorded.calls[launcher_arn]
+    operations = {c.operation for c in made}
+    assert {"TagResource", "RemoveTargets", "DeleteRule", "DeleteDetector"} <= operations
+    assert not {"DeleteRole", "DeleteRolePolicy", "DetachRolePolicy"} & operations
+    launcher = identity_policies(management, "LauncherRole")
+    assert _denied(made, launcher, org.management, org_id, org.management) == []
+
+
+def test_without_a_launcher_the_onboarding_role_may_remove_its_own_detectors(
+    org, settings, reader, org_id
+):
+    settings = replace(settings, security_account_id=org.management, launcher_role_arn=None)
+    security = Deployment(
+        load_template(SAM_TEMPLATE),
+        settings.home_region,
+        org.management,
+        {
+            "OrganizationId": org_id,
+            "ManagementAccountId": org.management,
+            "HomeRegion": settings.home_region,
+            "HubRegions": ",".join(settings.hub_regions),
+            "LauncherRoleArn": "",
+        },
+    )
+    recorded = CallsByRole()
+
+    _onboard_then_remove(org, settings, reader, recorded)
+
+    made = recorded.calls[OWN]
+    assert "DeleteDetector" in {c.operation for c in made}
+    onboarding_role = identity_policies(security, "OnboardingRole")
+    assert _denied(made, onboarding_role, org.management, org_id, org.management) == []

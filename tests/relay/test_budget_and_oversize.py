@@ -164,3 +164,41 @@ def test_record_data_is_never_logged(
     logged = " ".join(str(vars(r)) for r in caplog.records)
     assert "received" in logged  # the summary line was written ...
     assert "TOP-SECRET" not in logged and encoded not in logged  # ... without the contents
+
+
+class _RecordingDestination:
+    """Accepts every PutRecords call and keeps what it was sent: stands in for a destination
+    configured for large records (moto keeps Kinesis' default 1 MiB record limit)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[dict]] = []
+
+    def put_records(self, *, StreamARN: str, Records: list[dict]) -> dict:
+        self.calls.append(Records)
+        accepted = [{"SequenceNumber": str(n), "ShardId": "shardId-0"} for n in range(len(Records))]
+        return {"FailedRecordCount": 0, "Records": accepted}
+
+
+def test_a_destination_configured_for_large_records_takes_them_directly(
+    make_settings, make_event, injected_clients, context
+):
+    # Given the size limits raised for a stream configured for 10 MiB records, and a batch with
+    # a 2 MiB record (oversize for a standard destination) and a small one
+    destination = _RecordingDestination()
+    settings = make_settings(
+        RELAY_MAX_RECORD_BYTES=str(10 * MiB),
+        RELAY_MAX_REQUEST_BYTES=str(10 * MiB),
+        OVERSIZE_BUCKET=BUCKET,
+    )
+    big = b"x" * (2 * MiB)
+    event = make_event([("big", big), ("small", b"y")])
+
+    outcome = Relay(settings, injected_clients(destination)).handle(
+        parse_batch(event), TimeBudget(context.get_remaining_time_in_millis, 1_000)
+    )
+
+    # Then both went to the destination in one request, nothing to the bucket or back to Lambda
+    assert (outcome.oversize_stored, outcome.handed_back, outcome.relayed) == (0, (), 2)
+    assert [[(r["PartitionKey"], r["Data"]) for r in call] for call in destination.calls] == [
+        [("big", big), ("small", b"y")]
+    ]

@@ -15,13 +15,16 @@ def test_defaults_and_what_the_arn_tells():
     assert settings.destination_region == "eu-central-1"
     assert settings.partition == "aws"
     assert settings.destination_stream_name == "sec-events-final"
+    # no count bound on sends: failed entries are retried until the time budget is spent
     assert (settings.max_attempts, settings.backoff_base_ms, settings.backoff_max_ms) == (
-        6,
+        0,
         100,
         3_000,
     )
     assert settings.time_margin_ms == 5_000
     assert settings.oversize_bucket is None
+    # PutRecords' documented limits for a standard destination stream: 1 MiB, 5 MiB
+    assert (settings.max_record_bytes, settings.max_request_bytes) == (1_048_576, 5_242_880)
 
 
 @pytest.mark.parametrize(
@@ -49,6 +52,8 @@ def test_tunables_are_read():
             "RELAY_BACKOFF_MAX_MS": "400",
             "RELAY_TIME_MARGIN_MS": "0",
             "OVERSIZE_BUCKET": "watershed-oversize-eu-west-1",
+            "RELAY_MAX_RECORD_BYTES": "10485760",
+            "RELAY_MAX_REQUEST_BYTES": "10485760",
         }
     )
     assert (settings.max_attempts, settings.backoff_base_ms, settings.backoff_max_ms) == (
@@ -58,6 +63,8 @@ def test_tunables_are_read():
     )
     assert settings.time_margin_ms == 0
     assert settings.oversize_bucket == "watershed-oversize-eu-west-1"
+    # a destination configured for large records (MaxRecordSizeInKiB 10240)
+    assert (settings.max_record_bytes, settings.max_request_bytes) == (10_485_760, 10_485_760)
 
 
 def test_settings_are_frozen():
@@ -76,7 +83,24 @@ def test_settings_are_frozen():
             "DESTINATION_STREAM_ARN",
         ),
         ({"DESTINATION_STREAM_ARN": ARN, "RELAY_MAX_ATTEMPTS": "many"}, "RELAY_MAX_ATTEMPTS"),
-        ({"DESTINATION_STREAM_ARN": ARN, "RELAY_MAX_ATTEMPTS": "0"}, "RELAY_MAX_ATTEMPTS"),
+        ({"DESTINATION_STREAM_ARN": ARN, "RELAY_MAX_ATTEMPTS": "-1"}, "RELAY_MAX_ATTEMPTS"),
+        (
+            {"DESTINATION_STREAM_ARN": ARN, "RELAY_MAX_RECORD_BYTES": "10485761"},
+            "RELAY_MAX_RECORD_BYTES",
+        ),
+        (
+            {"DESTINATION_STREAM_ARN": ARN, "RELAY_MAX_REQUEST_BYTES": "20971520"},
+            "RELAY_MAX_REQUEST_BYTES",
+        ),
+        (
+            {
+                "DESTINATION_STREAM_ARN": ARN,
+                "RELAY_MAX_RECORD_BYTES": "4194304",
+                "RELAY_MAX_REQUEST_BYTES": "2097152",
+            },
+            "RELAY_MAX_REQUEST_BYTES",
+        ),
+        ({"DESTINATION_STREAM_ARN": ARN, "RELAY_MAX_RECORD_BYTES": "0"}, "RELAY_MAX_RECORD_BYTES"),
         ({"DESTINATION_STREAM_ARN": ARN, "RELAY_TIME_MARGIN_MS": "-1"}, "RELAY_TIME_MARGIN_MS"),
         (
             {

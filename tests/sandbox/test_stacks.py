@@ -105,3 +105,40 @@ def test_resources_in_a_false_condition_are_not_reported_as_skipped(aws, org):
     )
     assert deployed.stand_ins == ()
     assert set(deployed.of_type("AWS::SQS::Queue")) == {"Queue"}
+
+
+def test_inline_role_policies_read_back_as_the_json_iam_holds(aws, org):
+    # moto's CloudFormation keeps an AWS::IAM::Role's inline policy as Python text; IAM returns
+    # JSON. What reads it (onboarding verifies management.yaml's forwarder role) needs AWS's shape.
+    document = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "events:PutEvents", "Resource": "*"}],
+    }
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+    template = {
+        "Resources": {
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": "inline",
+                    "AssumeRolePolicyDocument": trust,
+                    "Policies": [{"PolicyName": "p", "PolicyDocument": document}],
+                },
+            }
+        }
+    }
+    session = aws.session(org.security.account_id)
+    stacks.deploy(session, org.security.account_id, REGION, "roles", template, {})
+
+    iam = session.client("iam", region_name=REGION)
+    read = iam.get_role_policy(RoleName="inline", PolicyName="p")["PolicyDocument"]
+    assert read == document

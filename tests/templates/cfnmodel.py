@@ -253,6 +253,15 @@ def sam_deployments(template: dict[str, Any]) -> dict[str, Deployment]:
             {"ExistingDestinationStreamArn": existing, "ExistingDestinationStreamKeyArn": key},
         ),
         "home-alarm-email": (HOME_REGION, {"AlarmEmail": "soc@example.com"}),
+        "home-canary": (HOME_REGION, {"CanaryIntervalMinutes": "60"}),
+        "home-canary-existing-stream": (
+            HOME_REGION,
+            {
+                "CanaryIntervalMinutes": "60",
+                "ExistingDestinationStreamArn": existing,
+                "ExistingDestinationStreamKeyArn": key,
+            },
+        ),
         "relay-alarm-topic": (
             RELAY_REGION,
             {"AlarmTopicArn": "arn:aws:sns:us-east-1:222222222222:soc"},
@@ -296,3 +305,39 @@ def eventbridge_event(
         "resources": [],
         "detail": detail,
     }
+
+
+def declare_management_forwarder(
+    iam: Any, management: str, security: str, parameters: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """Create the management account's forwarder role exactly as management.yaml declares it
+    (ForwarderRole, resolved for this organization), with `iam` - a client of the management
+    account. moto cannot run CloudFormation's IAM in the tests' organizations, so the resolved
+    properties are applied here: what onboarding then verifies is the template's own role.
+    Returns the resolved properties."""
+    template = load_template(MANAGEMENT_TEMPLATE)
+    deployment = Deployment(
+        template,
+        "us-east-1",
+        management,
+        {
+            **MANAGEMENT_PARAMETERS,
+            "SecurityAccountId": security,
+            "OnboardingRoleArn": f"arn:aws:iam::{security}:role/watershed-onboarding",
+            **(parameters or {}),
+        },
+    )
+    role = deployment.resolve(template["Resources"]["ForwarderRole"]["Properties"])
+    iam.create_role(
+        RoleName=role["RoleName"],
+        AssumeRolePolicyDocument=json.dumps(role["AssumeRolePolicyDocument"]),
+        Description=role["Description"],
+        Tags=role["Tags"],
+    )
+    for policy in role["Policies"]:
+        iam.put_role_policy(
+            RoleName=role["RoleName"],
+            PolicyName=policy["PolicyName"],
+            PolicyDocument=json.dumps(policy["PolicyDocument"]),
+        )
+    return role

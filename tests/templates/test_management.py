@@ -14,6 +14,9 @@ from cfnmodel import (
 )
 from moto.events.models import EventPattern
 
+from onboarding import iam
+from onboarding.settings import Settings
+
 SECURITY_BUS = f"arn:aws:events:{HOME_REGION}:{SECURITY_ACCOUNT}:event-bus/default"
 MANAGEMENT = "111111111111"
 
@@ -22,13 +25,22 @@ def _event(source, detail_type, detail, account=MANAGEMENT):
     return eventbridge_event(source, detail_type, account, detail)
 
 
+ORGANIZATIONS = "organizations.amazonaws.com"
 CREATE_ACCOUNT_RESULT = _event(
-    "aws.organizations", "AWS Service Event via CloudTrail", {"eventName": "CreateAccountResult"}
+    "aws.organizations",
+    "AWS Service Event via CloudTrail",
+    {"eventSource": ORGANIZATIONS, "eventName": "CreateAccountResult"},
 )
 ACCOUNT_JOINED = _event(
     "aws.organizations",
     "AWS Service Event via CloudTrail",
-    {"eventName": "AccountJoinedOrganization"},
+    {"eventSource": ORGANIZATIONS, "eventName": "AccountJoinedOrganization"},
+)
+# The same event as an API call (one public write-up shows it so; no document confirms either)
+ACCOUNT_JOINED_AS_API_CALL = _event(
+    "aws.organizations",
+    "AWS API Call via CloudTrail",
+    {"eventSource": ORGANIZATIONS, "eventName": "AccountJoinedOrganization"},
 )
 REGION_OPT_IN = _event("aws.account", "Region Opt-In Status Change", {"status": "ENABLED"})
 CREATE_MANAGED_ACCOUNT = _event(
@@ -38,7 +50,9 @@ UPDATE_MANAGED_ACCOUNT = _event(
     "aws.controltower", "AWS Service Event via CloudTrail", {"eventName": "UpdateManagedAccount"}
 )
 CREATE_ACCOUNT_CALL = _event(
-    "aws.organizations", "AWS API Call via CloudTrail", {"eventName": "CreateAccount"}
+    "aws.organizations",
+    "AWS API Call via CloudTrail",
+    {"eventSource": ORGANIZATIONS, "eventName": "CreateAccount"},
 )
 
 
@@ -58,10 +72,10 @@ def _matches(rule, event):
 def test_us_east_1_forwards_organizations_events_and_holds_the_launcher(management_template):
     deployment = management_deployments(management_template)["us-east-1"]
     rules = _rules(deployment)
-    assert set(rules) == {"OrganizationsTriggerRule"}
+    assert set(rules) == {"OrganizationsTriggerRule", "OffboardingTriggerRule"}
     assert "LauncherRole" in deployment.resources()
     rule = rules["OrganizationsTriggerRule"]
-    for event in (CREATE_ACCOUNT_RESULT, ACCOUNT_JOINED, REGION_OPT_IN):
+    for event in (CREATE_ACCOUNT_RESULT, ACCOUNT_JOINED, ACCOUNT_JOINED_AS_API_CALL, REGION_OPT_IN):
         assert _matches(rule, event), event["detail"]
     assert not _matches(rule, CREATE_ACCOUNT_CALL)  # IN_PROGRESS, no account id yet
     assert not _matches(rule, CREATE_MANAGED_ACCOUNT)
@@ -80,7 +94,11 @@ def test_control_tower_home_forwards_control_tower_events_only(management_templa
 
 def test_us_east_1_as_control_tower_home_gets_both_rules(management_template):
     deployment = management_deployments(management_template)["us-east-1-is-ct-home"]
-    assert set(_rules(deployment)) == {"OrganizationsTriggerRule", "ControlTowerTriggerRule"}
+    assert set(_rules(deployment)) == {
+        "OrganizationsTriggerRule",
+        "OffboardingTriggerRule",
+        "ControlTowerTriggerRule",
+    }
 
 
 def test_elsewhere_nothing_is_created(management_template):
@@ -161,6 +179,7 @@ def test_launcher_assumes_only_the_member_role_names_inside_the_organization(
         "organizations:ListAccountsForParent",
         "organizations:ListOrganizationalUnitsForParent",
         "organizations:ListTagsForResource",
+        "guardduty:ListOrganizationAdminAccounts",  # the GuardDuty administrator of each region
     }
 
 
@@ -178,7 +197,14 @@ def test_launcher_onboards_the_management_account_on_its_own_resources_only(
     )
     role = deployment.resolve(management_template["Resources"]["LauncherRole"]["Properties"])
     statements = {s["Sid"]: s for s in role["Policies"][0]["PolicyDocument"]["Statement"]}
-    assert statements["OwnForwarderRole"]["Resource"] == f"arn:aws:iam::{MANAGEMENT}:role/fwd"
+    reading = statements["OwnForwarderRoleReadOnly"]
+    assert reading["Resource"] == f"arn:aws:iam::{MANAGEMENT}:role/fwd"
+    assert set(reading["Action"]) == {
+        "iam:GetRole",
+        "iam:GetRolePolicy",
+        "iam:ListRolePolicies",
+        "iam:ListAttachedRolePolicies",
+    }
     passing = statements["PassOwnForwarderRoleToEventBridgeOnly"]
     assert passing["Action"] == "iam:PassRole"
     assert passing["Resource"] == f"arn:aws:iam::{MANAGEMENT}:role/fwd"
@@ -213,3 +239,45 @@ def test_member_role_arns_follow_the_partition(management_template):
 
 def _as_list(value):
     return value if isinstance(value, list) else [value]
+
+
+def test_the_management_forwarder_role_is_declared_as_onboarding_expects_it(management_template):
+    # Given management.yaml resolved where IAM is created (the Organizations events region)
+    deployment = Deployment(
+        management_template,
+        "us-east-1",
+        MANAGEMENT,
+        {**MANAGEMENT_PARAMETERS, "ForwarderRoleName": "fwd", "ForwardRuleName": "fwd-rule"},
+    )
+    assert "ForwarderRole" in deployment.resources()
+    role = deployment.resolve(management_template["Resources"]["ForwarderRole"]["Properties"])
+    # Then it is exactly what onboarding verifies there: the members' pinned trust (EventBridge,
+    # for this account's forwarding rule only) and its one inline policy, PutEvents on the
+    # Security account's default bus
+    settings = Settings(
+        security_account_id=MANAGEMENT_PARAMETERS["SecurityAccountId"],
+        management_account_id=MANAGEMENT,
+        hub_regions=("eu-west-1", "us-east-1"),
+        forwarder_role_name="fwd",
+        forward_rule_name="fwd-rule",
+    )
+    assert role["RoleName"] == "fwd"
+    assert role["AssumeRolePolicyDocument"] == iam.trust_policy(settings, MANAGEMENT)
+    [policy] = role["Policies"]
+    assert policy["PolicyName"] == iam.POLICY_NAME
+    assert iam.same_policy(policy["PolicyDocument"], iam.management_permissions_policy(settings))
+    assert {"Key": "managed-by", "Value": "watershed"} in role["Tags"]
+    # And elsewhere (IAM is global) it is not declared a second time
+    other = Deployment(management_template, "eu-west-1", MANAGEMENT, MANAGEMENT_PARAMETERS)
+    assert "ForwarderRole" not in other.resources()
+
+
+def test_us_east_1_forwards_the_offboarding_calls_only(management_template):
+    rule = _rules(management_deployments(management_template)["us-east-1"])[
+        "OffboardingTriggerRule"
+    ]
+    for name in ("MoveAccount", "TagResource", "UntagResource", "RemoveAccountFromOrganization"):
+        call = _event("aws.organizations", "AWS API Call via CloudTrail", {"eventName": name})
+        assert _matches(rule, call), name
+    assert not _matches(rule, CREATE_ACCOUNT_CALL)
+    assert not _matches(rule, CREATE_ACCOUNT_RESULT)

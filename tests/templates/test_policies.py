@@ -20,7 +20,11 @@ WILDCARD_ALLOWED = {
     "guardduty:ListDetectors": "no resource-level permissions; the account's own detector",
     "guardduty:CreateDetector": "no resource-level permissions; the account's own detector",
     "guardduty:GetAdministratorAccount": "no resource-level permissions; its own detector",
+    "guardduty:ListOrganizationAdminAccounts": (
+        "no resource-level permissions; the GuardDuty delegated administrator of each region"
+    ),
     "organizations:ListAccounts": "no resource-level permissions; the backfill reads pages",
+    "guardduty:CreateSampleFindings": "no resource-level permissions; the canary, own detector",
 }
 
 # parliament findings that are the point of a statement, not a flaw in it.
@@ -29,22 +33,14 @@ EXPECTED_FINDINGS = {
     ("CREDENTIALS_EXPOSURE", ("sts:assumerole",)),
     # CreateDetector creates GuardDuty's service-linked roles; scoped by iam:AWSServiceName.
     ("PERMISSIONS_MANAGEMENT_ACTIONS", ("iam:createservicelinkedrole",)),
-    # The launcher onboards the management account itself: it writes the forwarder role there
-    # (that one role name only, passed to EventBridge only). parliament flags the actions, not
-    # the resource: see the launcher test in test_management.py for the scoping, and
-    # docs/deploy.md for what this means (the launcher can rewrite that role).
+    # The launcher passes the management account's own forwarder role (declared by
+    # management.yaml, read-only to the launcher) to EventBridge only; CreateDetector creates
+    # GuardDuty's service-linked roles. It writes no IAM policy or trust anywhere (see
+    # test_no_launcher_statement_grants_an_iam_write_action in tests/onboarding).
     (
         "PERMISSIONS_MANAGEMENT_ACTIONS",
-        (
-            "iam:createrole",
-            "iam:createservicelinkedrole",
-            "iam:passrole",
-            "iam:putrolepolicy",
-            "iam:updateassumerolepolicy",
-        ),
+        ("iam:createservicelinkedrole", "iam:passrole"),
     ),
-    ("PRIVILEGE_ESCALATION", ("iam:putrolepolicy", "sts:assumerole")),
-    ("PRIVILEGE_ESCALATION", ("iam:updateassumerolepolicy", "sts:assumerole")),
 }
 
 
@@ -207,6 +203,10 @@ def test_parliament_finds_nothing_unexpected(policy_document):
             and finding.detail == "Statement contains neither Resource nor NotResource"
         ):
             # parliament knows identity and resource policies; a trust policy has no Resource.
+            continue
+        if finding.issue == "UNKNOWN_CONDITION_FOR_ACTION" and "aws:SourceOrgID" in finding.detail:
+            # A global condition key (service principals acting for a resource of an
+            # organization) newer than parliament's database; the member DLQ pins it.
             continue
         actions = tuple(sorted(finding.location.get("actions", [])))
         if (finding.issue, actions) in EXPECTED_FINDINGS:

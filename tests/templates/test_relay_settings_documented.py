@@ -26,7 +26,7 @@ def test_the_relay_doc_states_the_template_values(sam_template):
     doc = RELAY_DOC.read_text()
     mapping = _mapping(sam_template)
     for name in ("BatchSize", "MaximumRetryAttempts", "MaximumRecordAgeInSeconds"):
-        stated = {int(v) for v in re.findall(rf"`{name}: (\d+)`", doc)}
+        stated = {int(v) for v in re.findall(rf"`{name}: (-?\d+)`", doc)}
         assert stated == {mapping[name]}, name
     retention_hours = sam_template["Resources"]["RegionalStream"]["Properties"][
         "RetentionPeriodHours"

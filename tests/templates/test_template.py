@@ -18,6 +18,10 @@ from cfnmodel import (
 )
 from moto.events.models import EventPattern
 
+from onboarding import settings as onboarding_settings
+from relay import replay_cli
+from relay import settings as relay_settings
+
 HOME_ONLY = {
     "WorkQueue",
     "WorkDeadLetterQueue",
@@ -35,7 +39,13 @@ RELAY_ONLY = {
     "OversizeBucket",
     "RelayLogGroup",
 }
-EVERYWHERE = {"OrganizationBusPolicy", "CollectRule", "CollectRole", "EventsDeadLetterQueue"}
+EVERYWHERE = {
+    "OrganizationBusPolicy",
+    "CollectRule",
+    "CollectRole",
+    "EventsDeadLetterQueue",
+    "MemberDeadLetterQueue",
+}
 
 # The contract's names (CONTRACT.md): every variable a function receives must be one of these.
 ONBOARDING_VARIABLES = {
@@ -49,6 +59,7 @@ ONBOARDING_VARIABLES = {
     "FORWARD_EVENT_PATTERN",
     "FINDING_PUBLISHING_FREQUENCY",
     "GUARDDUTY_FEATURES",
+    "GUARDDUTY",
     "REGION_WORKERS",
     "WORK_QUEUE_URL",
     "DEAD_LETTER_QUEUE_URL",
@@ -57,6 +68,7 @@ ONBOARDING_VARIABLES = {
     "EXCLUDED_OUS",
     "EXCLUDE_TAG",
     "DELIVERY_MODE",
+    "RETAIN_ON_EXCLUSION",
     "AUDIT_BUCKET",
 }
 RELAY_VARIABLES = {
@@ -66,6 +78,8 @@ RELAY_VARIABLES = {
     "RELAY_BACKOFF_MAX_MS",
     "RELAY_TIME_MARGIN_MS",
     "OVERSIZE_BUCKET",
+    "RELAY_MAX_RECORD_BYTES",
+    "RELAY_MAX_REQUEST_BYTES",
 }
 COMMON_VARIABLES = {
     "AWS_STS_REGIONAL_ENDPOINTS",
@@ -186,6 +200,9 @@ def test_functions_receive_only_contract_variables(home, relay_region):
     assert onboarding["FORWARDER_ROLE_NAME"] == "watershed-forwarder"
     assert onboarding["FORWARD_RULE_NAME"] == "watershed-forward"
     assert relay["OVERSIZE_BUCKET"] == relay_region.ref("OversizeBucket")
+    # the size limits default to a standard destination stream's, as the relay's own defaults
+    assert int(relay["RELAY_MAX_RECORD_BYTES"]) == relay_settings.DEFAULT_MAX_RECORD_BYTES
+    assert int(relay["RELAY_MAX_REQUEST_BYTES"]) == relay_settings.DEFAULT_MAX_REQUEST_BYTES
 
 
 def test_optional_values_are_left_out_rather_than_set_empty(sam_template):
@@ -197,6 +214,8 @@ def test_optional_values_are_left_out_rather_than_set_empty(sam_template):
     environment = _environment(home, "OnboardingFunction")
     assert "LAUNCHER_ROLE_ARN" not in environment
     assert "GUARDDUTY_FEATURES" not in environment
+    assert "FINDING_PUBLISHING_FREQUENCY" not in environment  # not enforced on existing detectors
+    assert environment["GUARDDUTY"] == "manage"
 
 
 @pytest.mark.parametrize(
@@ -240,7 +259,7 @@ def test_functions_use_the_roles_defined_here(sam_template):
         assert "ManagedPolicyArns" not in resource.get("Properties", {})
 
 
-def test_relay_mapping_cannot_block_a_shard(relay_region):
+def test_relay_mapping_gives_up_a_batch_only_at_its_age_bound(relay_region):
     (event,) = _events(relay_region, "RelayFunction").values()
     props = event["Properties"]
     stream = relay_region.resolve(
@@ -250,8 +269,12 @@ def test_relay_mapping_cannot_block_a_shard(relay_region):
     assert props["Stream"] == relay_region.get_att("RegionalStream", "Arn")
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["BisectBatchOnFunctionError"] is True
-    assert 0 <= props["MaximumRetryAttempts"] <= 100
-    assert 60 <= props["MaximumRecordAgeInSeconds"] < stream["RetentionPeriodHours"] * 3600
+    # retries are not counted: only the records' age ends them, and it ends them with hours of
+    # retention left for `watershed relay-replay` (a bound of -1 would let records expire
+    # unrecorded; a count would give a batch up within minutes of an outage)
+    assert props["MaximumRetryAttempts"] == -1
+    retention = stream["RetentionPeriodHours"] * 3600
+    assert 20 * 3600 <= props["MaximumRecordAgeInSeconds"] <= retention - 2 * 3600
     assert props["DestinationConfig"]["OnFailure"] == {
         "Type": "SQS",
         "Destination": relay_region.get_att("RelayFailureQueue", "Arn"),
@@ -282,7 +305,11 @@ def test_work_queue_feeds_onboarding_within_the_organization_limits(home, sam_te
 def test_reconcile_schedule_invokes_onboarding_with_all_accounts(home):
     reconcile = _events(home, "OnboardingFunction")["Reconcile"]
     assert reconcile["Type"] == "Schedule"
-    assert json.loads(reconcile["Properties"]["Input"]) == {"accounts": "ALL", "reason": "schedule"}
+    assert json.loads(reconcile["Properties"]["Input"]) == {
+        "accounts": "ALL",
+        "reason": "schedule",
+        "action": "scope",
+    }
     assert reconcile["Properties"]["Name"] == "watershed-reconcile"
 
 
@@ -320,7 +347,8 @@ def test_every_dead_letter_queue_has_an_alarm(home, relay_region):
         watched = {
             v["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
             for v in resources.values()
-            if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"]["Namespace"] == "AWS/SQS"
+            if v["Type"] == "AWS::CloudWatch::Alarm"
+            and v["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
         }
         assert dead_letter and dead_letter == watched
 
@@ -336,6 +364,26 @@ def test_alarms_cover_the_relay_and_onboarding(home, relay_region):
     assert ("AWS/Lambda", "IteratorAge") in metrics(relay_region)
     assert ("AWS/Lambda", "Errors") in metrics(relay_region)
     assert ("AWS/Lambda", "Errors") in metrics(home)
+    assert ("AWS/SQS", "ApproximateAgeOfOldestMessage") in metrics(home)  # the work queue
+    # iterator age: an early warning, and one that fires half a day before the mapping gives up
+    ages = sorted(
+        a["Threshold"] / 1000
+        for a in _alarm_props(relay_region)
+        if a["MetricName"] == "IteratorAge"
+    )
+    bound = relay_region.resolve(
+        relay_region.template["Resources"]["RelayFunction"]["Properties"]["Events"]
+    )["RegionalStream"]["Properties"]["MaximumRecordAgeInSeconds"]
+    assert ages[0] <= 600
+    assert ages[-1] <= bound - 12 * 3600
+
+
+def _alarm_props(deployment):
+    return [
+        deployment.resolve(resource["Properties"])
+        for resource in deployment.resources().values()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    ]
 
 
 def test_alarms_notify_the_given_topic_or_a_new_one_for_an_email(sam_template):
@@ -360,8 +408,21 @@ CREATE_ACCOUNT_RESULT = eventbridge_event(
     "aws.organizations",
     "AWS Service Event via CloudTrail",
     MANAGEMENT,
-    {"eventName": "CreateAccountResult", "serviceEventDetails": {}},
+    {
+        "eventSource": "organizations.amazonaws.com",
+        "eventName": "CreateAccountResult",
+        "serviceEventDetails": {},
+    },
 )
+ACCOUNT_JOINED = {
+    detail_type: eventbridge_event(
+        "aws.organizations",
+        detail_type,
+        MANAGEMENT,
+        {"eventSource": "organizations.amazonaws.com", "eventName": "AccountJoinedOrganization"},
+    )
+    for detail_type in ("AWS Service Event via CloudTrail", "AWS API Call via CloudTrail")
+}
 CREATE_MANAGED_ACCOUNT = eventbridge_event(
     "aws.controltower",
     "AWS Service Event via CloudTrail",
@@ -390,7 +451,12 @@ def _matches(deployment, rule, event):
 
 
 def test_trigger_rule_accepts_lifecycle_events_from_the_management_account_only(home):
-    for event in (CREATE_ACCOUNT_RESULT, CREATE_MANAGED_ACCOUNT, REGION_OPT_IN):
+    for event in (
+        CREATE_ACCOUNT_RESULT,
+        CREATE_MANAGED_ACCOUNT,
+        REGION_OPT_IN,
+        *ACCOUNT_JOINED.values(),
+    ):
         assert _matches(home, "TriggerRule", event), event["detail-type"]
         forged = {**event, "account": MEMBER}  # a member forwarding the same kind of event
         assert not _matches(home, "TriggerRule", forged)
@@ -428,6 +494,105 @@ def test_arns_name_their_partition(sam_template, management_template):
         assert "arn:aws:" not in text.replace(",arn:aws:iam::*:role/", "")
 
 
+def test_the_member_dead_letter_queue_takes_only_the_organizations_forward_rules(sam_deployment):
+    # One queue per hub region, named as onboarding names it on every member's target, that
+    # EventBridge may write only for a rule named watershed-forward, in this region, of an account
+    # of this organization.
+    resources = sam_deployment.resources()
+    queue = sam_deployment.resolve(resources["MemberDeadLetterQueue"]["Properties"])
+    policy = sam_deployment.resolve(resources["MemberDeadLetterQueuePolicy"]["Properties"])
+    settings = onboarding_settings.Settings.from_env(
+        {
+            "SECURITY_ACCOUNT_ID": SECURITY_ACCOUNT,
+            "MANAGEMENT_ACCOUNT_ID": SAM_PARAMETERS["ManagementAccountId"],
+            "HUB_REGIONS": SAM_PARAMETERS["HubRegions"],
+        }
+    )
+    region = sam_deployment.region
+    arn = sam_deployment.get_att("MemberDeadLetterQueue", "Arn")
+    named = f"arn:aws:sqs:{region}:{SECURITY_ACCOUNT}:{queue['QueueName']}"
+    assert settings.member_dead_letter_queue_arn(region) == named
+    allow, deny = policy["PolicyDocument"]["Statement"]
+    assert allow["Principal"] == {"Service": "events.amazonaws.com"}
+    assert allow["Action"] == "sqs:SendMessage"
+    assert allow["Resource"] == arn
+    assert allow["Condition"] == {
+        "ArnLike": {"aws:SourceArn": f"arn:aws:events:{region}:*:rule/watershed-forward"},
+        "StringEquals": {"aws:SourceOrgID": SAM_PARAMETERS["OrganizationId"]},
+    }
+    assert deny["Effect"] == "Deny"
+
+
+def test_region_opt_ins_raised_in_members_are_routed_to_the_work_queue(sam_template, home):
+    # Given the stacks of us-east-1 (where Account Management sends opt-in events), of another
+    # relay region, and of us-east-1 as the home region
+    east = Deployment(sam_template, "us-east-1", SECURITY_ACCOUNT, SAM_PARAMETERS)
+    sydney = Deployment(sam_template, "ap-southeast-2", SECURITY_ACCOUNT, SAM_PARAMETERS)
+    east_home = Deployment(
+        sam_template, "us-east-1", SECURITY_ACCOUNT, {**SAM_PARAMETERS, "HomeRegion": "us-east-1"}
+    )
+    member_opt_in = {**REGION_OPT_IN, "account": MEMBER}
+
+    # Then only us-east-1 has the lifecycle rule, and it takes a member's own opt-in (ENABLED)
+    assert "LifecycleRule" not in sydney.resources()
+    assert "LifecycleRule" not in home.resources()
+    assert _matches(east, "LifecycleRule", member_opt_in)
+    disabling = {**member_opt_in, "detail": {**member_opt_in["detail"], "status": "DISABLING"}}
+    assert not _matches(east, "LifecycleRule", disabling)
+    for event in (GUARDDUTY_FINDING, MEMBER_API_CALL, *ACCOUNT_JOINED.values()):
+        assert not _matches(east, "LifecycleRule", event)
+
+    # ... and sends it on without a second bus hop: to a topic the home work queue (named, so
+    # known in us-east-1) is subscribed to with raw delivery, or to the queue when home is there
+    rule = east.resolve(sam_template["Resources"]["LifecycleRule"]["Properties"])
+    (target,) = rule["Targets"]
+    assert target["Arn"] == east.ref("LifecycleTopic")
+    subscription = east.resolve(sam_template["Resources"]["LifecycleSubscription"]["Properties"])
+    work_queue = home.resolve(sam_template["Resources"]["WorkQueue"]["Properties"])["QueueName"]
+    assert subscription["Endpoint"] == (
+        f"arn:aws:sqs:{HOME_REGION}:{SECURITY_ACCOUNT}:{work_queue}"
+    )
+    assert (subscription["Protocol"], subscription["RawMessageDelivery"]) == ("sqs", True)
+    (east_target,) = east_home.resolve(sam_template["Resources"]["LifecycleRule"]["Properties"])[
+        "Targets"
+    ]
+    assert east_target["Arn"] == east_home.get_att("WorkQueue", "Arn")
+    assert "LifecycleTopic" not in east_home.resources()
+
+    # ... and in direct mode, where the member's us-east-1 rule delivers to the home bus, the
+    # home region routes them to its queue and us-east-1 (no member delivers there) has no rule
+    direct = {**SAM_PARAMETERS, "DeliveryMode": "direct"}
+    direct_home = Deployment(sam_template, HOME_REGION, SECURITY_ACCOUNT, direct)
+    direct_east = Deployment(sam_template, "us-east-1", SECURITY_ACCOUNT, direct)
+    assert _matches(direct_home, "LifecycleRule", member_opt_in)
+    (direct_target,) = direct_home.resolve(
+        sam_template["Resources"]["LifecycleRule"]["Properties"]
+    )["Targets"]
+    assert direct_target["Arn"] == direct_home.get_att("WorkQueue", "Arn")
+    assert not {"LifecycleRule", "LifecycleTopic"} & set(direct_east.resources())
+
+    # ... and the work queue takes messages from that topic and rule only
+    policy = home.resolve(sam_template["Resources"]["WorkQueuePolicy"]["Properties"])
+    sources = {
+        statement["Principal"]["Service"]: statement["Condition"]["ArnEquals"]["aws:SourceArn"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        if statement["Effect"] == "Allow"
+    }
+    topic = f"arn:aws:sns:us-east-1:{SECURITY_ACCOUNT}:watershed-lifecycle"
+    assert sources["sns.amazonaws.com"] == topic
+    assert (
+        east.resolve(sam_template["Resources"]["LifecycleTopic"]["Properties"])["TopicName"]
+        == topic.rsplit(":", 1)[1]
+    )
+
+
+def test_relay_replay_pins_the_regional_stream_the_template_names(relay_region):
+    stream = relay_region.resolve(
+        relay_region.template["Resources"]["RegionalStream"]["Properties"]
+    )
+    assert stream["Name"] == replay_cli.REGIONAL_STREAM_NAME
+
+
 # --- DeliveryMode direct (issue 13) -----------------------------------------------------------
 
 DIRECT = {**SAM_PARAMETERS, "DeliveryMode": "direct"}
@@ -441,6 +606,11 @@ DIRECT_OTHER_REGION = {
     "EventsDeadLetterQueuePolicy",
     "CollectFailedInvocationsAlarm",
     "EventsDeadLetterQueueAlarm",
+    # the dead-letter queue of the members' targets whose rule is in this region (a target's DLQ
+    # must be in its rule's region, whatever bus it delivers to)
+    "MemberDeadLetterQueue",
+    "MemberDeadLetterQueuePolicy",
+    "MemberDeadLetterQueueAlarm",
 }
 
 
@@ -485,7 +655,8 @@ def test_direct_mode_other_region_sends_only_to_the_home_bus(sam_template):
 
 def test_direct_mode_home_region_is_the_relay_home_plus_the_mode(sam_template, home):
     direct_home = _direct(sam_template, HOME_REGION)
-    assert set(direct_home.resources()) == set(home.resources())
+    # plus the lifecycle rule: members' own region opt-ins now arrive on the home bus
+    assert set(direct_home.resources()) == set(home.resources()) | {"LifecycleRule"}
     assert _environment(direct_home, "OnboardingFunction")["DELIVERY_MODE"] == "direct"
     assert _environment(home, "OnboardingFunction")["DELIVERY_MODE"] == "relay"
     # The home bus policy grants by organization only - no region condition that would refuse
@@ -508,4 +679,20 @@ def test_direct_mode_other_region_rule_has_a_watched_dead_letter_queue(sam_templ
         for v in resources.values()
         if v["Type"] == "AWS::CloudWatch::Alarm" and v["Properties"]["Namespace"] == "AWS/SQS"
     }
-    assert watched == {"EventsDeadLetterQueue"}
+    assert watched == {"EventsDeadLetterQueue", "MemberDeadLetterQueue"}
+
+
+def test_trigger_rule_accepts_the_offboarding_calls_from_the_management_account_only(home):
+    for name in ("MoveAccount", "TagResource", "UntagResource", "RemoveAccountFromOrganization"):
+        call = eventbridge_event(
+            "aws.organizations", "AWS API Call via CloudTrail", MANAGEMENT, {"eventName": name}
+        )
+        assert _matches(home, "TriggerRule", call), name
+        assert not _matches(home, "TriggerRule", {**call, "account": MEMBER})
+    create = eventbridge_event(
+        "aws.organizations",
+        "AWS API Call via CloudTrail",
+        MANAGEMENT,
+        {"eventName": "CreateAccount"},
+    )
+    assert not _matches(home, "TriggerRule", create)

@@ -149,7 +149,11 @@ def test_home_region_has_destination_stream_rules_queue_and_onboarding(hub):
     assert trigger["Arn"] == work_queue["QueueArn"]
     (reconcile,) = events.list_targets_by_rule(Rule="watershed-reconcile")["Targets"]
     assert reconcile["Arn"] == outputs["OnboardingFunctionArn"]
-    assert json.loads(reconcile["Input"]) == {"accounts": "ALL", "reason": "schedule"}
+    assert json.loads(reconcile["Input"]) == {
+        "accounts": "ALL",
+        "reason": "schedule",
+        "action": "scope",
+    }
     (audit,) = events.list_targets_by_rule(Rule="watershed-audit")["Targets"]
     assert audit["Arn"] == outputs["OnboardingFunctionArn"]
     assert json.loads(audit["Input"]) == {"audit": "start"}
@@ -193,9 +197,15 @@ def test_other_region_has_regional_stream_and_relay_to_the_home_destination(hub)
     assert regional["StreamDescriptionSummary"]["StreamARN"] == outputs["RegionalStreamArn"]
     assert _missing(kinesis.describe_stream_summary, StreamName="watershed")
 
-    assert {rule["Name"] for rule in events.list_rules()["Rules"]} == {"watershed-collect"}
+    # us-east-1 (where Account Management sends opt-in events) also routes them to the home
+    # region's work queue, through its lifecycle topic
+    rules = {rule["Name"] for rule in events.list_rules()["Rules"]}
+    assert rules == {"watershed-collect", "watershed-lifecycle"}
     (collect,) = events.list_targets_by_rule(Rule="watershed-collect")["Targets"]
     assert collect["Arn"] == outputs["RegionalStreamArn"]
+    (lifecycle,) = events.list_targets_by_rule(Rule="watershed-lifecycle")["Targets"]
+    assert lifecycle["Arn"].rsplit(":", 1)[1] == "watershed-lifecycle"
+    assert lifecycle["Arn"].split(":")[2:4] == ["sns", RELAY_REGION]
 
     function = lambda_.get_function(FunctionName="watershed-relay")["Configuration"]
     assert function["Handler"] == "relay.handler.lambda_handler"
@@ -213,8 +223,8 @@ def test_other_region_has_regional_stream_and_relay_to_the_home_destination(hub)
     assert mapping["DestinationConfig"]["OnFailure"]["Destination"] == failures["QueueArn"]
     assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping["BisectBatchOnFunctionError"] is True
-    assert mapping["MaximumRetryAttempts"] == 10
-    assert mapping["MaximumRecordAgeInSeconds"] == 21600
+    assert mapping["MaximumRetryAttempts"] == -1
+    assert mapping["MaximumRecordAgeInSeconds"] == 75600
     assert (mapping["BatchSize"], mapping["MaximumBatchingWindowInSeconds"]) == (500, 1)
 
     assert _missing(lambda_.get_function, FunctionName="watershed-onboarding")
@@ -300,7 +310,10 @@ def test_management_template_deploys_rules_per_region_and_the_launcher_once():
             if role["RoleName"].startswith("watershed-trigger-forwarder-")
         }
 
-    assert set(rules["us-east-1"]) == {"watershed-trigger-organizations"}
+    assert set(rules["us-east-1"]) == {
+        "watershed-trigger-organizations",
+        "watershed-trigger-offboarding",
+    }
     assert set(rules[HOME_REGION]) == {"watershed-trigger-controltower"}
     security_bus = f"arn:aws:events:{HOME_REGION}:{SECURITY_ACCOUNT}:event-bus/default"
     for region_rules in rules.values():
@@ -351,7 +364,10 @@ def test_direct_mode_other_region_creates_no_stream_relay_or_relay_queue():
         }
 
     assert streams == [] and functions == [] and mappings == [] and buckets == []
-    assert queues == [other["EventsDeadLetterQueueUrl"]]
+    # the collect rule's DLQ, and that of the members' targets whose rule is in this region
+    assert sorted(queues) == sorted(
+        [other["EventsDeadLetterQueueUrl"], other["MemberDeadLetterQueueUrl"]]
+    )
     assert "RegionalStreamArn" not in other and "RelayFailureQueueUrl" not in other
     assert not {k for k in resources if "Relay" in k or "Stream" in k}
     assert rules == {"watershed-collect"}
