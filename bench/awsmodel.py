@@ -16,7 +16,7 @@ Modelled (only what onboarding, backfill and the audit call; anything else raise
 - IAM: GetRole, GetRolePolicy, CreateRole, PutRolePolicy, UpdateAssumeRolePolicy;
 - EC2: DescribeRegions (the 17 default regions enabled, the opt-in ones not);
 - GuardDuty: ListDetectors, GetDetector, GetAdministratorAccount, CreateDetector,
-  UpdateDetector;
+  UpdateDetector, ListOrganizationAdminAccounts (no delegated administrator);
 - EventBridge: DescribeRule, ListTargetsByRule, PutRule, PutTargets, DescribeEventBus.
 
 Per-call latency: every HTTP attempt sleeps `latency` seconds (a round trip). Rate limits
@@ -196,30 +196,39 @@ class Model:
 
     def configure_all(self) -> None:
         """Every account as watershed leaves it after onboarding (for re-run and audit benches):
-        forwarder role, a detector and the forwarding rule + target in every default region."""
-        from onboarding import iam
-        from onboarding.forwarding import RULE_DESCRIPTION, desired_target
-        from onboarding.settings import canonical_json
+        one member and the Security account are onboarded through this model (so the state is
+        exactly what onboarding writes), then the member's state is copied to every other
+        member with its account id swapped. The management account is left as it is (its
+        forwarder role is management.yaml's, which this model does not deploy)."""
+        from onboarding.events import OnboardingRequest
+        from onboarding.service import Onboarder
+        from onboarding.sessions import SessionFactory
 
+        limits, latency = self.rate_limits, self.latency
+        self.rate_limits, self.latency = False, 0.0
         settings = self.settings(DEFAULT_REGIONS)
-        for account_id, member in self.members.items():
-            if account_id != SECURITY:
-                member.role = {
-                    "trust": canonical_json(iam.trust_policy(settings, account_id)),
-                    "policy": canonical_json(iam.permissions_policy(settings)),
-                }
-            for region in DEFAULT_REGIONS:
-                member.detectors[region] = _detector(settings.finding_publishing_frequency, {
-                    f["Name"]: f["Status"] for f in settings.features_list
-                })  # fmt: skip
-                if account_id != SECURITY:
-                    member.rules[region] = {
-                        "Name": settings.forward_rule_name,
-                        "EventPattern": settings.forward_pattern_json,
-                        "State": "ENABLED",
-                        "Description": RULE_DESCRIPTION,
-                        "Targets": [desired_target(settings, account_id, region)],
-                    }
+        factory = SessionFactory(settings, base_session=self.session(), hooks=self.hooks())
+        template = self.member_ids()[0]
+        for account in (template, SECURITY):
+            report = Onboarder(settings, factory).onboard(OnboardingRequest(account))
+            assert report.status == "ok", report.as_dict()
+        self.rate_limits, self.latency = limits, latency
+        state = json.dumps(
+            {
+                "role": self.members[template].role,
+                "detectors": self.members[template].detectors,
+                "rules": self.members[template].rules,
+            }
+        )
+        for account in self.member_ids()[1:]:
+            copy = json.loads(state.replace(template, account))
+            member = self.members[account]
+            member.role, member.detectors, member.rules = (
+                copy["role"],
+                copy["detectors"],
+                copy["rules"],
+            )
+        self.reset_counts()
 
     def settings(self, regions: tuple[str, ...], **overrides: Any) -> Any:
         from onboarding.settings import Settings
@@ -314,20 +323,25 @@ class Model:
 
     # IAM -----------------------------------------------------------------------------------
 
-    def _role_xml(self, account_id: str, name: str, trust: str) -> str:
+    def _role_xml(self, account_id: str, name: str, role: dict[str, Any]) -> str:
+        tags = "".join(
+            f"<member><Key>{escape(t['Key'])}</Key><Value>{escape(t['Value'])}</Value></member>"
+            for t in role.get("tags", [])
+        )
         return (
             f"<Role><Path>/</Path><RoleName>{escape(name)}</RoleName>"
             f"<RoleId>AROA{account_id}</RoleId>"
             f"<Arn>arn:aws:iam::{account_id}:role/{escape(name)}</Arn>"
             "<CreateDate>2026-01-01T00:00:00Z</CreateDate>"
-            f"<AssumeRolePolicyDocument>{escape(quote(trust))}</AssumeRolePolicyDocument></Role>"
+            f"<AssumeRolePolicyDocument>{escape(quote(role['trust']))}</AssumeRolePolicyDocument>"
+            f"<Tags>{tags}</Tags></Role>"
         )
 
     def _iam_get_role(self, caller: str, region: str, p: dict) -> str:
         role = self._member(caller).role
         if role is None:
             raise _Error("NoSuchEntity", f"role {p['RoleName']} not found", 404)
-        return self._role_xml(caller, p["RoleName"], role["trust"])
+        return self._role_xml(caller, p["RoleName"], role)
 
     def _iam_get_role_policy(self, caller: str, region: str, p: dict) -> str:
         role = self._member(caller).role
@@ -344,14 +358,38 @@ class Model:
         with self.lock:
             if member.role is not None:
                 raise _Error("EntityAlreadyExists", "role exists", 409)
-            member.role = {"trust": p["AssumeRolePolicyDocument"], "policy": None}
-        return self._role_xml(caller, p["RoleName"], p["AssumeRolePolicyDocument"])
+            member.role = {
+                "trust": p["AssumeRolePolicyDocument"],
+                "policy": None,
+                "tags": list(p.get("Tags", [])),
+            }
+        return self._role_xml(caller, p["RoleName"], member.role)
 
     def _iam_put_role_policy(self, caller: str, region: str, p: dict) -> str:
         role = self._member(caller).role
         if role is None:
             raise _Error("NoSuchEntity", "role not found", 404)
         role["policy"] = p["PolicyDocument"]
+        return ""
+
+    def _iam_list_role_policies(self, caller: str, region: str, p: dict) -> str:
+        role = self._member(caller).role
+        if role is None:
+            raise _Error("NoSuchEntity", "role not found", 404)
+        names = "<member>watershed-put-events</member>" if role["policy"] else ""
+        return f"<PolicyNames>{names}</PolicyNames><IsTruncated>false</IsTruncated>"
+
+    def _iam_list_attached_role_policies(self, caller: str, region: str, p: dict) -> str:
+        if self._member(caller).role is None:
+            raise _Error("NoSuchEntity", "role not found", 404)
+        return "<AttachedPolicies></AttachedPolicies><IsTruncated>false</IsTruncated>"
+
+    def _iam_tag_role(self, caller: str, region: str, p: dict) -> str:
+        role = self._member(caller).role
+        if role is None:
+            raise _Error("NoSuchEntity", "role not found", 404)
+        keys = {t["Key"] for t in p["Tags"]}
+        role["tags"] = [t for t in role.get("tags", []) if t["Key"] not in keys] + p["Tags"]
         return ""
 
     def _iam_update_assume_role_policy(self, caller: str, region: str, p: dict) -> str:
@@ -392,12 +430,17 @@ class Model:
             "serviceRole": f"arn:aws:iam::{caller}:role/aws-service-role/guardduty",
             "status": detector["status"],
             "features": [{"name": n, "status": s} for n, s in detector["features"].items()],
-            "tags": {},
+            "tags": detector.get("tags", {}),
         }
 
     def _guardduty_get_administrator_account(self, caller: str, region: str, p: dict) -> dict:
         self._detector_of(caller, region, p["DetectorId"])
         return {}
+
+    def _guardduty_list_organization_admin_accounts(
+        self, caller: str, region: str, p: dict
+    ) -> dict:
+        return {"adminAccounts": []}  # no GuardDuty delegated administrator
 
     def _guardduty_create_detector(self, caller: str, region: str, p: dict) -> dict:
         member = self._member(caller)
@@ -406,6 +449,7 @@ class Model:
             if region in member.detectors:
                 raise _Error("BadRequestException", "a detector already exists")
             detector = _detector(p.get("FindingPublishingFrequency", "SIX_HOURS"), features)
+            detector["tags"] = dict(p.get("Tags", {}))
             member.detectors[region] = detector
         return {"detectorId": detector["id"]}
 
@@ -428,7 +472,7 @@ class Model:
     def _events_describe_rule(self, caller: str, region: str, p: dict) -> dict:
         rule = self._rule(caller, region, p["Name"])
         return {
-            **{k: v for k, v in rule.items() if k != "Targets"},
+            **{k: v for k, v in rule.items() if k not in ("Targets", "Tags")},
             "Arn": f"arn:aws:events:{region}:{caller}:rule/{rule['Name']}",
             "EventBusName": "default",
         }
@@ -439,7 +483,9 @@ class Model:
     def _events_put_rule(self, caller: str, region: str, p: dict) -> dict:
         member = self._member(caller)
         with self.lock:
-            rule = member.rules.setdefault(region, {"Name": p["Name"], "Targets": []})
+            rule = member.rules.setdefault(
+                region, {"Name": p["Name"], "Targets": [], "Tags": list(p.get("Tags", []))}
+            )
             rule.update({k: p[k] for k in ("EventPattern", "State", "Description") if k in p})
         return {"RuleArn": f"arn:aws:events:{region}:{caller}:rule/{p['Name']}"}
 
@@ -449,6 +495,16 @@ class Model:
             ids = {t["Id"] for t in p["Targets"]}
             rule["Targets"] = [t for t in rule["Targets"] if t["Id"] not in ids] + p["Targets"]
         return {"FailedEntryCount": 0, "FailedEntries": []}
+
+    def _events_list_tags_for_resource(self, caller: str, region: str, p: dict) -> dict:
+        name = p["ResourceARN"].rsplit("/", 1)[-1]
+        return {"Tags": self._rule(caller, region, name).get("Tags", [])}
+
+    def _events_tag_resource(self, caller: str, region: str, p: dict) -> dict:
+        rule = self._rule(caller, region, p["ResourceARN"].rsplit("/", 1)[-1])
+        keys = {t["Key"] for t in p["Tags"]}
+        rule["Tags"] = [t for t in rule.get("Tags", []) if t["Key"] not in keys] + p["Tags"]
+        return {}
 
     def _events_describe_event_bus(self, caller: str, region: str, p: dict) -> dict:
         policy = {

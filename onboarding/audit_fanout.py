@@ -5,16 +5,19 @@
         exclusions — the same reads as the inline audit
       → s3://AUDIT_BUCKET/audits/<run>/manifest.json, written FIRST: every account expected
       → one work-queue message per account: {"audit": {"run": <run>, "account": <id>, ...}}
-    each message (the queue consumer, any invocation)
-      → that account's audit (the inline audit's own code) → audits/<run>/accounts/<id>.json
-      → ListObjectsV2 of audits/<run>/accounts/: as many objects as the manifest expects?
+    each message (the queue consumer, any invocation); accounts are numbered in groups of 100
+      → that account's audit (the inline audit's own code)
+        → audits/<run>/accounts/<group>/<id>.json
+      → ListObjectsV2 of its group: as many objects as the group has accounts?
+        → audits/<run>/groups/<group>.done → ListObjectsV2 of groups/: every group done?
         → assemble
     assemble (whoever finds the count complete; several invocations may)
       → audits/<run>/report.json, then report.html, each written with `If-None-Match: *`: the
         first writer wins, the others get 412 and stop. Any of them holds the same content.
 
 Why this completes without timing: every worker lists *after* its own write, and S3 lists are
-strongly consistent, so the worker whose write completes the set always sees it complete. An
+strongly consistent, so the worker whose write completes a group always sees it complete, and
+the one whose marker completes the groups sees them all. No list is longer than one page. An
 account whose audit failed is written as `error` cells by the audit code itself; an account
 whose message never produced a result (dead-lettered, lost) has no object, so the count never
 completes: `finalize(run)` (the next scheduled start, or the CLI after its `--timeout`)
@@ -25,8 +28,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -59,6 +64,11 @@ NO_RESULT_DETAIL = "no result: the account's audit message was lost or dead-lett
 # then every message has been processed, retried or dead-lettered (the queue's retries take
 # minutes), so what is missing is lost, not late.
 FINALIZE_AFTER = timedelta(hours=2)
+# Results are written in groups of this many accounts (audits/<run>/accounts/<group>/<id>.json),
+# so a completion check lists one group, never the whole run (10,000 keys would be 10 pages).
+GROUP_SIZE = 100
+MAX_GROUPS = 1000  # 100,000 accounts
+READ_WORKERS = 32
 
 
 def _key(run: str, *parts: str) -> str:
@@ -91,6 +101,7 @@ def account_from_dict(data: Mapping[str, Any]) -> AccountAudit:
             tuple(finding(f) for f in cell.get("findings", ())),
             cell.get("error"),
             bool(cell.get("retryable", False)),
+            cell.get("guardduty"),
         )
         for region, cell in data["regions"].items()
     }
@@ -114,6 +125,7 @@ def report_from_dict(data: Mapping[str, Any]) -> AuditReport:
         security_account_id=data["security_account_id"],
         organization_id=data.get("organization_id"),
         duration_seconds=float(data.get("duration_seconds", 0.0)),
+        guardduty_administrators=data.get("guardduty_administrators"),
     )
 
 
@@ -162,6 +174,15 @@ class AuditStore:
                 return None
             raise
         return json.loads(body)
+
+    def folders(self, prefix: str) -> list[str]:
+        """The next path segment below `prefix` (a delimiter listing: one key per folder)."""
+        paginator = self.s3.get_paginator("list_objects_v2")
+        return [
+            common["Prefix"].removeprefix(prefix).rstrip("/")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/")
+            for common in page.get("CommonPrefixes", [])
+        ]
 
     def keys(self, prefix: str) -> list[str]:
         paginator = self.s3.get_paginator("list_objects_v2")
@@ -214,6 +235,11 @@ class FanoutAudit:
         excluded = auditor._exclusions(orgs, None)
         members = [(m, excluded(m.account_id)) for m in auditor._members(orgs, None)]
         security = auditor._security_side(regions, organization_id)
+        administrators = (
+            auditor.onboarder.guardduty_administrators(regions)
+            if settings.guardduty_mode != "off"
+            else None
+        )
         manifest = {
             "run": run,
             "generated_at": datetime.now(UTC).strftime(TIMESTAMP_FORMAT),
@@ -222,9 +248,11 @@ class FanoutAudit:
             "management_account_id": settings.management_account_id,
             "security_account_id": settings.security_account_id,
             "security": {r.region: r.as_dict() for r in security},
+            "guardduty_administrators": administrators,
             "accounts": [{"account_id": m.account_id, "name": m.name} for m, _ in members],
         }
         self.store.put(_key(run, "manifest.json"), json.dumps(manifest), "application/json")
+        groups = math.ceil(len(members) / GROUP_SIZE)
         self.send(
             [
                 {
@@ -234,9 +262,12 @@ class FanoutAudit:
                         "name": m.name,
                         "regions": list(regions),
                         "excluded": reason,
+                        "group": i // GROUP_SIZE,
+                        "group_size": min(GROUP_SIZE, len(members) - i // GROUP_SIZE * GROUP_SIZE),
+                        "groups": groups,
                     }
                 }
-                for m, reason in members
+                for i, (m, reason) in enumerate(members)
             ]
         )
         logger.info("audit fanned out", extra={"run": run, "accounts": len(members)})
@@ -257,20 +288,21 @@ class FanoutAudit:
             None,
             lambda _: reason,
         )
-        run = message["run"]
+        run, group = message["run"], f"{message['group']:05d}"
         self.store.put(
-            _key(run, "accounts", f"{audit.account_id}.json"),
+            _key(run, "accounts", group, f"{audit.account_id}.json"),
             json.dumps(audit.as_dict()),
             "application/json",
         )
-        return self.assemble(run) if self.complete(run) else None
-
-    def complete(self, run: str) -> bool:
-        manifest = self.store.get_json(_key(run, "manifest.json"))
-        if manifest is None:
-            return False
-        expected = {a["account_id"] for a in manifest["accounts"]}
-        return expected <= self._done(run)
+        # Each step lists only after its own write, and S3 lists are strongly consistent: the
+        # writer that completes a group sees it complete, the one that completes the last group
+        # sees every group done. A list is at most GROUP_SIZE keys (or one per group).
+        if len(self.store.keys(_key(run, "accounts", group) + "/")) < message["group_size"]:
+            return None
+        self.store.put(_key(run, "groups", f"{group}.done"), "", "text/plain")
+        if len(self.store.keys(_key(run, "groups") + "/")) < message["groups"]:
+            return None
+        return self.assemble(run)
 
     def finalize(self, run: str) -> str | None:
         """Assemble `run` now, whatever is missing (reported as errors). None if it already
@@ -289,18 +321,15 @@ class FanoutAudit:
         return None if data is None else report_from_dict(data)
 
     def unfinished_runs(self, older_than: timedelta | None = None) -> list[str]:
-        """Runs without a report; with `older_than`, only those started at least that long ago
-        (by the time in their id; ids not made by `new_run_id` count as old)."""
-        runs: dict[str, set[str]] = {}
-        for key in self.store.keys(f"{PREFIX}/"):
-            parts = key.split("/")
-            if len(parts) == 3:
-                runs.setdefault(parts[1], set()).add(parts[2])
+        """Runs with a manifest and no report; with `older_than`, only those started at least
+        that long ago (by the time in their id; ids not made by `new_run_id` count as old)."""
         cutoff = datetime.now(UTC) - older_than if older_than else None
         return sorted(
-            r
-            for r, files in runs.items()
-            if "report.json" not in files and (cutoff is None or _started(r) <= cutoff)
+            run
+            for run in self.store.folders(f"{PREFIX}/")
+            if (cutoff is None or _started(run) <= cutoff)
+            and not self.finished(run)
+            and self.store.keys(_key(run, "manifest.json"))
         )
 
     def assemble(self, run: str) -> str | None:
@@ -323,9 +352,11 @@ class FanoutAudit:
         if manifest is None:
             return None
         regions = tuple(manifest["regions"])
+        entries = manifest["accounts"]
+        results = self._results(run)
         accounts = []
-        for entry in manifest["accounts"]:
-            data = self.store.get_json(_key(run, "accounts", f"{entry['account_id']}.json"))
+        for entry in entries:
+            data = results.get(entry["account_id"])
             if data is None:  # never silently omitted
                 cell = Cell("error", NO_RESULT_DETAIL, error=NO_RESULT, retryable=True)
                 accounts.append(
@@ -343,11 +374,16 @@ class FanoutAudit:
             security_account_id=manifest["security_account_id"],
             organization_id=manifest["organization_id"],
             duration_seconds=(datetime.now(UTC) - generated_at.replace(tzinfo=UTC)).total_seconds(),
+            guardduty_administrators=manifest.get("guardduty_administrators"),
         )
 
-    def _done(self, run: str) -> set[str]:
-        prefix = _key(run, "accounts") + "/"
-        return {k.removeprefix(prefix).removesuffix(".json") for k in self.store.keys(prefix)}
+    def _results(self, run: str) -> dict[str, Any]:
+        """Every account result of `run`, read in parallel (10,000 GETs one by one would take
+        minutes)."""
+        keys = [k for k in self.store.keys(_key(run, "accounts") + "/") if k.endswith(".json")]
+        with ThreadPoolExecutor(READ_WORKERS, thread_name_prefix="results") as pool:
+            documents = list(pool.map(self.store.get_json, keys))
+        return {d["account_id"]: d for d in documents if d is not None}
 
 
 def _started(run: str) -> datetime:
@@ -355,6 +391,13 @@ def _started(run: str) -> datetime:
         return datetime.strptime(run.split("-")[0], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
     except ValueError:
         return datetime.min.replace(tzinfo=UTC)
+
+
+def _count(body: Mapping[str, Any], name: str, low: int, high: int) -> int:
+    value = body.get(name)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidRequest(f"audit message: {name} {value!r} is not an integer {low}..{high}")
+    return value
 
 
 def _message(payload: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
@@ -369,7 +412,11 @@ def _message(payload: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
         raise InvalidRequest(f"audit message: account {account!r} is not 12 digits")
     regions = validate_regions(body.get("regions"), settings)
     excluded = body.get("excluded")
+    groups = _count(body, "groups", 1, MAX_GROUPS)
     return {
+        "group": _count(body, "group", 0, groups - 1),
+        "group_size": _count(body, "group_size", 1, GROUP_SIZE),
+        "groups": groups,
         "run": run,
         "account": account,
         "name": str(body.get("name") or ""),

@@ -14,6 +14,7 @@ import boto3
 import pytest
 from auditzoo import InjectingFactory
 
+from onboarding import audit_fanout
 from onboarding.audit import Auditor
 from onboarding.audit_fanout import NO_RESULT, AuditStore, FanoutAudit
 from onboarding.errors import InvalidRequest
@@ -96,9 +97,10 @@ def test_one_message_per_account_results_in_s3_and_one_report_equal_to_the_inlin
 
     # Then every account's result is in S3, and exactly one report, equal to the inline audit
     assert first.failures == second.failures == []
-    assert keys(s3, "audits/run-complete/accounts/") == [
-        f"audits/run-complete/accounts/{a}.json" for a in accounts
+    assert keys(s3, "audits/run-complete/accounts/") == [  # one group: fewer than 100
+        f"audits/run-complete/accounts/00000/{a}.json" for a in accounts
     ]
+    assert keys(s3, "audits/run-complete/groups/") == ["audits/run-complete/groups/00000.done"]
     report = json.loads(
         s3.get_object(Bucket=BUCKET, Key="audits/run-complete/report.json")["Body"].read()
     )
@@ -161,3 +163,24 @@ def test_a_forged_audit_message_is_refused_before_any_call(zoo, world):
     assert result.failures == [] and result.counts["MessagesRefused"] == 1
     [dead] = receive_all(sqs, queue.dead_letter_url)
     assert "bad run id" in json.loads(dead["Body"])["reason"]
+
+
+def test_groups_complete_one_by_one_and_the_last_group_assembles(zoo, world, monkeypatch):
+    # Given groups of 3 accounts (100 in production), processed in reverse order, one by one
+    s3, sqs, queue, fanout, inline = world
+    monkeypatch.setattr(audit_fanout, "GROUP_SIZE", 3)
+    started = fanout.start(run="run-groups")
+    messages = receive_all(sqs, queue.queue_url)
+    worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
+    groups = -(-started.expected // 3)
+
+    for done, message in enumerate(reversed(messages), start=1):
+        worker.process(as_records([message], queue.queue_url))
+        # Then nothing is assembled before the last account's result is written
+        assert bool(keys(s3, "audits/run-groups/report.json")) == (done == len(messages))
+
+    assert len(keys(s3, "audits/run-groups/groups/")) == groups > 1
+    report = json.loads(
+        s3.get_object(Bucket=BUCKET, Key="audits/run-groups/report.json")["Body"].read()
+    )
+    assert stable(report) == stable(inline)
