@@ -337,6 +337,14 @@ class Model:
             f"<Tags>{tags}</Tags></Role>"
         )
 
+    def _role(self, caller: str) -> dict[str, Any]:
+        role = self._member(caller).role
+        if role is None:
+            raise _Error(
+                "NoSuchEntity", "The role with name watershed-forwarder cannot be found.", 404
+            )
+        return role
+
     def _iam_get_role(self, caller: str, region: str, p: dict) -> str:
         role = self._member(caller).role
         if role is None:
@@ -366,36 +374,27 @@ class Model:
         return self._role_xml(caller, p["RoleName"], member.role)
 
     def _iam_put_role_policy(self, caller: str, region: str, p: dict) -> str:
-        role = self._member(caller).role
-        if role is None:
-            raise _Error("NoSuchEntity", "role not found", 404)
+        role = self._role(caller)
         role["policy"] = p["PolicyDocument"]
         return ""
 
     def _iam_list_role_policies(self, caller: str, region: str, p: dict) -> str:
-        role = self._member(caller).role
-        if role is None:
-            raise _Error("NoSuchEntity", "role not found", 404)
+        role = self._role(caller)
         names = "<member>watershed-put-events</member>" if role["policy"] else ""
         return f"<PolicyNames>{names}</PolicyNames><IsTruncated>false</IsTruncated>"
 
     def _iam_list_attached_role_policies(self, caller: str, region: str, p: dict) -> str:
-        if self._member(caller).role is None:
-            raise _Error("NoSuchEntity", "role not found", 404)
+        self._role(caller)
         return "<AttachedPolicies></AttachedPolicies><IsTruncated>false</IsTruncated>"
 
     def _iam_tag_role(self, caller: str, region: str, p: dict) -> str:
-        role = self._member(caller).role
-        if role is None:
-            raise _Error("NoSuchEntity", "role not found", 404)
+        role = self._role(caller)
         keys = {t["Key"] for t in p["Tags"]}
         role["tags"] = [t for t in role.get("tags", []) if t["Key"] not in keys] + p["Tags"]
         return ""
 
     def _iam_update_assume_role_policy(self, caller: str, region: str, p: dict) -> str:
-        role = self._member(caller).role
-        if role is None:
-            raise _Error("NoSuchEntity", "role not found", 404)
+        role = self._role(caller)
         role["trust"] = p["PolicyDocument"]
         return ""
 

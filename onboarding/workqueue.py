@@ -590,9 +590,11 @@ class QueueWorker:
 def _is_audit_message(record: Mapping[str, Any]) -> bool:
     """A body `{"audit": {...}}`: what `audit_fanout.FanoutAudit.start` sends, one per account."""
     body = record.get("body")
+    if not isinstance(body, str) or not body.lstrip().startswith('{"audit"'):
+        return False  # cheap: anything else goes to the request parser, which refuses it
     try:
-        payload = json.loads(body) if isinstance(body, str) else None
-    except json.JSONDecodeError:
+        payload = json.loads(body)
+    except (ValueError, RecursionError):
         return False
     return isinstance(payload, Mapping) and set(payload) == {"audit"}
 
