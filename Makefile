@@ -5,7 +5,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test lint venv browser demo clean build-OnboardingFunction build-RelayFunction
+.PHONY: test lint venv browser demo clean build-OnboardingFunction build-RelayFunction \
+	build-CanaryFunction
 
 venv: $(STAMP)
 
@@ -77,3 +78,7 @@ build-OnboardingFunction:
 
 build-RelayFunction:
 	$(call lambda-package,relay)
+
+# The scheduled canary ships the onboarding package (onboarding/canary_handler.py).
+build-CanaryFunction:
+	$(call lambda-package,onboarding)

@@ -97,7 +97,7 @@ def setup(n_accounts: int, regions: tuple[str, ...]) -> tuple[Settings, dict[str
         for r, region in enumerate(regions):
             guardduty_backends[account][region].create_detector(
                 enable=not (kind == "drift" and r == 1),
-                finding_publishing_frequency=settings.finding_publishing_frequency,
+                finding_publishing_frequency=settings.creation_frequency,
                 data_sources={},
                 tags={},
                 features=features,

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -59,6 +59,7 @@ FINDING_KINDS = {
     "detector-suspended": "GuardDuty detector suspended",
     "detector-frequency": "GuardDuty publishing frequency differs",
     "detector-features": "GuardDuty protection plans differ",
+    "detector-administrator": "GuardDuty administrator is not the organization's delegated one",
     "rule-missing": "forwarding rule missing",
     "rule-pattern": "forwarding rule pattern changed",
     "rule-disabled": "forwarding rule disabled",
@@ -142,9 +143,14 @@ class Cell:
     findings: tuple[Finding, ...] = ()
     error: str | None = None
     retryable: bool = False
+    # The region's GuardDuty as read: mode, status, plans_on, administrator, notes and the path
+    # its findings take (findings_path). None when not read (GUARDDUTY=off, skipped, error).
+    guardduty: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"state": self.state}
+        if self.guardduty is not None:
+            out["guardduty"] = dict(self.guardduty)
         if self.state == "ok":
             return out
         out["detail"] = self.detail
@@ -196,6 +202,9 @@ class AuditReport:
     security_account_id: str
     organization_id: str | None = None
     duration_seconds: float = 0.0
+    # The organization's GuardDuty delegated administrator per region (None: none or unknown);
+    # absent with GUARDDUTY=off.
+    guardduty_administrators: Mapping[str, str | None] | None = None
 
     @property
     def totals(self) -> dict[str, int]:
@@ -246,6 +255,11 @@ class AuditReport:
                 "regions": {r.region: r.as_dict() for r in self.security},
             },
             "accounts": [a.as_dict() for a in self.accounts],
+            **(
+                {"guardduty_administrators": dict(self.guardduty_administrators)}
+                if self.guardduty_administrators is not None
+                else {}
+            ),
         }
 
 
@@ -273,22 +287,31 @@ def classify(
             cells[region] = Cell("error", "region was not examined", error="NotExamined")
             continue
         local = tuple(finding(c) for c in result.changes)
+        guardduty = result.guardduty
+        if guardduty and guardduty.get("unexpected_administrator"):
+            label = FINDING_KINDS["detector-administrator"]
+            why = f"{guardduty.get('administrator')} (left alone; only visible here)"
+            local += (Finding("detector-administrator", f"{label}: {why}"),)
         if result.status == "skipped":
             cells[region] = Cell("skipped", result.reason or "skipped")
         elif result.status == "failed":
             detail = result.reason or result.error or "failed"
             if local:
                 detail += "; also: " + "; ".join(str(f) for f in local)
-            cells[region] = Cell("error", detail, local, result.error, result.retryable)
+            cells[region] = Cell(
+                "error", detail, local, result.error, result.retryable, guardduty=guardduty
+            )
         elif not local and not role:
-            cells[region] = Cell("ok")
+            cells[region] = Cell("ok", guardduty=guardduty)
         elif _nothing_of_ours(local, is_security):
             missing = [FINDING_KINDS[f.kind] for f in local]
             missing += [f"{FINDING_KINDS.get(f.kind, f.kind)} (account-wide)" for f in role]
-            cells[region] = Cell("missing", "not onboarded: " + ", ".join(missing), (*role, *local))
+            detail = "not onboarded: " + ", ".join(missing)
+            cells[region] = Cell("missing", detail, (*role, *local), guardduty=guardduty)
         else:
             findings = (*role, *local)
-            cells[region] = Cell("drift", "; ".join(str(f) for f in findings), findings)
+            detail = "; ".join(str(f) for f in findings)
+            cells[region] = Cell("drift", detail, findings, guardduty=guardduty)
     return AccountAudit(member.account_id, member.name, cells, role)
 
 
@@ -373,6 +396,12 @@ class Auditor:
         management = self.sessions.management_or_fail(self.settings.management_account_id)
         orgs = management.client("organizations", home)
         organization_id = self._organization_id(orgs)
+        # Read once for the whole run (the plans below reuse it): None with GUARDDUTY=off.
+        administrators = (
+            self.onboarder.guardduty_administrators(regions)
+            if self.settings.guardduty_mode != "off"
+            else None
+        )
 
         state = Progress()
         results: list[Future[AccountAudit]] = []
@@ -414,6 +443,7 @@ class Auditor:
             security_account_id=self.settings.security_account_id,
             organization_id=organization_id,
             duration_seconds=time.monotonic() - started,
+            guardduty_administrators=administrators,
         )
 
     # Accounts ----------------------------------------------------------------------------------

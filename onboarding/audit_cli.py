@@ -2,7 +2,7 @@
 
     watershed audit [--all | --accounts ID [ID ...]] [--regions r1,r2]
                     [--json FILE|-] [--html FILE] [--fix] [--allow-skipped]
-                    [--account-workers N]
+                    [--account-workers N] [--canary-results FILE]
 
 Read-only unless `--fix`. Prints every account x region that is not `ok` with the reason, then
 the totals (a progress line goes to stderr while it runs, on a terminal only). Exit codes:
@@ -26,6 +26,7 @@ from typing import Any, TextIO
 from onboarding.audit import DEFAULT_ACCOUNT_WORKERS, STATES, Auditor, AuditReport, Progress
 from onboarding.audit_fix import FixResult, enqueue, fix_requests, onboard_inline
 from onboarding.audit_html import render_html
+from onboarding.canary import CanaryResults, load_results
 from onboarding.errors import ConfigError, InvalidRequest, StepFailed
 from onboarding.events import validate_regions
 from onboarding.settings import ACCOUNT_ID, Settings
@@ -64,6 +65,12 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "excluded); drift, missing and error still exit 1. Default: anything not ok exits 1",
     )
     audit.add_argument(
+        "--canary-results",
+        metavar="FILE",
+        help="a `watershed canary --json` report: its result per account x region is shown "
+        "next to the configuration (HTML) and included as `canary` (JSON)",
+    )
+    audit.add_argument(
         "--account-workers",
         type=int,
         default=DEFAULT_ACCOUNT_WORKERS,
@@ -79,6 +86,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         regions = _regions(args.regions, settings)
         if not 1 <= args.account_workers <= 64:
             raise InvalidRequest(f"--account-workers {args.account_workers} is not 1..64")
+        canary = _canary_results(getattr(args, "canary_results", None))
     except ConfigError as err:
         print(f"watershed: configuration error: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -109,8 +117,10 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     document: dict[str, Any] = report.as_dict()
     if fix is not None:
         document["fix"] = fix.as_dict()
+    if canary is not None:
+        document["canary"] = canary.as_dict()
     if args.html_file:
-        Path(args.html_file).write_text(render_html(report), encoding="utf-8")
+        Path(args.html_file).write_text(render_html(report, canary=canary), encoding="utf-8")
     if args.json_file == "-":
         print(json.dumps(document, indent=2))
     else:
@@ -120,6 +130,16 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if fix is not None:
             print(fix.summary())
     return EXIT_OK if report.passes(allow_skipped=args.allow_skipped) else EXIT_NOT_OK
+
+
+def _canary_results(path: str | None) -> CanaryResults | None:
+    if not path:
+        return None
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise InvalidRequest(f"--canary-results {path}: {err.strerror}") from None
+    return load_results(text, path)
 
 
 def _accounts(values: list[str] | None) -> list[str] | None:
@@ -150,6 +170,8 @@ def render_text(report: AuditReport) -> str:
         if hub.state != "ok":
             error = f" [{hub.error}]" if hub.error else ""
             lines.append(f"  {hub.region:<15} {hub.state:<8}{error} {hub.detail}")
+    if report.guardduty_administrators is not None:
+        lines.append(guardduty_paths_line(report))
     problems = list(report.not_ok())
     if problems:
         lines.append(f"{'ACCOUNT':<12}  {'REGION':<15} {'STATE':<8} DETAIL")
@@ -189,3 +211,17 @@ class _ProgressLine:
         if self._shown:
             self.stream.write("\n")
             self.stream.flush()
+
+
+def guardduty_paths_line(report: AuditReport) -> str:
+    """Which path GuardDuty findings take to the Security bus, region by region."""
+    security = report.security_account_id
+    parts = []
+    for region, admin in (report.guardduty_administrators or {}).items():
+        if admin == security:
+            parts.append(f"{region} native for its members (Security is the administrator)")
+        elif admin:
+            parts.append(f"{region} forwarded (administrator {admin})")
+        else:
+            parts.append(f"{region} forwarded")
+    return "GuardDuty findings: " + "; ".join(parts)

@@ -25,6 +25,7 @@ from onboarding.audit import (
     AccountAudit,
     AuditReport,
 )
+from onboarding.canary import CanaryResults
 
 TEMPLATE = "audit.html"
 
@@ -69,8 +70,27 @@ def _problem(account: AccountAudit, row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "account_wide": account_wide, "cells": cells}
 
 
-def render_html(report: AuditReport) -> str:
-    """The report page as a string (UTF-8 text; write it with encoding="utf-8")."""
+def _canary_rows(report: AuditReport, canary: CanaryResults) -> list[dict[str, Any]]:
+    """The canary's result per account x audited region (accounts of the audit, in its order)."""
+    rows = []
+    for account in report.accounts:
+        cells = []
+        for region in report.regions:
+            result = canary.cell(account.account_id, region)
+            if result is None:
+                cells.append(("none", "not in the canary report"))
+            elif result["status"] == "arrived":
+                cells.append(("arrived", f"{float(result.get('latency_seconds') or 0):.1f} s"))
+            else:
+                cells.append((result["status"], str(result.get("reason") or result["status"])))
+        if any(state != "none" for state, _ in cells):
+            rows.append({"id": account.account_id, "name": account.name, "cells": cells})
+    return rows
+
+
+def render_html(report: AuditReport, canary: CanaryResults | None = None) -> str:
+    """The report page as a string (UTF-8 text; write it with encoding="utf-8"). With `canary`
+    (a saved `watershed canary --json`), the last canary result per account x region too."""
     rows = [_row(account) for account in report.accounts]
     problems = [
         _problem(account, row)
@@ -97,5 +117,7 @@ def render_html(report: AuditReport) -> str:
             rows=rows,
             problems=problems,
             schema_version=SCHEMA_VERSION,
+            canary=canary,
+            canary_rows=_canary_rows(report, canary) if canary else [],
         )
     )

@@ -6,6 +6,7 @@
     watershed audit [--all | --accounts ID...] [--regions r1,r2] [--json FILE] [--html FILE] [--fix]
     watershed backfill --all [--regions r1,r2] [--queue-url URL | --inline] [--concurrency N]
     watershed replay --dlq-url URL [--queue-url URL] [--max N] [--dry-run]
+    watershed canary ACCOUNT... | --all [--regions r1,r2] [--timeout 600] [--json]
     watershed relay-replay --failure-queue-url URL [--destination-stream-arn ARN] [--max N]
     watershed demo [--regions N|r1,r2] [--accounts N] [--delivery relay|direct]   (the sandbox)
 
@@ -23,7 +24,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from onboarding import audit_cli, queue_cli
+from onboarding import audit_cli, canary_cli, queue_cli
 from onboarding.errors import ConfigError, InvalidRequest
 from onboarding.events import parse_manual
 from onboarding.report import render_table
@@ -69,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_remove(commands, config)  # offboarding (docs/deploy.md, "Uninstall")
     audit_cli.add_parser(commands, parents=[config])  # coverage audit (docs/operations.md)
     queue_cli.add_commands(commands, config)  # backfill, replay (organization scale)
+    canary_cli.add_parser(commands, parents=[config])  # end-to-end canary (docs/operations.md)
     replay_cli.add_parser(commands)  # the relay's failure queue (docs/operations.md)
     commands.add_parser(
         "demo", help="the whole pipeline on an embedded AWS (watershed demo --help)"
@@ -93,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             environ[variable] = value
     if args.command == "audit":
         return audit_cli.run(args, environ)
+    if args.command == "canary":
+        return canary_cli.run(args, environ)
     if args.command in queue_cli.COMMANDS:
         try:
             settings = Settings.from_env(environ)

@@ -14,7 +14,9 @@ the target's id and ARN).
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +31,8 @@ TARGET_ID = "security-bus"
 RULE_DESCRIPTION = "watershed: forward security events to the Security account, same region"
 _TARGET_REWRITES = ("Input", "InputPath", "InputTransformer")  # would alter forwarded events
 REMOVE_TARGETS_PER_CALL = 100  # RemoveTargets takes at most 100 ids (a rule has at most 5)
+GUARDDUTY_SOURCE = "aws.guardduty"
+GUARDDUTY_FINDING = "GuardDuty Finding"
 RULE_TAG = "rule-tag"  # the Change resource for the managed-by tag of an existing rule
 
 
@@ -205,6 +209,43 @@ def ensure_forwarding(
     if changes and not dry_run:
         apply_forwarding(events, settings, account_id, region, changes)
     return changes
+
+
+def pattern_without_guardduty_findings(pattern: Mapping[str, Any]) -> dict[str, Any]:
+    """The configured forwarding pattern, minus GuardDuty findings (docs/architecture.md).
+
+    Where the Security account is the GuardDuty administrator of a member, GuardDuty itself
+    puts the member's findings on the Security bus of that region: forwarding them too would
+    deliver each finding twice. Every branch (of a top-level `$or`, or the pattern itself) that
+    takes `source` aws.guardduty keeps its other sources and keeps GuardDuty's other events
+    (malware scan results, health), but no longer matches detail-type "GuardDuty Finding".
+    Branches that do not name aws.guardduty (e.g. the CloudTrail branch) are unchanged."""
+    branches = pattern["$or"] if isinstance(pattern.get("$or"), list) else [pattern]
+    rest = {k: v for k, v in pattern.items() if k != "$or"} if "$or" in pattern else {}
+    out: list[dict[str, Any]] = []
+    for branch in branches:
+        out += _without_findings(branch)
+    if "$or" in pattern:
+        return {**copy.deepcopy(rest), "$or": out}
+    return out[0] if len(out) == 1 else {"$or": out}
+
+
+def _without_findings(branch: Mapping[str, Any]) -> list[dict[str, Any]]:
+    branch = copy.deepcopy(dict(branch))
+    sources = branch.get("source")
+    if not isinstance(sources, list) or GUARDDUTY_SOURCE not in sources:
+        return [branch]
+    detail_types = branch.get("detail-type")
+    if isinstance(detail_types, list):  # the branch names its detail-types: drop the finding
+        kept = [d for d in detail_types if d != GUARDDUTY_FINDING]
+        return [{**branch, "detail-type": kept}] if kept else []
+    others = [s for s in sources if s != GUARDDUTY_SOURCE]
+    guardduty = {
+        **branch,
+        "source": [GUARDDUTY_SOURCE],
+        "detail-type": [{"anything-but": GUARDDUTY_FINDING}],
+    }
+    return ([{**branch, "source": others}] if others else []) + [guardduty]
 
 
 # Removal ---------------------------------------------------------------------------------------

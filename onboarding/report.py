@@ -46,6 +46,9 @@ class RegionResult:
     reason: str | None = None
     error: str | None = None
     retryable: bool = False
+    # The region's GuardDuty as read (onboarding.guardduty.DetectorView.as_dict) and which path
+    # its findings take (`findings_path`); None with GUARDDUTY=off or when it was not read.
+    guardduty: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": self.status, "changes": [str(c) for c in self.changes]}
@@ -55,6 +58,8 @@ class RegionResult:
             out["error"] = self.error
         if self.status == "failed":
             out["retryable"] = self.retryable
+        if self.guardduty is not None:
+            out["guardduty"] = dict(self.guardduty)
         return out
 
 
@@ -174,6 +179,9 @@ def render_table(report: Report, plan: bool = False) -> str:
                     detail = f"{verb}: " + "; ".join(str(c) for c in result.changes)
                 else:
                     detail = "up to date"
+                admin = (result.guardduty or {}).get("administrator")
+                if admin:  # watershed leaves this detector's plans and frequency alone
+                    detail += f" (GuardDuty managed by administrator {admin})"
                 lines.append(f"  {name.ljust(width)}  {result.status.ljust(7)}  {detail}")
         lines.append("")
     totals = {s: 0 for s in ("ok", "partial", "failed", "refused")}

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
@@ -64,6 +66,13 @@ REGION_NOT_ENABLED_YET = "RegionNotEnabledYet"
 FORWARDER_ROLE_NOT_AS_DECLARED = "ForwarderRoleNotAsDeclared"
 # How often a request with a deadline looks at the clock while its region threads run.
 WAIT_POLL_SECONDS = 0.2
+# The organization's GuardDuty delegated administrator per region is read from the management
+# account once and kept this long by a (warm) function, not once per account.
+ADMINISTRATORS_TTL_SECONDS = 300.0
+# Which path a region's GuardDuty findings of an account take to the Security bus.
+PATH_NATIVE = "native: the Security account is its GuardDuty administrator"
+PATH_FORWARDED = "forwarded by the member's rule"
+PATH_OWN_BUS = "own bus (the Security account)"
 
 
 @dataclass(frozen=True)
@@ -82,6 +91,8 @@ class Onboarder:
         self.settings = settings
         self.sessions = sessions or SessionFactory(settings)
         self.exclusions = Exclusions.from_settings(settings)
+        self._administrators: dict[str, tuple[float, str | None]] = {}
+        self._administrators_lock = threading.Lock()
 
     # Entry points -------------------------------------------------------------------------
 
@@ -215,11 +226,19 @@ class Onboarder:
             expect_enabled=request.reason == REGION_OPT_IN,
         )
 
+        administrators = self.guardduty_administrators(selection.configure, account_id)
+        views: dict[str, dict[str, Any]] = {}  # region -> GuardDuty as read (the steps fill it)
+        paths: dict[str, str] = {}  # region -> the path its GuardDuty findings take
         steps: list[tuple[str, str, Callable[[], list[Change]]]] = []
         for region in selection.configure:
-            steps.append((region, STEP_GUARDDUTY, self._guardduty(session, region, request)))
+            admin = administrators.get(region)
+            if self.settings.guardduty_mode != "off":
+                known = region in administrators
+                step = self._guardduty(session, region, request, admin, views, known)
+                steps.append((region, STEP_GUARDDUTY, step))
             if not is_security:
-                steps.append((region, STEP_FORWARDING, self._forwarding(session, region, request)))
+                step = self._forwarding(session, region, request, admin, paths)
+                steps.append((region, STEP_FORWARDING, step))
         outcomes = self._run(account_id, steps)
 
         results = [RegionResult(r, "skipped", reason=why) for r, why in selection.skipped.items()]
@@ -227,7 +246,12 @@ class Onboarder:
             RegionResult(r, "failed", reason=why, error=REGION_NOT_ENABLED_YET, retryable=True)
             for r, why in selection.pending.items()
         ]
-        results += [_region_result(r, outcomes.get(r, [])) for r in selection.configure]
+        for region in selection.configure:
+            result = _region_result(region, outcomes.get(region, []))
+            if self.settings.guardduty_mode != "off" and region in views:
+                path = PATH_OWN_BUS if is_security else paths.get(region, PATH_FORWARDED)
+                result = replace(result, guardduty={**views[region], "findings_path": path})
+            results.append(result)
         if after_repoint:
             # Narrow only once every hub region's target is known to be repointed; until then
             # the relay policy (which includes the home bus) keeps every region delivering.
@@ -248,6 +272,50 @@ class Onboarder:
                     return _account_failed(step_failed(err, account_id, None, "iam"))
                 account_changes += after_repoint
         return AccountReport.build(account_id, results, account_changes, request.dry_run)
+
+    def guardduty_administrators(
+        self, regions: Iterable[str], account_id: str = ""
+    ) -> dict[str, str | None]:
+        """The organization's GuardDuty delegated administrator in each region (None: none; a
+        region whose administrator could not be read is left out - logged; its findings are
+        then forwarded, which may duplicate but never loses them). Read from the management
+        account (ListOrganizationAdminAccounts, through the launcher) once per
+        ADMINISTRATORS_TTL_SECONDS; nothing with GUARDDUTY=off."""
+        if self.settings.guardduty_mode == "off":
+            return {}
+        now = time.monotonic()
+        out: dict[str, str | None] = {}
+        with self._administrators_lock:
+            missing = []
+            for region in regions:
+                cached = self._administrators.get(region)
+                if cached and now - cached[0] < ADMINISTRATORS_TTL_SECONDS:
+                    out[region] = cached[1]
+                else:
+                    missing.append(region)
+            if not missing:
+                return out
+            try:
+                management = self.sessions.management()
+            except (ClientError, BotoCoreError) as err:
+                logger.warning(
+                    "GuardDuty administrators not read",
+                    extra={"error": error_code(err), "account_id": account_id},
+                )
+                return out
+            for region in missing:
+                try:
+                    client = management.client("guardduty", region)
+                    admin = guardduty.delegated_administrator(client)
+                except (ClientError, BotoCoreError) as err:
+                    logger.warning(
+                        "GuardDuty administrator not read",
+                        extra={"region": region, "error": error_code(err)},
+                    )
+                    continue  # unknown, not cached: read again next time
+                self._administrators[region] = (now, admin)
+                out[region] = admin
+        return out
 
     def _forwarder_role(
         self, client: Any, account_id: str, dry_run: bool
@@ -276,21 +344,54 @@ class Onboarder:
         return drift, []
 
     def _guardduty(
-        self, session: AccountSession, region: str, request: OnboardingRequest
+        self,
+        session: AccountSession,
+        region: str,
+        request: OnboardingRequest,
+        delegated_admin: str | None,
+        views: dict[str, dict[str, Any]],
+        administrator_known: bool = True,
     ) -> Callable[[], list[Change]]:
         def step() -> list[Change]:
             client = session.client("guardduty", region)
-            return guardduty.ensure_detector(client, self.settings, request.dry_run)
+            outcome = guardduty.ensure_detector(
+                client,
+                self.settings,
+                request.dry_run,
+                request.account_id,
+                delegated_admin,
+                administrator_known,
+            )
+            views[region] = outcome.view.as_dict()
+            return outcome.changes
 
         return step
 
     def _forwarding(
-        self, session: AccountSession, region: str, request: OnboardingRequest
+        self,
+        session: AccountSession,
+        region: str,
+        request: OnboardingRequest,
+        delegated_admin: str | None = None,
+        paths: dict[str, str] | None = None,
     ) -> Callable[[], list[Change]]:
         def step() -> list[Change]:
+            settings, path = self.settings, PATH_FORWARDED
+            if delegated_admin and delegated_admin == settings.security_account_id:
+                # The Security account administers GuardDuty here: if it administers this
+                # member, GuardDuty already puts the member's findings on its bus.
+                member_admin = _member_administrator(session, region, request.account_id)
+                if member_admin == settings.security_account_id:
+                    pattern = forwarding.pattern_without_guardduty_findings(
+                        settings.forward_event_pattern
+                    )
+                    settings = replace(settings, forward_event_pattern=pattern)
+                    path = PATH_NATIVE
+            if paths is not None:
+                paths[region] = path
             client = session.client("events", region)
             return forwarding.ensure_forwarding(
-                client, self.settings, request.account_id, region, request.dry_run
+                client, settings, request.account_id, region, request.dry_run
             )
 
         return step
@@ -332,6 +433,19 @@ class Onboarder:
             # left to end on its own (its next call fails at once: the deadline has passed).
             pool.shutdown(wait=deadline is None, cancel_futures=True)
         return outcomes
+
+
+def _member_administrator(session: AccountSession, region: str, account_id: str) -> str | None:
+    """The member's GuardDuty administrator, for the forwarding decision. A read that fails
+    (e.g. GuardDuty denied by an SCP) must not fail forwarding: unknown means forward all."""
+    try:
+        return guardduty.read_administrator(session.client("guardduty", region))
+    except (ClientError, BotoCoreError) as err:
+        logger.warning(
+            "GuardDuty administrator of the member not read: forwarding every finding",
+            extra={"account_id": account_id, "region": region, "error": error_code(err)},
+        )
+        return None
 
 
 def _wait(futures: list[Future[StepOutcome]], deadline: Deadline | None) -> None:

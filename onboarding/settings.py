@@ -18,6 +18,7 @@ from typing import Any
 import boto3
 
 from onboarding.errors import ConfigError
+from onboarding.guardduty_model import NOT_SENT_AT_CREATION, detector_features
 from onboarding.patterns import PatternError, check_pattern
 
 # ASCII only and anchored with \A...\Z (never `$`, which also matches before a trailing newline;
@@ -36,6 +37,8 @@ DEFAULT_MEMBER_ROLE_NAMES = ("OrganizationAccountAccessRole", "AWSControlTowerEx
 DEFAULT_FORWARDER_ROLE_NAME = "watershed-forwarder"
 DEFAULT_FORWARD_RULE_NAME = "watershed-forward"
 MEMBER_DEAD_LETTER_QUEUE_NAME = "watershed-forward-dlq"  # one per hub region, Security account
+# FINDING_PUBLISHING_FREQUENCY unset: an existing detector keeps its frequency; a detector
+# watershed creates gets this one (GuardDuty's own default would be SIX_HOURS).
 DEFAULT_PUBLISHING_FREQUENCY = "FIFTEEN_MINUTES"
 DEFAULT_REGION_WORKERS = 20
 MAX_REGION_WORKERS = 64
@@ -71,19 +74,15 @@ DEFAULT_FORWARD_EVENT_PATTERN: dict[str, Any] = {
     ]
 }
 
-# The paid GuardDuty protection plans. CreateDetector without `Features` turns every one of
-# them on; watershed always sends an explicit list, and by default keeps them all off (the
-# foundational detector — CloudTrail, VPC flow logs, DNS logs — is always on and is what the
-# findings pipeline needs). Enable plans with GUARDDUTY_FEATURES, e.g. "S3_DATA_EVENTS".
-KNOWN_PAID_FEATURES = (
-    "S3_DATA_EVENTS",
-    "EKS_AUDIT_LOGS",
-    "EBS_MALWARE_PROTECTION",
-    "RDS_LOGIN_EVENTS",
-    "LAMBDA_NETWORK_LOGS",
-    "RUNTIME_MONITORING",
-)
+# GuardDuty protection plans are tri-state (GUARDDUTY_FEATURES): NAME=ENABLED, NAME=DISABLED, or
+# not named = left as the owner set it. The plans are those of the installed SDK's GuardDuty
+# model (onboarding.guardduty_model); at creation every one of them is sent, unnamed ones
+# DISABLED (CreateDetector without a plan turns it on).
 FEATURE_STATUSES = ("ENABLED", "DISABLED")
+# GUARDDUTY: manage (create or re-enable detectors, enforce what is named), observe (read and
+# report, never write GuardDuty), off (no GuardDuty call at all).
+GUARDDUTY_MODES = ("manage", "observe", "off")
+DEFAULT_GUARDDUTY_MODE = "manage"
 
 
 def _require(env: Mapping[str, str], name: str) -> str:
@@ -117,8 +116,10 @@ def parse_regions(name: str, value: str) -> tuple[str, ...]:
 
 
 def parse_features(name: str, value: str) -> tuple[tuple[str, str], ...]:
-    """`NAME[=ENABLED|DISABLED],...` merged over the default (every known paid plan DISABLED)."""
-    features = dict.fromkeys(KNOWN_PAID_FEATURES, "DISABLED")
+    """`NAME[=ENABLED|DISABLED],...`: only the named plans (a bare name means ENABLED).
+
+    Names must be `DetectorFeature` values of the installed SDK's GuardDuty model."""
+    features: dict[str, str] = {}
     for item in _csv(value):
         feature, _, status = item.partition("=")
         feature, status = feature.strip().upper(), (status.strip().upper() or "ENABLED")
@@ -128,6 +129,16 @@ def parse_features(name: str, value: str) -> tuple[tuple[str, str], ...]:
             raise ConfigError(name, f"{item!r}: status must be ENABLED or DISABLED")
         if feature == "EKS_RUNTIME_MONITORING":
             raise ConfigError(name, "use RUNTIME_MONITORING (EKS_RUNTIME_MONITORING is legacy)")
+        if feature in NOT_SENT_AT_CREATION:
+            why = NOT_SENT_AT_CREATION[feature]
+            raise ConfigError(name, f"{feature} is never configured: {why}")
+        known = detector_features()  # loaded only when a plan is named (cached)
+        if feature not in known:
+            raise ConfigError(
+                name, f"{feature!r} is not a GuardDuty plan this SDK knows ({', '.join(known)})"
+            )
+        if feature in features:
+            raise ConfigError(name, f"names {feature} twice")
         features[feature] = status
     return tuple(sorted(features.items()))
 
@@ -200,10 +211,11 @@ class Settings:
     forward_event_pattern: Mapping[str, Any] = field(
         default_factory=lambda: DEFAULT_FORWARD_EVENT_PATTERN
     )
-    finding_publishing_frequency: str = DEFAULT_PUBLISHING_FREQUENCY
-    guardduty_features: tuple[tuple[str, str], ...] = field(
-        default_factory=lambda: parse_features("GUARDDUTY_FEATURES", "")
-    )
+    # None: not enforced on existing detectors; DEFAULT_PUBLISHING_FREQUENCY at creation.
+    finding_publishing_frequency: str | None = None
+    # Only the named plans: (name, ENABLED|DISABLED); a plan not named is the owner's.
+    guardduty_features: tuple[tuple[str, str], ...] = ()
+    guardduty_mode: str = DEFAULT_GUARDDUTY_MODE  # manage | observe | off
     region_workers: int = DEFAULT_REGION_WORKERS
     # Where the function's own STS, IAM and Organizations calls go (Lambda's AWS_REGION).
     home_region: str = ""
@@ -275,17 +287,17 @@ class Settings:
             else DEFAULT_FORWARD_EVENT_PATTERN
         )
 
-        frequency = (
-            env.get("FINDING_PUBLISHING_FREQUENCY", "").strip().upper()
-            or DEFAULT_PUBLISHING_FREQUENCY
-        )
-        if frequency not in PUBLISHING_FREQUENCIES:
+        frequency = env.get("FINDING_PUBLISHING_FREQUENCY", "").strip().upper() or None
+        if frequency is not None and frequency not in PUBLISHING_FREQUENCIES:
             raise ConfigError(
                 "FINDING_PUBLISHING_FREQUENCY",
                 f"{frequency!r} is not one of {', '.join(PUBLISHING_FREQUENCIES)}",
             )
 
         features = parse_features("GUARDDUTY_FEATURES", env.get("GUARDDUTY_FEATURES", ""))
+        mode = env.get("GUARDDUTY", "").strip().lower() or DEFAULT_GUARDDUTY_MODE
+        if mode not in GUARDDUTY_MODES:
+            raise ConfigError("GUARDDUTY", f"{mode!r} is not one of {', '.join(GUARDDUTY_MODES)}")
 
         raw_workers = env.get("REGION_WORKERS", "").strip() or str(DEFAULT_REGION_WORKERS)
         try:
@@ -334,6 +346,7 @@ class Settings:
             forward_event_pattern=pattern,
             finding_publishing_frequency=frequency,
             guardduty_features=features,
+            guardduty_mode=mode,
             region_workers=workers,
             home_region=home or hub_regions[0],
             work_queue_url=queue,
@@ -396,5 +409,10 @@ class Settings:
 
     @property
     def features_list(self) -> list[dict[str, str]]:
-        """The GuardDuty `Features` parameter: every configured feature with its status."""
+        """UpdateDetector's `Features`: the named plans only (the others are left alone)."""
         return [{"Name": name, "Status": status} for name, status in self.guardduty_features]
+
+    @property
+    def creation_frequency(self) -> str:
+        """The publishing frequency a detector watershed creates gets."""
+        return self.finding_publishing_frequency or DEFAULT_PUBLISHING_FREQUENCY

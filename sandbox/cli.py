@@ -10,9 +10,11 @@ Exit codes: 0 every expected event reached the destination stream, byte-identica
 else did, every trigger became an onboarding and every queue the stacks created is empty; 1 an
 event was lost, damaged or forwarded when it should not have been, an account region was left
 unconfigured, a trigger was ignored, refused or dead-lettered, a queue (work queue, dead-letter
-or failure queue) holds messages, or the sandbox noticed a refusal or drop on the way (the last
-line says which); 2 bad arguments or the sandbox could not play the story (for instance a
-template that does not deploy).
+or failure queue) holds messages, the sandbox noticed a refusal or drop on the way, or the
+canary act did not end as designed - a region other than the one broken on purpose did not
+deliver, the broken one did, or it was not repaired (the last line says which); 2 bad
+arguments or the sandbox could not play the story (for instance a template that does not
+deploy).
 """
 
 from __future__ import annotations
@@ -186,6 +188,7 @@ def _render(printer: Printer, act: str, result: DemoResult) -> None:
         "opt-in": _render_opt_in,
         "events": _render_events,
         "queues": _render_queues,
+        "canary": _render_canary,
         "uninstall": _render_uninstall,
     }[act](printer, result, seconds)
 
@@ -417,6 +420,49 @@ def _render_queues(printer: Printer, result: DemoResult, seconds: float) -> None
         printer.line(f"  {FAIL} sandbox notice: {notice}")
 
 
+def _render_canary(printer: Printer, result: DemoResult, seconds: float) -> None:
+    act = result.canary
+    assert act is not None
+    printer.section("7. canary", f"{seconds:.1f} s; watershed canary, sample findings stood in")
+    printer.line(f"  {act.broken_region}: {act.how} on purpose, repaired afterwards")
+    org = result.organization
+    names = {a.account_id: a.name for a in org.accounts} if org else {}
+    regions = result.options.regions
+    if act.report is not None:
+        cells = {(r.account_id, r.region): r for r in act.report.results}
+        rows = [("canary", *regions)]
+        for account_id in dict.fromkeys(r.account_id for r in act.report.results):
+            row = []
+            for region in regions:
+                r = cells.get((account_id, region))
+                if r is None:
+                    row.append(f"{FAIL} no result")
+                elif r.status == "arrived":
+                    row.append(
+                        f"{OK if region != act.broken_region else FAIL} {r.latency_seconds:.2f} s"
+                    )
+                elif r.status == "missing":
+                    mark = OK if region == act.broken_region else FAIL
+                    row.append(f"{mark} NOT ARRIVED")
+                else:
+                    row.append(f"{FAIL} {r.status}: {r.reason[:40]}")
+            rows.append((f"{names.get(account_id, account_id)} {account_id}", *row))
+        printer.lines(table(rows))
+        missing = sorted({r.region for r in act.report.results if r.status == "missing"})
+        printer.line(
+            f"  {OK if act.ok else FAIL} not arrived within {act.report.timeout_seconds} s in: "
+            f"{', '.join(missing) or 'no region'} (expected: {act.broken_region}); "
+            f"{'repaired' if act.restored else 'NOT repaired'}"
+        )
+    for queue, count in sorted(act.dead_lettered.items()):
+        printer.line(
+            f"  {OK} {count} refused sample finding(s) of {act.broken_region} were dead-lettered "
+            f"on {queue}, as designed (taken off it again)"
+        )
+    for problem in act.problems:
+        printer.line(f"  {FAIL} {problem}")
+
+
 def _render_uninstall(printer: Printer, result: DemoResult, seconds: float) -> None:
     printer.section("7. uninstall", f"{seconds:.1f} s")
     invocations = [d for d in result.removal if d.mapping.kind == "sqs"]
@@ -494,6 +540,8 @@ def _verdict(printer: Printer, result: DemoResult, elapsed: float) -> int:
     if not result.queues:
         problems.append("no queue was read back")
     problems += [f"sandbox notice: {n}" for n in result.notices]
+    if result.canary is not None:
+        problems += result.canary.problems
     shown = problems[:6] + ([f"and {len(problems) - 6} more"] if len(problems) > 6 else [])
     printer.verdict(f"demo: {delivered} of {expected} events reached {where}; " + "; ".join(shown))
     return 1

@@ -19,7 +19,10 @@
    relay handler → destination stream in the home region, read back and matched byte for byte.
 6. Every SQS queue the stacks created (work queue and its DLQ, invoke-failure queue, events
    DLQs, relay failure queues, management.yaml's trigger DLQs) is read back: all must be empty.
-7. Optional (`--uninstall`): `{"remove": "ALL"}` invoked on the onboarding function, as
+7. The canary act (sandbox/canary_act.py, unless DemoOptions.canary is off): one hub region's
+   Security bus policy removed, `watershed canary` over every member and hub region, the
+   policy restored - that region reported as not arrived, every other with its latency.
+8. Optional (`--uninstall`): `{"remove": "ALL"}` invoked on the onboarding function, as
    docs/deploy.md's uninstall does → one removal per account on the work queue → the poller →
    every member read back with no watershed rule, target or role in any hub region (GuardDuty
    stays, by design); the queues are read back again and must be empty.
@@ -46,8 +49,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandbox import canary_act, stacks
 from sandbox import events as shapes
-from sandbox import stacks
+from sandbox.canary_act import CanaryAct
 from sandbox.embedded import EmbeddedAws, SandboxError
 from sandbox.journal import Journal
 from sandbox.lambda_runtime import FunctionSpec, LambdaRuntime
@@ -87,6 +91,7 @@ class DemoOptions:
     regions: tuple[str, ...] = REGION_ORDER[:3]
     members: int = 3
     control_tower_members: int = 1
+    canary: bool = True  # the canary act (sandbox/canary_act.py), after the queues
     project_dir: Path = Path(__file__).resolve().parent.parent
     delivery: str = "relay"  # template.yaml's DeliveryMode: relay | direct (issue 13)
     uninstall: bool = False  # the optional last act: remove watershed from every account
@@ -213,6 +218,7 @@ class DemoResult:
     unhandled: list[str] = field(default_factory=list)
     reconcile: list[Delivery] = field(default_factory=list)
     queues: list[QueueState] = field(default_factory=list)
+    canary: CanaryAct | None = None
     opt_in: OptIn | None = None  # None: us-east-1 is no hub region, nothing to route it
     # the uninstall act: per member and hub region what is left of watershed ("" = nothing)
     removal: list[Delivery] = field(default_factory=list)
@@ -263,6 +269,7 @@ class DemoResult:
             and bool(self.queues)
             and not self.loaded_queues
             and not self.notices
+            and (self.canary is None or self.canary.ok)
             and (self.opt_in is None or self.opt_in.ok)
             and not any(self.left_behind.values())
         )
@@ -301,6 +308,8 @@ class Story:
             ("events", self.raise_events),
             ("queues", self.read_queues),
         ]
+        if self.options.canary:
+            acts.append(("canary", self.run_canary))
         if self.options.uninstall:
             acts.append(("uninstall", self.uninstall))
         for name, act in acts:
@@ -308,7 +317,10 @@ class Story:
             act()
             self.result.acts.append(Act(name, time.perf_counter() - started))
             if name in ("queues", "uninstall"):  # everything the sandbox noticed on the way
-                self.result.notices = [f"{n.kind}: {n.message}" for n in self.journal.notices()]
+                expected = self.result.canary.expected_notices if self.result.canary else []
+                self.result.notices = [
+                    f"{n.kind}: {n.message}" for n in self.journal.notices() if n not in expected
+                ]
             self._on_act(name, self.result)
         return self.result
 
@@ -519,6 +531,10 @@ class Story:
                         contents,
                     )
                 )
+
+    def run_canary(self) -> None:
+        """The canary act, one region broken on purpose and repaired (sandbox/canary_act.py)."""
+        self.result.canary = canary_act.play(self)
 
     def raise_events(self) -> None:
         org = self._org()

@@ -203,6 +203,10 @@ def build_org(labels: list[str], regions=HUB_REGIONS) -> Org:
         management_account_id=org.management,
         hub_regions=regions,
         home_region="us-east-1",
+        # what is configured is what drifts: a frequency and one named plan (tri-state plans:
+        # one that is not named is the owner's and never drifts)
+        finding_publishing_frequency="FIFTEEN_MINUTES",
+        guardduty_features=(("EBS_MALWARE_PROTECTION", "DISABLED"),),
     )
     return org
 

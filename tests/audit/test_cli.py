@@ -85,12 +85,26 @@ def test_audit_writes_a_json_report_that_follows_the_schema(org, tmp_path, capsy
     )
     cell = suspended["regions"]["eu-west-1"]
     assert cell["findings"][0]["kind"] == "detector-suspended"
-    assert suspended["regions"]["us-east-1"] == {"state": "ok"}
+    assert suspended["regions"]["us-east-1"] == {
+        "state": "ok",
+        "guardduty": {
+            "mode": "manage",
+            "status": "ENABLED",
+            "plans_on": [],
+            "findings_path": "forwarded by the member's rule",
+        },
+    }
+    assert document["guardduty_administrators"] == {
+        "us-east-1": None,
+        "eu-west-1": None,
+        "ap-east-1": None,
+    }
     assert '<table id="matrix">' in (tmp_path / "audit.html").read_text()
 
     printed = capsys.readouterr().out
     assert f"{org.accounts['missing']}  us-east-1       missing  not onboarded" in printed
     assert "GuardDuty detector suspended" in printed
+    assert "GuardDuty findings: us-east-1 forwarded; eu-west-1 forwarded" in printed
     assert "cells: " in printed
 
 

@@ -43,10 +43,30 @@ class Org:
     other_member: str
 
 
+def merge_updated_features(monkeypatch) -> None:
+    """moto's UpdateDetector replaces the detector's whole feature list with the one sent; AWS
+    updates only the features named in the call ("the features that will be updated for the
+    detector", API reference, UpdateDetector) and leaves the others as they are. This stands in
+    for AWS, so a test can tell a plan watershed switched off from one moto dropped."""
+    from moto.guardduty.models import Detector
+
+    replace_all = Detector.update
+
+    def update(self, enable, finding_publishing_frequency, data_sources, features):
+        if features is not None:
+            merged = {f["name"]: f for f in self.features}
+            merged.update({f["name"]: f for f in features})
+            features = list(merged.values())
+        replace_all(self, enable, finding_publishing_frequency, data_sources, features)
+
+    monkeypatch.setattr(Detector, "update", update)
+
+
 @pytest.fixture
 def aws(monkeypatch):
     # Onboarding calls only ec2:DescribeRegions; skip moto's per-account AMI catalogue (~0.4 s).
     monkeypatch.setenv("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+    merge_updated_features(monkeypatch)
     with mock_aws():
         yield
 

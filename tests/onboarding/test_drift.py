@@ -1,6 +1,7 @@
 """Drift repair: whatever changed in the member is put back, and only that is written."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -30,22 +31,38 @@ def test_suspended_detector_is_re_enabled(onboarded, onboarder, reader, recorder
     assert recorder.writes == [("UpdateDetector", "eu-west-1")]
 
 
-def test_drifted_frequency_and_paid_feature_are_put_back(onboarded, onboarder, reader, recorder):
+def test_configured_frequency_and_named_plan_are_put_back(
+    onboarded, settings, make_onboarder, reader, recorder
+):
+    # Given a member whose frequency and EBS malware plan drifted from what is configured
+    configured = replace(
+        settings,
+        finding_publishing_frequency="FIFTEEN_MINUTES",
+        guardduty_features=(("EBS_MALWARE_PROTECTION", "DISABLED"),),
+    )
     gd = reader.client(onboarded, "guardduty", "us-east-1")
     detector_id = reader.detector(onboarded, "us-east-1")["DetectorId"]
     gd.update_detector(
         DetectorId=detector_id,
         FindingPublishingFrequency="SIX_HOURS",
-        Features=[{"Name": "EBS_MALWARE_PROTECTION", "Status": "ENABLED"}],
+        Features=[
+            {"Name": "EBS_MALWARE_PROTECTION", "Status": "ENABLED"},
+            {"Name": "S3_DATA_EVENTS", "Status": "ENABLED"},
+        ],
     )
 
-    onboarder.onboard(OnboardingRequest(onboarded))
+    # When it is reconciled with those settings
+    make_onboarder(configured).onboard(OnboardingRequest(onboarded))
 
+    # Then what is configured is put back, in one call naming only the plan that differs
     detector = reader.detector(onboarded, "us-east-1")
     assert detector["FindingPublishingFrequency"] == "FIFTEEN_MINUTES"
     features = {f["Name"]: f["Status"] for f in detector["Features"]}
     assert features["EBS_MALWARE_PROTECTION"] == "DISABLED"
+    assert features["S3_DATA_EVENTS"] == "ENABLED"  # not named: the owner's
     assert recorder.writes == [("UpdateDetector", "us-east-1")]
+    [(_, _, params)] = [c for c in recorder.calls if c[0] == "UpdateDetector"]
+    assert params["Features"] == [{"Name": "EBS_MALWARE_PROTECTION", "Status": "DISABLED"}]
 
 
 def test_changed_pattern_is_restored(onboarded, onboarder, reader, recorder, settings):
@@ -218,7 +235,7 @@ def test_a_role_pinned_by_account_only_gets_pinned_to_the_forward_rule(
     assert recorder.writes == [("UpdateAssumeRolePolicy", "aws-global")]
 
 
-def test_a_detector_managed_by_a_guardduty_administrator_is_only_re_enabled(
+def test_a_detector_suspended_by_its_guardduty_administrator_is_left_to_it(
     onboarded, onboarder, reader, recorder, faults
 ):
     # moto cannot build a GuardDuty administrator relationship: inject GetAdministratorAccount.
@@ -237,9 +254,14 @@ def test_a_detector_managed_by_a_guardduty_administrator_is_only_re_enabled(
     detector_id = reader.detector(onboarded, "eu-west-1")["DetectorId"]
     gd.update_detector(DetectorId=detector_id, Enable=False, FindingPublishingFrequency="ONE_HOUR")
 
-    onboarder.onboard(OnboardingRequest(onboarded))
+    report = onboarder.onboard(OnboardingRequest(onboarded))
 
+    # Suspending and re-enabling an organization member is the administrator's action
+    # (StopMonitoringMembers / StartMonitoringMembers): watershed reports it, writes nothing.
     detector = reader.detector(onboarded, "eu-west-1")
-    assert detector["Status"] == "ENABLED"
+    assert detector["Status"] == "DISABLED"
     assert detector["FindingPublishingFrequency"] == "ONE_HOUR"  # the administrator's choice
-    assert recorder.writes == [("UpdateDetector", "eu-west-1")]
+    assert recorder.writes == []
+    view = report.regions["eu-west-1"].guardduty
+    assert view["administrator"] == "222233334444"
+    assert any("suspended by administrator 222233334444" in n for n in view["notes"])

@@ -2,9 +2,17 @@
 
 import json
 
+import botocore.session
+
 from onboarding.events import OnboardingRequest
 from onboarding.iam import POLICY_NAME
-from onboarding.settings import KNOWN_PAID_FEATURES
+
+# Every plan of the installed SDK's GuardDuty model, read here independently of the code; at
+# creation each is sent DISABLED but EKS_RUNTIME_MONITORING (superseded by RUNTIME_MONITORING).
+MODEL_PLANS = (
+    botocore.session.get_session().get_service_model("guardduty").shape_for("DetectorFeature").enum
+)
+CREATED_PLANS = {name: "DISABLED" for name in MODEL_PLANS if name != "EKS_RUNTIME_MONITORING"}
 
 
 def _assert_member_configured(reader, settings, account_id, region):
@@ -12,9 +20,7 @@ def _assert_member_configured(reader, settings, account_id, region):
     assert detector is not None, f"no detector in {region}"
     assert detector["Status"] == "ENABLED"
     assert detector["FindingPublishingFrequency"] == "FIFTEEN_MINUTES"
-    assert {f["Name"]: f["Status"] for f in detector["Features"]} == dict.fromkeys(
-        KNOWN_PAID_FEATURES, "DISABLED"
-    )
+    assert {f["Name"]: f["Status"] for f in detector["Features"]} == CREATED_PLANS
     rule = reader.rule(account_id, region)
     assert rule["State"] == "ENABLED"
     assert json.loads(rule["EventPattern"]) == settings.forward_event_pattern

@@ -14,6 +14,10 @@ tests/templates/cfnmodel.py:
 - the queue paths, with a launcher: a backfill of "ALL" with EXCLUDED_OUS and EXCLUDE_TAG
   dispatched through the handler onto the WorkQueue, then one queued message (and a poison
   message, dead-lettered) processed through the handler as an SQS batch.
+- the canary (`watershed canary --all`, the scheduled canary), with a launcher and the scheduled
+  canary switched on: the organization listed, a sample finding raised in the management
+  account (through the launcher) and a member, the destination stream read by the onboarding
+  role.
 
 The matcher is deliberately small: Action/Resource strings with `*`/`?` wildcards and the
 condition operators the templates use. An operation it does not know fails the test, so a new
@@ -83,10 +87,10 @@ class CallsByRole:
 class AttributingFactory(SessionFactory):
     """Registers a recorder named after the role on every session it builds."""
 
-    def __init__(self, settings, recorded: CallsByRole):
+    def __init__(self, settings, recorded: CallsByRole, hooks=()):
         base = boto3.Session(region_name=settings.home_region)
         base.events.register("before-parameter-build", recorded.hook(OWN))
-        super().__init__(settings, base_session=base)
+        super().__init__(settings, base_session=base, hooks=hooks)
         self.recorded = recorded
 
     def _assume(self, parent, role_arn, session_name):
@@ -180,6 +184,7 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
     if key in (
         ("guardduty", "ListDetectors"),
         ("guardduty", "GetAdministratorAccount"),
+        ("guardduty", "ListOrganizationAdminAccounts"),
     ):
         return [Request(f"guardduty:{op}", "*")]  # no resource-level permissions
     if key == ("guardduty", "CreateDetector"):
@@ -206,6 +211,13 @@ def authorisations(call: Call, account: str, org_id: str, management: str) -> li
             )
             for service, name in slrs
         ]
+    if key == ("guardduty", "CreateSampleFindings"):
+        return [Request("guardduty:CreateSampleFindings", "*")]  # no resource-level permissions
+    if call.service == "kinesis" and op in ("ListShards", "GetShardIterator", "GetRecords"):
+        # The stream is the calling role's own (in `account`); as for SQS above, only the
+        # stream's name is taken from moto's ARN.
+        name = params["StreamARN"].rsplit("/", 1)[-1]
+        return [Request(f"kinesis:{op}", f"arn:{p}:kinesis:{r}:{account}:stream/{name}")]
     if key == ("guardduty", "DeleteDetector"):
         # Removal deletes only a detector it read as tagged managed-by=watershed (asserted by
         # tests/onboarding/test_remove.py), so that is the tag IAM sees on the resource.
@@ -405,7 +417,7 @@ def launcher_arn(org, reader) -> str:
     return role["Role"]["Arn"]
 
 
-def _launcher_deployments(org, settings, org_id: str, launcher_arn: str):
+def _launcher_deployments(org, settings, org_id: str, launcher_arn: str, **sam_extra: str):
     """management.yaml (us-east-1) and template.yaml (home region) as deployed with a launcher."""
     management = Deployment(
         load_template(MANAGEMENT_TEMPLATE),
@@ -428,6 +440,7 @@ def _launcher_deployments(org, settings, org_id: str, launcher_arn: str):
             "HomeRegion": settings.home_region,
             "HubRegions": ",".join(settings.hub_regions),
             "LauncherRoleArn": launcher_arn,
+            **sam_extra,
         },
     )
     return management, security
@@ -696,6 +709,79 @@ def test_the_queue_paths_are_allowed_backfill_with_exclusions_then_one_message(
     } <= {c.operation for c in made}
     launcher = identity_policies(management, "LauncherRole")
     assert _denied(made, launcher, org.management, org_id, org.management) == []
+
+
+def test_the_canary_is_allowed_list_raise_in_management_and_member_read_the_stream(
+    org, settings, reader, org_id, launcher_arn
+):
+    from datetime import UTC, datetime, timedelta
+
+    from botocore.awsrequest import AWSResponse
+
+    from onboarding.canary import Canary, CanarySettings, organization_accounts
+
+    # Given both templates deployed with a launcher and the scheduled canary on, GuardDuty in
+    # the management account and a member, and the destination stream (named as the template
+    # names it)
+    settings = replace(settings, launcher_role_arn=launcher_arn)
+    management, security = _launcher_deployments(
+        org, settings, org_id, launcher_arn, CanaryIntervalMinutes="60"
+    )
+    for account in (org.management, org.member):
+        reader.client(account, "guardduty", settings.home_region).create_detector(Enable=True)
+    kinesis = boto3.client("kinesis", region_name=settings.home_region)
+    kinesis.create_stream(StreamName="watershed", ShardCount=2)
+    stream = kinesis.describe_stream_summary(StreamName="watershed")["StreamDescriptionSummary"]
+
+    def sample_findings(**_):  # moto has no CreateSampleFindings: answer as GuardDuty does
+        return AWSResponse("https://stand-in.invalid", 200, {}, None), {
+            "ResponseMetadata": {"HTTPStatusCode": 200}
+        }
+
+    offset = []
+    recorded = CallsByRole()
+    factory = AttributingFactory(
+        settings, recorded, hooks=[("before-call.guardduty.CreateSampleFindings", sample_findings)]
+    )
+    canary = Canary(
+        replace(settings, hub_regions=(settings.home_region,)),
+        CanarySettings(stream["StreamARN"], timeout_seconds=10),
+        factory,
+        clock=lambda: datetime.now(UTC) + timedelta(seconds=10 * len(offset)),
+        sleep=lambda _: offset.append(1),
+    )
+
+    # When the canary lists the organization, then raises in the management account and a member
+    accounts = organization_accounts(canary)
+    assert {org.management, org.member} <= set(accounts)
+    report = canary.run([org.management, org.member])
+    assert {r.status for r in report.results} == {"missing"}  # raised; nothing delivers here
+
+    # Then the onboarding role assumed the launcher and read the destination stream, allowed
+    own = recorded.calls[OWN]
+    assert {(c.service, c.operation) for c in own} == {
+        ("sts", "AssumeRole"),
+        ("kinesis", "ListShards"),
+        ("kinesis", "GetShardIterator"),
+        ("kinesis", "GetRecords"),
+    }
+    onboarding_role = identity_policies(security, "OnboardingRole")
+    assert _denied(own, onboarding_role, org.security, org_id, org.management) == []
+    # and the launcher listed the organization, reached the member, raised in its own account
+    made = recorded.calls[launcher_arn]
+    assert {"ListAccounts", "AssumeRole", "DescribeRegions", "CreateSampleFindings"} <= {
+        c.operation for c in made
+    }
+    launcher = identity_policies(management, "LauncherRole")
+    assert _denied(made, launcher, org.management, org_id, org.management) == []
+    # and without the scheduled canary the onboarding role may not read the stream at all
+    _, without = _launcher_deployments(org, settings, org_id, launcher_arn)
+    assert (
+        _denied(
+            own, identity_policies(without, "OnboardingRole"), org.security, org_id, org.management
+        )
+        != []
+    )
 
 
 def _onboard_then_remove(org, settings, reader, recorded: CallsByRole) -> None:

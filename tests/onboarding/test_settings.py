@@ -3,7 +3,7 @@
 import pytest
 
 from onboarding.errors import ConfigError
-from onboarding.settings import KNOWN_PAID_FEATURES, Settings
+from onboarding.settings import Settings
 
 REQUIRED = {
     "SECURITY_ACCOUNT_ID": "222233334444",
@@ -23,11 +23,15 @@ def test_defaults_from_the_required_variables_only():
     )
     assert settings.forwarder_role_name == "watershed-forwarder"
     assert settings.forward_rule_name == "watershed-forward"
-    assert settings.finding_publishing_frequency == "FIFTEEN_MINUTES"
+    # not enforced on existing detectors; a detector watershed creates gets FIFTEEN_MINUTES
+    assert settings.finding_publishing_frequency is None
+    assert settings.creation_frequency == "FIFTEEN_MINUTES"
+    assert settings.guardduty_mode == "manage"
     assert settings.region_workers == 20
     assert settings.home_region == "us-east-1"
-    # Cost-aware default: every paid plan explicitly listed as DISABLED, never omitted.
-    assert dict(settings.guardduty_features) == dict.fromkeys(KNOWN_PAID_FEATURES, "DISABLED")
+    # Tri-state: nothing named, so no plan is enforced on an existing detector.
+    assert settings.guardduty_features == ()
+    assert settings.features_list == []
     assert settings.forward_event_pattern["$or"][0] == {"source": ["aws.guardduty"]}
     assert settings.security_bus_arn("eu-west-1") == (
         "arn:aws:events:eu-west-1:222233334444:event-bus/default"
@@ -44,7 +48,8 @@ def test_every_setting_can_be_overridden():
             "FORWARD_RULE_NAME": "sec-forward",
             "FORWARD_EVENT_PATTERN": '{"source": ["aws.guardduty"]}',
             "FINDING_PUBLISHING_FREQUENCY": "one_hour",
-            "GUARDDUTY_FEATURES": "S3_DATA_EVENTS, RDS_LOGIN_EVENTS=ENABLED",
+            "GUARDDUTY_FEATURES": "S3_DATA_EVENTS, RDS_LOGIN_EVENTS=ENABLED,ai_protection=disabled",
+            "GUARDDUTY": "Observe",
             "REGION_WORKERS": "4",
             "AWS_REGION": "eu-west-1",
         }
@@ -56,9 +61,12 @@ def test_every_setting_can_be_overridden():
     assert settings.forward_rule_name == "sec-forward"
     assert settings.forward_event_pattern == {"source": ["aws.guardduty"]}
     assert settings.finding_publishing_frequency == "ONE_HOUR"
-    features = dict(settings.guardduty_features)
-    assert features["S3_DATA_EVENTS"] == features["RDS_LOGIN_EVENTS"] == "ENABLED"
-    assert features["EBS_MALWARE_PROTECTION"] == "DISABLED"
+    assert dict(settings.guardduty_features) == {
+        "S3_DATA_EVENTS": "ENABLED",
+        "RDS_LOGIN_EVENTS": "ENABLED",
+        "AI_PROTECTION": "DISABLED",
+    }  # only what is named: EBS_MALWARE_PROTECTION & co. are left to the owner
+    assert settings.guardduty_mode == "observe"
     assert settings.region_workers == 4
     assert settings.home_region == "eu-west-1"
     assert settings.forwarder_role_arn("444455556666") == (
@@ -95,6 +103,9 @@ def test_a_missing_required_variable_is_named(missing):
         ("GUARDDUTY_FEATURES", "S3_DATA_EVENTS=ON", "ENABLED or DISABLED"),
         ("GUARDDUTY_FEATURES", "s3 data", "S3 DATA"),
         ("GUARDDUTY_FEATURES", "EKS_RUNTIME_MONITORING", "RUNTIME_MONITORING"),
+        ("GUARDDUTY_FEATURES", "S3_DATA_EVENT", "not a GuardDuty plan this SDK knows"),
+        ("GUARDDUTY_FEATURES", "S3_DATA_EVENTS,S3_DATA_EVENTS=DISABLED", "twice"),
+        ("GUARDDUTY", "disabled", "manage, observe, off"),
         ("REGION_WORKERS", "many", "many"),
         ("REGION_WORKERS", "0", "between 1 and 64"),
         ("AWS_REGION", "Ireland", "Ireland"),

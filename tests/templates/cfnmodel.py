@@ -253,6 +253,15 @@ def sam_deployments(template: dict[str, Any]) -> dict[str, Deployment]:
             {"ExistingDestinationStreamArn": existing, "ExistingDestinationStreamKeyArn": key},
         ),
         "home-alarm-email": (HOME_REGION, {"AlarmEmail": "soc@example.com"}),
+        "home-canary": (HOME_REGION, {"CanaryIntervalMinutes": "60"}),
+        "home-canary-existing-stream": (
+            HOME_REGION,
+            {
+                "CanaryIntervalMinutes": "60",
+                "ExistingDestinationStreamArn": existing,
+                "ExistingDestinationStreamKeyArn": key,
+            },
+        ),
         "relay-alarm-topic": (
             RELAY_REGION,
             {"AlarmTopicArn": "arn:aws:sns:us-east-1:222222222222:soc"},

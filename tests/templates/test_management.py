@@ -179,6 +179,7 @@ def test_launcher_assumes_only_the_member_role_names_inside_the_organization(
         "organizations:ListAccountsForParent",
         "organizations:ListOrganizationalUnitsForParent",
         "organizations:ListTagsForResource",
+        "guardduty:ListOrganizationAdminAccounts",  # the GuardDuty administrator of each region
     }
 
 

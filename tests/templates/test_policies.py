@@ -20,7 +20,11 @@ WILDCARD_ALLOWED = {
     "guardduty:ListDetectors": "no resource-level permissions; the account's own detector",
     "guardduty:CreateDetector": "no resource-level permissions; the account's own detector",
     "guardduty:GetAdministratorAccount": "no resource-level permissions; its own detector",
+    "guardduty:ListOrganizationAdminAccounts": (
+        "no resource-level permissions; the GuardDuty delegated administrator of each region"
+    ),
     "organizations:ListAccounts": "no resource-level permissions; the backfill reads pages",
+    "guardduty:CreateSampleFindings": "no resource-level permissions; the canary, own detector",
 }
 
 # parliament findings that are the point of a statement, not a flaw in it.

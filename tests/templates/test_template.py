@@ -59,6 +59,7 @@ ONBOARDING_VARIABLES = {
     "FORWARD_EVENT_PATTERN",
     "FINDING_PUBLISHING_FREQUENCY",
     "GUARDDUTY_FEATURES",
+    "GUARDDUTY",
     "REGION_WORKERS",
     "WORK_QUEUE_URL",
     "DEAD_LETTER_QUEUE_URL",
@@ -212,6 +213,8 @@ def test_optional_values_are_left_out_rather_than_set_empty(sam_template):
     environment = _environment(home, "OnboardingFunction")
     assert "LAUNCHER_ROLE_ARN" not in environment
     assert "GUARDDUTY_FEATURES" not in environment
+    assert "FINDING_PUBLISHING_FREQUENCY" not in environment  # not enforced on existing detectors
+    assert environment["GUARDDUTY"] == "manage"
 
 
 @pytest.mark.parametrize(
