@@ -32,6 +32,7 @@ from cfnmodel import (
     MANAGEMENT_ACCOUNT,
     MANAGEMENT_PARAMETERS,
     MANAGEMENT_TEMPLATE,
+    RELAY_REGION,
     SAM_PARAMETERS,
     SAM_TEMPLATE,
     SECURITY_ACCOUNT,
@@ -107,23 +108,42 @@ def test_forged_cloudtrail_events_match_no_shipped_pattern_real_ones_do(name):
     assert matcher.matches_event(_event("aws.trustedadvisor", "Trusted Advisor Check Item"))
 
 
-def _trigger_rule_patterns() -> dict[str, dict]:
+def _every_rule_pattern() -> dict[str, dict]:
+    """Every EventBridge rule pattern both templates create, in every deployment they have (the
+    Security home and a relay region, in relay and direct mode; the management account's two
+    regions), so a rule added later is checked without being listed here."""
     sam = load_template(SAM_TEMPLATE)
-    home = Deployment(sam, HOME_REGION, SECURITY_ACCOUNT, SAM_PARAMETERS)
     management = load_template(MANAGEMENT_TEMPLATE)
-    both = Deployment(management, HOME_REGION, MANAGEMENT_ACCOUNT, MANAGEMENT_PARAMETERS)
-    east = Deployment(management, "us-east-1", MANAGEMENT_ACCOUNT, MANAGEMENT_PARAMETERS)
-    found = {"template.yaml TriggerRule": home.resolve(sam["Resources"]["TriggerRule"])}
-    found["management.yaml OrganizationsTriggerRule"] = east.resolve(
-        management["Resources"]["OrganizationsTriggerRule"]
-    )
-    found["management.yaml ControlTowerTriggerRule"] = both.resolve(
-        management["Resources"]["ControlTowerTriggerRule"]
-    )
-    return {name: rule["Properties"]["EventPattern"] for name, rule in found.items()}
+    direct = {**SAM_PARAMETERS, "DeliveryMode": "direct"}
+    deployments = {
+        "template.yaml home": Deployment(sam, HOME_REGION, SECURITY_ACCOUNT, SAM_PARAMETERS),
+        "template.yaml relay": Deployment(sam, RELAY_REGION, SECURITY_ACCOUNT, SAM_PARAMETERS),
+        "template.yaml direct home": Deployment(sam, HOME_REGION, SECURITY_ACCOUNT, direct),
+        "template.yaml direct spoke": Deployment(sam, RELAY_REGION, SECURITY_ACCOUNT, direct),
+        "management.yaml us-east-1": Deployment(
+            management, "us-east-1", MANAGEMENT_ACCOUNT, MANAGEMENT_PARAMETERS
+        ),
+        "management.yaml CT home": Deployment(
+            management, HOME_REGION, MANAGEMENT_ACCOUNT, MANAGEMENT_PARAMETERS
+        ),
+    }
+    found = {}
+    for where, deployment in deployments.items():
+        for logical_id, resource in deployment.resources().items():
+            if resource["Type"] == "AWS::Events::Rule":
+                properties = deployment.resolve(resource["Properties"])
+                if "EventPattern" in properties:
+                    found[f"{where} {logical_id}"] = properties["EventPattern"]
+    return found
 
 
-EVERY_SHIPPED = {**SHIPPED, **_trigger_rule_patterns()}
+EVERY_SHIPPED = {**SHIPPED, **_every_rule_pattern()}
+
+
+def test_every_rule_the_templates_create_is_checked():
+    rules = {name.rsplit(" ", 1)[-1] for name in EVERY_SHIPPED}
+    assert {"CollectRule", "TriggerRule", "LifecycleRule", "OrganizationsTriggerRule"} <= rules
+    assert "ControlTowerTriggerRule" in rules
 
 
 @pytest.mark.parametrize("name", EVERY_SHIPPED)
