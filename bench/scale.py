@@ -57,7 +57,12 @@ from onboarding.sessions import SessionFactory
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_ACCOUNTS = 10_000
 QUEUE_CONCURRENCY = 10  # template.yaml OnboardingMaxConcurrency default
-HANDLERS = ("onboarding.handler", "relay.handler")
+# Every Handler in template.yaml (read from it, so a new function is measured too).
+HANDLERS = tuple(
+    line.split("Handler:")[1].strip().rsplit(".", 1)[0]
+    for line in (ROOT / "template.yaml").read_text().splitlines()
+    if line.strip().startswith("Handler:")
+)
 
 
 def one(scenario: str, accounts: int, regions: int, latency: float, limits: bool) -> dict:
