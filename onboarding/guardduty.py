@@ -296,6 +296,18 @@ def delegated_administrator(management_guardduty: Any) -> str | None:
 # Removal (only with `watershed remove --guardduty`) ----------------------------------------------
 
 
+MANAGEMENT_DETECTOR_RETAINED = (
+    "in the management account: left to its owner (watershed holds no guardduty:DeleteDetector "
+    "there: with the TagResource it needs at creation it could otherwise tag the owner's "
+    "detector and then delete it)"
+)
+
+
+def retain_management_detector() -> list[Change]:
+    """`remove --guardduty` in the management account: no call, the detector stays."""
+    return [Change("detector", "retain", MANAGEMENT_DETECTOR_RETAINED)]
+
+
 def plan_remove_detector(detectors: Mapping[str, Mapping[str, str]]) -> list[Change]:
     """`detectors`: detector id → its tags. Only a detector tagged at its creation by watershed
     is deleted; one that existed before (the owner's, GuardDuty auto-enable's) stays running."""
