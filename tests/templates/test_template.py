@@ -68,6 +68,7 @@ ONBOARDING_VARIABLES = {
     "EXCLUDED_OUS",
     "EXCLUDE_TAG",
     "DELIVERY_MODE",
+    "HOME_REGION",
     "RETAIN_ON_EXCLUSION",
 }
 RELAY_VARIABLES = {
@@ -198,6 +199,8 @@ def test_functions_receive_only_contract_variables(home, relay_region):
     assert onboarding["LAUNCHER_ROLE_ARN"] == SAM_PARAMETERS["LauncherRoleArn"]
     assert onboarding["FORWARDER_ROLE_NAME"] == "watershed-forwarder"
     assert onboarding["FORWARD_RULE_NAME"] == "watershed-forward"
+    # named outright, so direct mode never takes the home region from an operator's shell
+    assert onboarding["HOME_REGION"] == home.region
     assert relay["OVERSIZE_BUCKET"] == relay_region.ref("OversizeBucket")
     # the size limits default to a standard destination stream's, as the relay's own defaults
     assert int(relay["RELAY_MAX_RECORD_BYTES"]) == relay_settings.DEFAULT_MAX_RECORD_BYTES
