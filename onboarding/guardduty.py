@@ -91,11 +91,11 @@ def read_detector(guardduty: Any) -> DetectorState | None:
         status=detector.get("Status", "DISABLED"),
         finding_publishing_frequency=detector.get("FindingPublishingFrequency", ""),
         features={f["Name"]: f.get("Status", "") for f in detector.get("Features", [])},
-        administrator=_administrator_of(guardduty, detector_id),
+        administrator=administrator_of(guardduty, detector_id),
     )
 
 
-def _administrator_of(guardduty: Any, detector_id: str) -> str | None:
+def administrator_of(guardduty: Any, detector_id: str) -> str | None:
     admin = guardduty.get_administrator_account(DetectorId=detector_id).get("Administrator") or {}
     # AWS answers RelationshipStatus "Enabled"; moto "ENABLED".
     enabled = str(admin.get("RelationshipStatus", "")).lower() == "enabled"
@@ -107,7 +107,7 @@ def read_administrator(guardduty: Any) -> str | None:
     detector). Two reads; used to decide whether the member's findings reach the Security
     account natively."""
     ids = guardduty.list_detectors().get("DetectorIds", [])
-    return _administrator_of(guardduty, sorted(ids)[0]) if ids else None
+    return administrator_of(guardduty, sorted(ids)[0]) if ids else None
 
 
 def managed_by(
