@@ -49,6 +49,7 @@ from onboarding.backfill import select_accounts
 from onboarding.canary_stream import StreamWatch
 from onboarding.errors import ConfigError, InvalidRequest, StepFailed, error_code
 from onboarding.exclusions import Exclusions
+from onboarding.guardduty import administrator_of
 from onboarding.regions import region_statuses, select_regions
 from onboarding.sessions import SessionFactory
 from onboarding.settings import ACCOUNT_ID, REGION_NAME, Settings
@@ -329,6 +330,11 @@ class _AccountOutcome:
     done: list[CanaryResult] = field(default_factory=list)
 
 
+GUARDDUTY_OFF_REASON = (
+    "GUARDDUTY=off: GuardDuty belongs to another team here, watershed makes no GuardDuty call"
+)
+
+
 def _skip_reason(guardduty: Any) -> tuple[str | None, str | None]:
     """(detector id, None) when a sample finding may be raised here, else (None, reason)."""
     ids = guardduty.list_detectors().get("DetectorIds", [])
@@ -338,10 +344,10 @@ def _skip_reason(guardduty: Any) -> tuple[str | None, str | None]:
     status = guardduty.get_detector(DetectorId=detector_id).get("Status", "DISABLED")
     if status != "ENABLED":
         return None, f"GuardDuty detector {detector_id} is {status} (suspended)"
-    admin = guardduty.get_administrator_account(DetectorId=detector_id).get("Administrator") or {}
-    if admin.get("RelationshipStatus") == "Enabled" and admin.get("AccountId"):
+    administrator = administrator_of(guardduty, detector_id)  # "Enabled" (AWS) or "ENABLED" (moto)
+    if administrator:
         return None, (
-            f"GuardDuty managed by administrator account {admin['AccountId']}: "
+            f"GuardDuty managed by administrator account {administrator}: "
             "the canary does not raise findings in a detector another account manages"
         )
     return detector_id, None
@@ -443,6 +449,11 @@ class Canary:
 
     def _raise(self, account_id: str, regions: Sequence[str]) -> _AccountOutcome:
         outcome = _AccountOutcome()
+        if self.settings.guardduty_mode == "off":  # GuardDuty is another team's: not one call
+            outcome.done += [
+                CanaryResult(account_id, r, "skipped", GUARDDUTY_OFF_REASON) for r in regions
+            ]
+            return outcome
         try:
             session = self.factory.for_account(account_id)
             ec2 = session.client("ec2", self.settings.home_region)

@@ -91,11 +91,11 @@ def read_detector(guardduty: Any) -> DetectorState | None:
         status=detector.get("Status", "DISABLED"),
         finding_publishing_frequency=detector.get("FindingPublishingFrequency", ""),
         features={f["Name"]: f.get("Status", "") for f in detector.get("Features", [])},
-        administrator=_administrator_of(guardduty, detector_id),
+        administrator=administrator_of(guardduty, detector_id),
     )
 
 
-def _administrator_of(guardduty: Any, detector_id: str) -> str | None:
+def administrator_of(guardduty: Any, detector_id: str) -> str | None:
     admin = guardduty.get_administrator_account(DetectorId=detector_id).get("Administrator") or {}
     # AWS answers RelationshipStatus "Enabled"; moto "ENABLED".
     enabled = str(admin.get("RelationshipStatus", "")).lower() == "enabled"
@@ -107,7 +107,7 @@ def read_administrator(guardduty: Any) -> str | None:
     detector). Two reads; used to decide whether the member's findings reach the Security
     account natively."""
     ids = guardduty.list_detectors().get("DetectorIds", [])
-    return _administrator_of(guardduty, sorted(ids)[0]) if ids else None
+    return administrator_of(guardduty, sorted(ids)[0]) if ids else None
 
 
 def managed_by(
@@ -294,6 +294,18 @@ def delegated_administrator(management_guardduty: Any) -> str | None:
 
 
 # Removal (only with `watershed remove --guardduty`) ----------------------------------------------
+
+
+MANAGEMENT_DETECTOR_RETAINED = (
+    "in the management account: left to its owner (watershed holds no guardduty:DeleteDetector "
+    "there: with the TagResource it needs at creation it could otherwise tag the owner's "
+    "detector and then delete it)"
+)
+
+
+def retain_management_detector() -> list[Change]:
+    """`remove --guardduty` in the management account: no call, the detector stays."""
+    return [Change("detector", "retain", MANAGEMENT_DETECTOR_RETAINED)]
 
 
 def plan_remove_detector(detectors: Mapping[str, Mapping[str, str]]) -> list[Change]:

@@ -10,11 +10,15 @@ would refuse or what would open the Security stream to forged events:
   array of non-empty objects.
 - the fence: `PutEvents` refuses any `source` starting with `aws.`, so only AWS services can
   send such events. Every branch of the pattern (each alternative after expanding the
-  top-level `$or`s) that could match a CloudTrail-shaped event - its `detail-type` is absent
-  or not limited to exact strings that are not a `... via CloudTrail` type - must require
-  `source` to start with `aws.` (exact `aws.*` strings or `{"prefix": "aws."}`). Otherwise
-  any principal allowed on the Security bus (the whole organization) could forge
-  `"AWS API Call via CloudTrail"` events with a made-up `userIdentity` into the SIEM stream.
+  top-level `$or`s) must require `source` to start with `aws.` (exact `aws.*` strings or
+  `{"prefix": "aws."}`). Otherwise any principal allowed on the Security bus (the whole
+  organization) could forge events that the branch matches into the SIEM stream: a
+  `"AWS API Call via CloudTrail"` with a made-up `userIdentity`, but just as well a
+  `"GuardDuty Finding"` or a custom application event the SIEM would trust as collected by
+  watershed. watershed carries AWS services' security events only; custom events belong on a
+  path of their own. A branch that cannot match CloudTrail-shaped events (its `detail-type`
+  limited to exact values that are not `... via CloudTrail`) is refused all the same: a forged
+  `GuardDuty Finding` is as harmful as a forged API call.
 
 A pattern that fails is refused rather than fenced silently: adding a `source` condition to a
 configured pattern would change what the operator asked for behind their back (and might turn
@@ -51,14 +55,18 @@ def check_pattern(pattern: Any) -> None:
         raise PatternError("", "the top level must be a non-empty JSON object")
     _check_object(pattern, "")
     for path, fields in branches(pattern):
-        if could_match_cloudtrail(fields) and not is_fenced(fields):
+        if not is_fenced(fields):
+            kind = (
+                "CloudTrail-shaped events (detail-type 'AWS API Call via CloudTrail', ...)"
+                if could_match_cloudtrail(fields)
+                else "events of its detail-type"
+            )
             raise PatternError(
                 path,
-                "this branch can match CloudTrail-shaped events (detail-type "
-                "'AWS API Call via CloudTrail', ...) but does not require the source to start "
-                'with "aws.": add "source": [{"prefix": "aws."}] to it, or limit its '
-                "detail-type to exact values that are not CloudTrail's (anyone in the "
-                "organization may put events with any other source on the Security bus)",
+                f'this branch does not require the source to start with "aws.", so anyone '
+                f"in the organization may put {kind} on the Security bus and forge them into "
+                'the SIEM stream: add "source": [{"prefix": "aws."}] to it (only AWS services '
+                "can send events whose source starts with aws.)",
             )
 
 

@@ -28,6 +28,7 @@ from onboarding.events import ONBOARD, REMOVE, OnboardingRequest
 from onboarding.report import AccountReport, Change, RegionResult
 from onboarding.service import Onboarder, _account_failed, _region_result
 from onboarding.sessions import AccountSession
+from onboarding.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def remove(
         if forwards:
             steps.append((region, STEP_FORWARDING, _forwarding(onboarder, inside, request, region)))
         if request.guardduty:
-            steps.append((region, STEP_GUARDDUTY, _detector(inside, request, region)))
+            steps.append((region, STEP_GUARDDUTY, _detector(settings, inside, request, region)))
     outcomes = onboarder._run(account_id, steps)
     results = [RegionResult(r, "skipped", reason=why) for r, why in selection.skipped.items()]
     results += [_region_result(r, outcomes.get(r, [])) for r in selection.configure]
@@ -206,9 +207,11 @@ def _forwarding(
 
 
 def _detector(
-    session: AccountSession, request: OnboardingRequest, region: str
+    settings: Settings, session: AccountSession, request: OnboardingRequest, region: str
 ) -> Callable[[], list[Change]]:
     def step() -> list[Change]:
+        if request.account_id == settings.management_account_id:
+            return guardduty.retain_management_detector()
         return guardduty.remove_detector(session.client("guardduty", region), request.dry_run)
 
     return step

@@ -260,7 +260,7 @@ class Settings:
             raise ConfigError(
                 "DELIVERY_MODE",
                 f"direct delivers to the home region's bus, but the home region "
-                f"{self.home_region} (AWS_REGION) is not one of HUB_REGIONS",
+                f"{self.home_region} (HOME_REGION) is not one of HUB_REGIONS",
             )
 
     @classmethod
@@ -322,7 +322,23 @@ class Settings:
         if not 1 <= workers <= MAX_REGION_WORKERS:
             raise ConfigError("REGION_WORKERS", f"{workers} is not between 1 and 64")
 
-        home = (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "").strip()
+        # HOME_REGION names the home region outright (the template sets it); without it, the
+        # region this process runs in. Direct mode requires it: every member target is
+        # pointed at the home region's bus, and a CLI run with AWS_REGION set to another hub
+        # region must not repoint the whole organization at a bus whose events go nowhere.
+        declared_home = env.get("HOME_REGION", "").strip()
+        if declared_home and not REGION_NAME.fullmatch(declared_home):
+            raise ConfigError("HOME_REGION", f"{declared_home!r} is not a region name")
+        delivery_mode = env.get("DELIVERY_MODE", "").strip().lower() or DEFAULT_DELIVERY_MODE
+        if delivery_mode == "direct" and not declared_home:
+            raise ConfigError(
+                "HOME_REGION",
+                "is required with DELIVERY_MODE=direct: the region of the stack that holds the "
+                "destination stream, where every member target will point (AWS_REGION is only "
+                "where this process runs)",
+            )
+        home = declared_home or (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "")
+        home = home.strip()
         if home and not REGION_NAME.fullmatch(home):
             raise ConfigError("AWS_REGION", f"{home!r} is not a region name")
 
@@ -370,7 +386,7 @@ class Settings:
             excluded_accounts=frozenset(excluded_accounts),
             excluded_ous=frozenset(excluded_ous),
             exclude_tag=parse_tag("EXCLUDE_TAG", env.get("EXCLUDE_TAG", "")),
-            delivery_mode=env.get("DELIVERY_MODE", "").strip().lower() or DEFAULT_DELIVERY_MODE,
+            delivery_mode=delivery_mode,
             retain_on_exclusion=parse_bool(
                 "RETAIN_ON_EXCLUSION", env.get("RETAIN_ON_EXCLUSION", "")
             ),

@@ -162,7 +162,7 @@ def _serve(printer: Printer, aws: EmbeddedAws, result: DemoResult) -> None:
     printer.verdict(
         f"  export AWS_ENDPOINT_URL={aws.endpoint_url} AWS_ACCESS_KEY_ID=testing "
         f"AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION={home}"
-        + (" DELIVERY_MODE=direct" if result.options.direct else "")
+        + (f" DELIVERY_MODE=direct HOME_REGION={home}" if result.options.direct else "")
     )
     printer.verdict(
         "  aws organizations list-accounts   # these credentials are the management account's"

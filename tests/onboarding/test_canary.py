@@ -17,6 +17,7 @@ import json
 import threading
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -290,6 +291,50 @@ def test_guardduty_off_suspended_or_managed_elsewhere_is_skipped_with_which(
     assert "administrator account 999999999999" in cells[(org.member, "us-east-1")].reason
     assert {r.status for r in cells.values()} == {"skipped"}
     assert pipeline.calls == []  # nothing raised anywhere
+
+
+def test_an_administrator_relationship_in_either_spelling_is_managed_elsewhere(
+    org, reader, settings, security, stream_arn, kinesis
+):
+    # AWS answers RelationshipStatus "Enabled", moto "ENABLED" (injected: moto cannot relate
+    # a member to an administrator): both mean another account manages the detector.
+    enable_guardduty(reader, org.member, settings.hub_regions)
+
+    def administrator(model, context, **_):
+        if model.name == "GetAdministratorAccount":
+            spelling = "ENABLED" if context["client_region"] == "us-east-1" else "Enabled"
+            admin = {"AccountId": "999999999999", "RelationshipStatus": spelling}
+            body = {"Administrator": admin, "ResponseMetadata": {"HTTPStatusCode": 200}}
+            return AWSResponse("https://injected.invalid", 200, {}, None), body
+        return None
+
+    pipeline = Pipeline(kinesis, stream_arn)
+    canary = make_canary(settings, security, pipeline, Clock(), ("before-call", administrator))
+    cells = by_cell(canary.run([org.member]))
+    assert {r.status for r in cells.values()} == {"skipped"}
+    assert all("administrator account 999999999999" in r.reason for r in cells.values())
+    assert pipeline.calls == []
+
+
+def test_guardduty_off_makes_the_canary_skip_without_any_guardduty_call(
+    org, reader, settings, security, stream_arn, kinesis
+):
+    # GUARDDUTY=off: the organization's GuardDuty belongs to another team; the canary must not
+    # raise (or even look for) findings in their detectors.
+    enable_guardduty(reader, org.member, settings.hub_regions)
+    guardduty_calls: list[str] = []
+
+    def record(model, **_):
+        guardduty_calls.append(model.name)
+
+    pipeline = Pipeline(kinesis, stream_arn)
+    off = replace(settings, guardduty_mode="off")
+    canary = make_canary(off, security, pipeline, Clock(), ("before-call.guardduty", record))
+    report = canary.run([org.member])
+    assert {r.status for r in report.results} == {"skipped"}
+    assert {r.region for r in report.results} == set(settings.hub_regions)
+    assert all("GUARDDUTY=off" in r.reason for r in report.results)
+    assert guardduty_calls == [] and pipeline.calls == []
 
 
 def test_an_account_that_cannot_be_reached_fails_every_region(

@@ -41,7 +41,9 @@ def test_relay_is_the_default_and_targets_the_same_region():
 
 
 def test_direct_targets_the_home_region_bus_from_every_region():
-    settings = Settings.from_env({**REQUIRED, "DELIVERY_MODE": " Direct "})
+    settings = Settings.from_env(
+        {**REQUIRED, "DELIVERY_MODE": " Direct ", "HOME_REGION": "eu-west-1"}
+    )
     assert settings.delivery_mode == "direct" and settings.direct
     for region in settings.hub_regions:
         assert settings.target_bus_arn(region) == _bus("222233334444", "eu-west-1")
@@ -60,12 +62,35 @@ def test_direct_with_a_home_region_outside_the_hub_is_refused():
     # The CLI run with AWS_REGION elsewhere would otherwise point every member at a bus no
     # stack of ours collects from.
     with pytest.raises(ConfigError, match=r"^DELIVERY_MODE: .*sa-east-1.* not one of HUB_REGIONS"):
-        Settings.from_env({**REQUIRED, "DELIVERY_MODE": "direct", "AWS_REGION": "sa-east-1"})
+        Settings.from_env({**REQUIRED, "DELIVERY_MODE": "direct", "HOME_REGION": "sa-east-1"})
     assert Settings.from_env({**REQUIRED, "AWS_REGION": "sa-east-1"}).delivery_mode == "relay"
 
 
+def test_direct_needs_the_home_region_named_not_guessed_from_aws_region():
+    # An operator's shell in another hub region (AWS_REGION=us-east-1) must not repoint every
+    # member at us-east-1's bus: direct mode refuses to start without HOME_REGION ...
+    with pytest.raises(ConfigError, match=r"^HOME_REGION: is required with DELIVERY_MODE=direct"):
+        Settings.from_env({**REQUIRED, "DELIVERY_MODE": "direct", "AWS_REGION": "us-east-1"})
+    # ... and with it, HOME_REGION decides, wherever the process runs.
+    settings = Settings.from_env(
+        {
+            **REQUIRED,
+            "DELIVERY_MODE": "direct",
+            "HOME_REGION": "eu-west-1",
+            "AWS_REGION": "us-east-1",
+        }
+    )
+    assert settings.home_region == "eu-west-1"
+    assert settings.target_bus_arn("us-east-1") == _bus("222233334444", "eu-west-1")
+    arabic_indic_one = "\u0661"
+    with pytest.raises(ConfigError, match=r"^HOME_REGION: .* is not a region name"):
+        Settings.from_env({**REQUIRED, "HOME_REGION": f"eu-west-{arabic_indic_one}"})
+
+
 def test_the_direct_forwarder_policy_names_the_home_bus_only():
-    settings = Settings.from_env({**REQUIRED, "DELIVERY_MODE": "direct"})
+    settings = Settings.from_env(
+        {**REQUIRED, "DELIVERY_MODE": "direct", "HOME_REGION": "eu-west-1"}
+    )
     (statement,) = permissions_policy(settings)["Statement"]
     assert statement["Action"] == "events:PutEvents"
     assert statement["Resource"] == [_bus("222233334444", "eu-west-1")]

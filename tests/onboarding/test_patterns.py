@@ -231,8 +231,29 @@ def test_a_configured_pattern_without_the_fence_is_refused_naming_the_branch(pat
         _settings(pattern)
     message = str(refused.value)
     assert message.startswith("FORWARD_EVENT_PATTERN: refused at ")
-    assert f"at {path}: this branch can match CloudTrail-shaped events" in message
+    assert f"at {path}: this branch does not require the source to start with" in message
+    assert "CloudTrail-shaped events" in message
     assert '"source": [{"prefix": "aws."}]' in message
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path"),
+    [
+        # Not CloudTrail-shaped, forgeable all the same: a made-up "GuardDuty Finding" from any
+        # organization principal would reach the SIEM stream beside the real ones.
+        (
+            {"$or": [{"source": ["aws.guardduty"]}, {"detail-type": ["GuardDuty Finding"]}]},
+            "$or[1]",
+        ),
+        ({"detail-type": ["Custom App Event"], "source": ["com.example"]}, "pattern"),
+    ],
+)
+def test_every_branch_needs_the_fence_not_only_cloudtrail_shaped_ones(pattern, path):
+    with pytest.raises(ConfigError) as refused:
+        _settings(pattern)
+    message = str(refused.value)
+    assert f"at {path}: this branch does not require the source to start with" in message
+    assert "events of its detail-type" in message
 
 
 @pytest.mark.parametrize(
@@ -240,12 +261,13 @@ def test_a_configured_pattern_without_the_fence_is_refused_naming_the_branch(pat
     [
         {"source": [{"prefix": "aws."}], "detail-type": CLOUDTRAIL},
         {"source": ["aws.ec2", {"prefix": "aws.sig"}]},
-        {"$or": [{"source": ["aws.guardduty"]}, {"detail-type": ["GuardDuty Finding"]}]},
+        {"$or": [{"source": ["aws.guardduty"]}, {"detail-type": ["GuardDuty Finding"]}]}
+        | {"source": ["aws.guardduty"]},
         {"source": [{"prefix": "aws."}], "$or": [{"detail-type": CLOUDTRAIL}, {"account": ["1"]}]},
-        {"detail-type": ["Custom App Event"], "source": ["com.example"]},
+        {"source": ["aws.guardduty"], "detail-type": ["GuardDuty Finding"]},
     ],
 )
-def test_fenced_or_non_cloudtrail_patterns_are_accepted(pattern):
+def test_fenced_patterns_are_accepted(pattern):
     assert _settings(pattern).forward_event_pattern == pattern
 
 

@@ -337,15 +337,17 @@ def test_the_matcher_allows_and_refuses_what_iam_would():
     assert not allowed([policy], Request("iam:PassRole", role, to_lambda))
 
 
-def test_the_launcher_may_not_delete_an_untagged_detector(org, settings, org_id, launcher_arn):
+def test_the_launcher_may_not_delete_any_detector(org, settings, org_id, launcher_arn):
+    # The launcher may tag a detector (CreateDetector's managed-by tag needs TagResource), so a
+    # tag condition on DeleteDetector would not protect the owner's detector: tag it, then
+    # delete it. The launcher holds no DeleteDetector at all.
     management, _ = _launcher_deployments(org, settings, org_id, launcher_arn)
     launcher = identity_policies(management, "LauncherRole")
     arn = f"arn:aws:guardduty:eu-west-1:{org.management}:detector/12abc34d567e8fa901bc2d34e56789f0"
     tagged = (("aws:ResourceTag/managed-by", "watershed"),)
-    assert allowed(launcher, Request("guardduty:DeleteDetector", arn, tagged))
+    assert allowed(launcher, Request("guardduty:TagResource", arn))
+    assert not allowed(launcher, Request("guardduty:DeleteDetector", arn, tagged))
     assert not allowed(launcher, Request("guardduty:DeleteDetector", arn))  # the owner's
-    other = (("aws:ResourceTag/managed-by", "someone-else"),)
-    assert not allowed(launcher, Request("guardduty:DeleteDetector", arn, other))
     # and it may delete only the forwarding rule of our name
     rule = f"arn:aws:events:eu-west-1:{org.management}:rule/team-rule"
     assert not allowed(launcher, Request("events:DeleteRule", rule))
@@ -800,7 +802,10 @@ def _onboard_then_remove(org, settings, reader, recorded: CallsByRole) -> None:
     report = onboarder.onboard(removal)
     assert report.status == "ok", report.as_dict()
     for region in settings.hub_regions:
-        assert reader.detector(org.management, region) is None, region
+        # the management account's detector stays, even the one watershed created
+        assert reader.detector(org.management, region) is not None, region
+    retained = [c for c in report.all_changes if (c.resource, c.action) == ("detector", "retain")]
+    assert len(retained) == len(settings.hub_regions), report.as_dict()
 
 
 def test_the_launcher_may_remove_what_it_onboarded_in_the_management_account(
@@ -817,13 +822,13 @@ def test_the_launcher_may_remove_what_it_onboarded_in_the_management_account(
     # Then every call the launcher made was allowed, and it made no IAM write for the removal
     made = recorded.calls[launcher_arn]
     operations = {c.operation for c in made}
-    assert {"TagResource", "RemoveTargets", "DeleteRule", "DeleteDetector"} <= operations
-    assert not {"DeleteRole", "DeleteRolePolicy", "DetachRolePolicy"} & operations
+    assert {"TagResource", "RemoveTargets", "DeleteRule"} <= operations
+    assert not {"DeleteRole", "DeleteRolePolicy", "DetachRolePolicy", "DeleteDetector"} & operations
     launcher = identity_policies(management, "LauncherRole")
     assert _denied(made, launcher, org.management, org_id, org.management) == []
 
 
-def test_without_a_launcher_the_onboarding_role_may_remove_its_own_detectors(
+def test_without_a_launcher_the_onboarding_role_removes_but_never_deletes_its_detectors(
     org, settings, reader, org_id
 ):
     settings = replace(settings, security_account_id=org.management, launcher_role_arn=None)
@@ -844,6 +849,8 @@ def test_without_a_launcher_the_onboarding_role_may_remove_its_own_detectors(
     _onboard_then_remove(org, settings, reader, recorded)
 
     made = recorded.calls[OWN]
-    assert "DeleteDetector" in {c.operation for c in made}
+    # (this account is also the Security account: it has no rule or role, only detectors,
+    # and those stay - _onboard_then_remove read them back)
+    assert "DeleteDetector" not in {c.operation for c in made}
     onboarding_role = identity_policies(security, "OnboardingRole")
     assert _denied(made, onboarding_role, org.management, org_id, org.management) == []
