@@ -79,6 +79,6 @@ build-OnboardingFunction:
 build-RelayFunction:
 	$(call lambda-package,relay)
 
-# The scheduled canary ships the onboarding package (onboarding/canary_handler.py).
+# The scheduled canary ships the onboarding package (onboarding/canary/canary_handler.py).
 build-CanaryFunction:
 	$(call lambda-package,onboarding)

@@ -80,7 +80,7 @@ def create_accounts(orgs: Any, count: int) -> list[str]:
 def declare_management_forwarder(settings: Any) -> None:
     """The management account's forwarder role as management.yaml declares it (onboarding only
     verifies it there): moto's default account is the management account."""
-    from onboarding.iam import POLICY_NAME, management_permissions_policy, trust_policy
+    from onboarding.resources.iam import POLICY_NAME, management_permissions_policy, trust_policy
     from onboarding.settings import canonical_json
 
     iam = boto3.client("iam", region_name="us-east-1")

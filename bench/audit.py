@@ -37,9 +37,9 @@ from pathlib import Path
 from _common import Meter, create_accounts, organization
 from moto import mock_aws
 
-from onboarding.audit import AccountAudit, Auditor, AuditReport
-from onboarding.audit_html import render_html
-from onboarding.iam import (
+from onboarding.audit.audit import AccountAudit, Auditor, AuditReport
+from onboarding.audit.audit_html import render_html
+from onboarding.resources.iam import (
     POLICY_NAME,
     management_permissions_policy,
     permissions_policy,

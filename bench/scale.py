@@ -46,11 +46,11 @@ from pathlib import Path
 
 from awsmodel import DEFAULT_REGIONS, ORG_RATES, PAGE_SIZE, STS_RATE, Model
 
-from onboarding.audit import DEFAULT_ACCOUNT_WORKERS as AUDIT_WORKERS
-from onboarding.audit import Auditor
-from onboarding.backfill import DEFAULT_ACCOUNT_WORKERS as BACKFILL_WORKERS
-from onboarding.backfill import run_inline, select_accounts
+from onboarding.audit.audit import DEFAULT_ACCOUNT_WORKERS as AUDIT_WORKERS
+from onboarding.audit.audit import Auditor
 from onboarding.events import OnboardingRequest
+from onboarding.queue.backfill import DEFAULT_ACCOUNT_WORKERS as BACKFILL_WORKERS
+from onboarding.queue.backfill import run_inline, select_accounts
 from onboarding.service import Onboarder
 from onboarding.sessions import SessionFactory
 

@@ -1,5 +1,5 @@
 """`python -m onboarding` is the `watershed` command line."""
 
-from onboarding.cli import main
+from onboarding.cli.cli import main
 
 raise SystemExit(main())

@@ -26,10 +26,10 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from onboarding.errors import InvalidRequest
 from onboarding.events import Ignored, Parsed, is_sqs_batch, parse_input, parse_sqs_record
+from onboarding.queue.workqueue import BatchResult, Dispatcher, QueueWorker, work_queue_for
 from onboarding.report import Report
 from onboarding.service import Onboarder
 from onboarding.settings import Settings
-from onboarding.workqueue import BatchResult, Dispatcher, QueueWorker, work_queue_for
 
 logger = Logger()
 copy_config_to_registered_loggers(source_logger=logger, include={"onboarding"})
@@ -45,7 +45,7 @@ def onboarder() -> Onboarder:
 def fanout() -> Any:
     """The fanned-out audit (AUDIT_BUCKET), built on first use: the audit and its HTML renderer
     are imported only by an invocation that audits, not on every cold start."""
-    from onboarding.audit_fanout import fanout_for
+    from onboarding.audit.audit_fanout import fanout_for
 
     return fanout_for(onboarder(), work_queue_for(onboarder()).send)
 

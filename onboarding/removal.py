@@ -22,10 +22,11 @@ from typing import TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from onboarding import forwarding, guardduty, iam, organization, regions
+from onboarding import organization, regions
 from onboarding.errors import AccountRefused, StepFailed, step_failed
 from onboarding.events import ONBOARD, REMOVE, OnboardingRequest
 from onboarding.report import AccountReport, Change, RegionResult
+from onboarding.resources import forwarding, guardduty, iam
 from onboarding.service import Onboarder, _account_failed, _region_result
 from onboarding.sessions import AccountSession
 from onboarding.settings import Settings

@@ -46,8 +46,8 @@ class RegionResult:
     reason: str | None = None
     error: str | None = None
     retryable: bool = False
-    # The region's GuardDuty as read (onboarding.guardduty.DetectorView.as_dict) and which path
-    # its findings take (`findings_path`); None with GUARDDUTY=off or when it was not read.
+    # The region's GuardDuty as read (onboarding.resources.guardduty.DetectorView.as_dict) and which
+    # path its findings take (`findings_path`); None with GUARDDUTY=off or when it was not read.
     guardduty: Mapping[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:

@@ -24,8 +24,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from onboarding import forwarding, guardduty, iam, organization, regions
-from onboarding.backfill import requests_for, select_accounts
+from onboarding import organization, regions
 from onboarding.errors import (
     AccountRefused,
     PermanentStepFailed,
@@ -46,7 +45,9 @@ from onboarding.events import (
     Parsed,
 )
 from onboarding.exclusions import Exclusions
+from onboarding.queue.backfill import requests_for, select_accounts
 from onboarding.report import AccountReport, Change, RegionResult, Report
+from onboarding.resources import forwarding, guardduty, iam
 from onboarding.sessions import (
     AccountSession,
     Deadline,

@@ -18,8 +18,8 @@ from typing import Any
 import boto3
 
 from onboarding.errors import ConfigError
-from onboarding.guardduty_model import NOT_SENT_AT_CREATION, detector_features
 from onboarding.patterns import PatternError, check_pattern
+from onboarding.resources.guardduty_model import NOT_SENT_AT_CREATION, detector_features
 
 # ASCII only and anchored with \A...\Z (never `$`, which also matches before a trailing newline;
 # never `\d`, which also matches non-ASCII digits): `.match` and `.fullmatch` are then the same.
@@ -76,7 +76,7 @@ DEFAULT_FORWARD_EVENT_PATTERN: dict[str, Any] = {
 
 # GuardDuty protection plans are tri-state (GUARDDUTY_FEATURES): NAME=ENABLED, NAME=DISABLED, or
 # not named = left as the owner set it. The plans are those of the installed SDK's GuardDuty
-# model (onboarding.guardduty_model); at creation every one of them is sent, unnamed ones
+# model (onboarding.resources.guardduty_model); at creation every one of them is sent, unnamed ones
 # DISABLED (CreateDetector without a plan turns it on).
 FEATURE_STATUSES = ("ENABLED", "DISABLED")
 # GUARDDUTY: manage (create or re-enable detectors, enforce what is named), observe (read and

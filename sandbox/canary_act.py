@@ -1,7 +1,7 @@
 """The demo's canary act: `watershed canary` over every member and hub region, one region broken.
 
-The project's own canary (onboarding/canary.py) runs unchanged: it reaches each member through
-the launcher and the member's admin role, reads the member's regions and GuardDuty detector,
+The project's own canary (onboarding/canary/canary.py) runs unchanged: it reaches each member
+through the launcher and the member's admin role, reads the member's regions and GuardDuty detector,
 calls CreateSampleFindings, and watches the destination stream from a starting point recorded
 before the first call. Two things stand in for AWS:
 
@@ -35,7 +35,7 @@ from urllib.parse import unquote
 
 from botocore.awsrequest import AWSResponse
 
-from onboarding.canary import Canary, CanaryReport, CanarySettings
+from onboarding.canary.canary import Canary, CanaryReport, CanarySettings
 from onboarding.sessions import SessionFactory
 from onboarding.settings import Settings
 from sandbox import events as shapes

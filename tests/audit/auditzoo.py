@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "templates"))
 from cfnmodel import declare_management_forwarder
 
 from onboarding.events import OnboardingRequest
-from onboarding.iam import POLICY_NAME
+from onboarding.resources.iam import POLICY_NAME
 from onboarding.service import Onboarder
 from onboarding.sessions import AccountSession, SessionFactory
 from onboarding.settings import Settings

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from auditzoo import InjectingFactory
 
-from onboarding.audit import STATES, Auditor
-from onboarding.audit_html import render_html
+from onboarding.audit.audit import STATES, Auditor
+from onboarding.audit.audit_html import render_html
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT = ROOT / "test-output"

@@ -1,7 +1,8 @@
 """`watershed audit --canary-results FILE`: the last canary result next to the configuration.
 
-The file is what `watershed canary --json` prints (CanaryReport.as_dict, onboarding/canary.py),
-built here from real CanaryResult values rather than written by hand."""
+The file is what `watershed canary --json` prints (CanaryReport.as_dict,
+onboarding/canary/canary.py), built here from real CanaryResult values rather than written by
+hand."""
 
 import json
 from datetime import UTC, datetime, timedelta
@@ -11,8 +12,8 @@ import jsonschema
 import pytest
 from auditzoo import build_org, deploy_security_side, onboard
 
-from onboarding import cli
-from onboarding.canary import CanaryReport, CanaryResult
+from onboarding.canary.canary import CanaryReport, CanaryResult
+from onboarding.cli import cli
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "audit-report.schema.json").read_text())
 REGIONS = "us-east-1,eu-west-1"

@@ -19,12 +19,12 @@ from auditzoo import (
     onboard,
 )
 
-from onboarding import audit_cli, cli
-from onboarding.audit import AccountAudit, Auditor, AuditReport, Cell
+from onboarding.audit.audit import AccountAudit, Auditor, AuditReport, Cell
+from onboarding.audit.hub import HubRegion
+from onboarding.cli import audit_cli, cli
 from onboarding.events import OnboardingRequest, parse_input
-from onboarding.hub import HubRegion
+from onboarding.queue.workqueue import WorkQueue
 from onboarding.sessions import SessionFactory
-from onboarding.workqueue import WorkQueue
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "audit-report.schema.json").read_text())
 REGIONS = "us-east-1,eu-west-1"

@@ -10,7 +10,7 @@ import jsonschema
 import pytest
 from auditzoo import HUB_REGIONS, build_org, deploy_security_side, onboard
 
-from onboarding import cli
+from onboarding.cli import cli
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "audit-report.schema.json").read_text())
 REGIONS = list(HUB_REGIONS)

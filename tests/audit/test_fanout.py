@@ -1,4 +1,4 @@
-"""The audit fanned out through the work queue (onboarding.audit_fanout), end to end on moto.
+"""The audit fanned out through the work queue (onboarding.audit.audit_fanout), end to end on moto.
 
 Given the zoo (an account in every state, including accounts whose audit fails: an admin role
 that cannot be assumed, a region denied), the fan-out audit puts one message per ACTIVE account
@@ -14,11 +14,11 @@ import boto3
 import pytest
 from auditzoo import InjectingFactory
 
-from onboarding import audit_fanout
-from onboarding.audit import Auditor
-from onboarding.audit_fanout import NO_RESULT, AuditStore, FanoutAudit
+from onboarding.audit import audit_fanout
+from onboarding.audit.audit import Auditor
+from onboarding.audit.audit_fanout import NO_RESULT, AuditStore, FanoutAudit
 from onboarding.errors import InvalidRequest
-from onboarding.workqueue import QueueWorker, WorkQueue
+from onboarding.queue.workqueue import QueueWorker, WorkQueue
 
 BUCKET = "watershed-audit-test"
 VOLATILE = ("generated_at", "duration_seconds")  # differ between any two runs

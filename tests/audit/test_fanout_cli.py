@@ -11,7 +11,8 @@ import pytest
 from auditzoo import build_org, deploy_security_side, onboard
 from test_fanout import as_records, receive_all
 
-from onboarding import audit_cli, cli, handler
+from onboarding import handler
+from onboarding.cli import audit_cli, cli
 
 BUCKET = "watershed-audit-cli"
 

@@ -6,9 +6,9 @@ from html.parser import HTMLParser
 
 from jinja2 import StrictUndefined
 
-from onboarding.audit import AuditReport, Member, classify
-from onboarding.audit_html import environment, render_html
-from onboarding.hub import Check, HubRegion
+from onboarding.audit.audit import AuditReport, Member, classify
+from onboarding.audit.audit_html import environment, render_html
+from onboarding.audit.hub import Check, HubRegion
 from onboarding.report import AccountReport, Change, RegionResult
 from onboarding.settings import Settings
 

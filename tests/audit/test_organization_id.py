@@ -11,8 +11,8 @@ import pytest
 from auditzoo import HUB_REGIONS, build_org, deploy_security_side
 from botocore.awsrequest import AWSResponse
 
-from onboarding.audit import Auditor
-from onboarding.hub import check_bus_policy
+from onboarding.audit.audit import Auditor
+from onboarding.audit.hub import check_bus_policy
 from onboarding.sessions import SessionFactory
 
 

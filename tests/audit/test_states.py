@@ -5,7 +5,7 @@ makes no write call in any account, and the Security side is checked per region.
 import pytest
 from auditzoo import DRIFTS, ENABLED, GLOBAL_DRIFTS, HUB_REGIONS, CallRecorder, InjectingFactory
 
-from onboarding.audit import Auditor
+from onboarding.audit.audit import Auditor
 
 
 @pytest.fixture(scope="module")

@@ -86,7 +86,7 @@ def test_a_dead_lettered_trigger_exits_1_and_names_it(monkeypatch, capsys):
 
 
 def test_watershed_demo_dispatches_to_the_sandbox_with_one_region(capsys):
-    from onboarding.cli import main as watershed
+    from onboarding.cli.cli import main as watershed
 
     code = watershed(["demo", "--regions", "1", "--accounts", "1", "--quiet"])
 
@@ -105,7 +105,7 @@ def test_serve_keeps_the_sandbox_up_for_other_tools(monkeypatch, capsys):
     import boto3
 
     import sandbox.cli
-    from onboarding.cli import main as watershed
+    from onboarding.cli.cli import main as watershed
 
     seen = {}
 
@@ -151,7 +151,7 @@ def test_a_removal_that_leaves_a_rule_exits_1_and_says_where(monkeypatch, capsys
         return forgetful
 
     _inject_in_the_function(
-        monkeypatch, "onboarding.forwarding", "remove_forwarding", forgetful_removal
+        monkeypatch, "onboarding.resources.forwarding", "remove_forwarding", forgetful_removal
     )
 
     code = main(["--regions", "2", "--accounts", "1", "--quiet", "--uninstall"])

@@ -1,4 +1,4 @@
-"""The end-to-end canary (onboarding/canary.py, `watershed canary`) against moto.
+"""The end-to-end canary (onboarding/canary/canary.py, `watershed canary`) against moto.
 
 moto has no GuardDuty CreateSampleFindings and does not deliver EventBridge events to Kinesis.
 Here a `before-call` hook, `Pipeline`, stands in for both: when the canary calls
@@ -24,8 +24,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from onboarding import canary_cli, cli
-from onboarding.canary import (
+from onboarding.canary.canary import (
     DEFAULT_FINDING_TYPE,
     Canary,
     CanarySettings,
@@ -33,7 +32,8 @@ from onboarding.canary import (
     rotation,
     run_index,
 )
-from onboarding.canary_stream import StreamWatch
+from onboarding.canary.canary_stream import StreamWatch
+from onboarding.cli import canary_cli, cli
 from onboarding.sessions import SessionFactory
 from onboarding.settings import Settings
 
@@ -636,7 +636,7 @@ def emf_lines(text: str) -> list[dict]:
 def test_scheduled_runs_rotate_through_the_organization_and_publish_per_region_metrics(
     org, settings, security, stream_arn, kinesis, members, monkeypatch, capsys, lambda_context
 ):
-    from onboarding import canary_handler
+    from onboarding.canary import canary_handler
 
     # Given: a launcher in the management account (to list the organization), 2 accounts per
     # run, hourly, eu-central-1 broken

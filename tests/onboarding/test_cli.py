@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from onboarding import cli
+from onboarding.cli import cli
 from onboarding.service import Onboarder
 from onboarding.sessions import SessionFactory
 

@@ -8,11 +8,11 @@ import dataclasses
 import boto3
 import pytest
 
-from onboarding.audit import Auditor
+from onboarding.audit.audit import Auditor
+from onboarding.audit.hub import COLLECT_RULE_NAME
 from onboarding.errors import ConfigError
 from onboarding.events import OnboardingRequest
-from onboarding.hub import COLLECT_RULE_NAME
-from onboarding.iam import POLICY_NAME, permissions_policy
+from onboarding.resources.iam import POLICY_NAME, permissions_policy
 from onboarding.sessions import SessionFactory
 from onboarding.settings import Settings
 

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from onboarding.events import OnboardingRequest
-from onboarding.iam import POLICY_NAME
+from onboarding.resources.iam import POLICY_NAME
 
 
 @pytest.fixture

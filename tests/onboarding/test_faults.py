@@ -216,7 +216,7 @@ def test_account_level_steps_fail_the_account_with_the_step_named(
 
 
 def test_a_bug_in_one_region_does_not_take_the_others_down(org, onboarder, monkeypatch, reader):
-    from onboarding import forwarding
+    from onboarding.resources import forwarding
 
     real = forwarding.ensure_forwarding
 

@@ -19,11 +19,11 @@ import botocore.session
 import pytest
 from moto.events.models import EventPattern
 
-from onboarding import audit_fix
-from onboarding.audit import Auditor
+from onboarding.audit import audit_fix
+from onboarding.audit.audit import Auditor
 from onboarding.events import AllAccountsRequest, OnboardingRequest
-from onboarding.forwarding import pattern_without_guardduty_findings
 from onboarding.report import Report, render_table
+from onboarding.resources.forwarding import pattern_without_guardduty_findings
 from onboarding.service import PATH_FORWARDED, PATH_NATIVE, Onboarder
 from onboarding.sessions import SessionFactory
 from onboarding.settings import DEFAULT_FORWARD_EVENT_PATTERN

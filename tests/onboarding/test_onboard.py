@@ -5,7 +5,7 @@ import json
 import botocore.session
 
 from onboarding.events import OnboardingRequest
-from onboarding.iam import POLICY_NAME
+from onboarding.resources.iam import POLICY_NAME
 
 # Every plan of the installed SDK's GuardDuty model, read here independently of the code; at
 # creation each is sent DISABLED but EKS_RUNTIME_MONITORING (superseded by RUNTIME_MONITORING).

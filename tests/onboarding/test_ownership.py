@@ -14,9 +14,10 @@ import json
 
 import boto3
 
-from onboarding import hub, iam
-from onboarding.audit import Auditor
+from onboarding.audit import hub
+from onboarding.audit.audit import Auditor
 from onboarding.events import OnboardingRequest
+from onboarding.resources import iam
 from onboarding.sessions import SessionFactory
 
 OUTSIDER = "999999999999"

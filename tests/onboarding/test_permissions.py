@@ -720,7 +720,7 @@ def test_the_canary_is_allowed_list_raise_in_management_and_member_read_the_stre
 
     from botocore.awsrequest import AWSResponse
 
-    from onboarding.canary import Canary, CanarySettings, organization_accounts
+    from onboarding.canary.canary import Canary, CanarySettings, organization_accounts
 
     # Given both templates deployed with a launcher and the scheduled canary on, GuardDuty in
     # the management account and a member, and the destination stream (named as the template

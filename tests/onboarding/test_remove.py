@@ -3,10 +3,10 @@
 import json
 from dataclasses import replace
 
-from onboarding import cli
+from onboarding.cli import cli
 from onboarding.events import REMOVE, OnboardingRequest
-from onboarding.iam import MANAGEMENT_ROLE_RETAINED
-from onboarding.ownership import MANAGED_TAG_KEY, MANAGED_TAG_VALUE
+from onboarding.resources.iam import MANAGEMENT_ROLE_RETAINED
+from onboarding.resources.ownership import MANAGED_TAG_KEY, MANAGED_TAG_VALUE
 
 from .conftest import env_for
 
@@ -270,7 +270,7 @@ def test_the_audit_catches_members_forwarding_to_a_bus_without_a_policy(
 ):
     # Given an onboarded member, and a Security account whose stack is gone from eu-west-1 and
     # eu-central-1 (no bus policy there) but still grants the organization in us-east-1
-    from onboarding.audit import Auditor
+    from onboarding.audit.audit import Auditor
 
     onboarder.onboard(OnboardingRequest(org.member))
     org_id = reader.client(org.management, "organizations").describe_organization()["Organization"][

@@ -2,7 +2,7 @@
 
 import json
 
-from onboarding.workqueue import replay_dead_letters
+from onboarding.queue.workqueue import replay_dead_letters
 
 
 def test_backfill_onto_the_queue(big_org, org_env, queues, capsys):
@@ -88,7 +88,7 @@ def test_replay_moves_failed_requests_back_and_leaves_invalid_ones(org, org_env,
 
 
 def cli_main(argv):
-    from onboarding import cli
+    from onboarding.cli import cli
 
     return cli.main(argv)
 

@@ -15,12 +15,12 @@ import pytest
 from moto import mock_aws
 
 from onboarding.events import OnboardingRequest
-from onboarding.report import AccountReport, RegionResult
-from onboarding.workqueue import (
+from onboarding.queue.workqueue import (
     MAX_DEAD_LETTER_BYTES,
     WorkQueue,
     dead_letter_envelope,
 )
+from onboarding.report import AccountReport, RegionResult
 
 SQS_MAX_MESSAGE_BYTES = 262_144
 

@@ -8,8 +8,8 @@ at it. The faults stand in for what a fresh account answers (moto itself never r
 import pytest
 from botocore.exceptions import ClientError
 
-from onboarding import cli
-from onboarding.workqueue import QueueSendFailed, WorkQueue, retry_delay, retry_schedule
+from onboarding.cli import cli
+from onboarding.queue.workqueue import QueueSendFailed, WorkQueue, retry_delay, retry_schedule
 
 SCHEDULE_3600 = (30, 60, 120, 240, 480, 900, 900, 870)
 

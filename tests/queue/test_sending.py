@@ -7,7 +7,7 @@ import boto3
 import pytest
 
 from onboarding.events import OnboardingRequest
-from onboarding.workqueue import QueueSendFailed, WorkQueue
+from onboarding.queue.workqueue import QueueSendFailed, WorkQueue
 
 
 class RefusingSqs:

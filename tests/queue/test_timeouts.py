@@ -9,7 +9,7 @@ The context's remaining time is the clock here: a "slow step" is a fault that mo
 import threading
 from dataclasses import dataclass
 
-from onboarding.workqueue import TIME_MARGIN_MS
+from onboarding.queue.workqueue import TIME_MARGIN_MS
 
 
 @dataclass

@@ -12,7 +12,7 @@ import json
 import boto3
 import pytest
 
-from onboarding.cli import main
+from onboarding.cli.cli import main
 from relay.replay import Replayer
 from relay.service import Relay
 

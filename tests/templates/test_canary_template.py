@@ -16,7 +16,7 @@ from cfnmodel import (
     statements,
 )
 
-from onboarding.canary import CanarySettings
+from onboarding.canary.canary import CanarySettings
 from onboarding.settings import Settings
 
 CANARY = {"CanaryIntervalMinutes": "60"}
@@ -48,11 +48,11 @@ def test_the_schedule_fires_every_interval_with_the_scheduled_event(sam_template
     assert event["Type"] == "Schedule"
     assert event["Properties"]["Schedule"] == "rate(15 minutes)"
     assert "Input" not in event["Properties"]  # the handler reads the event's time
-    assert props["Handler"] == "onboarding.canary_handler.lambda_handler"
+    assert props["Handler"] == "onboarding.canary.canary_handler.lambda_handler"
     assert props["Role"] == home.get_att("OnboardingRole", "Arn")
     assert props["Timeout"] >= 720 + 120  # the longest wait plus listing and raising
     assert "build-CanaryFunction:" in (ROOT / "Makefile").read_text()
-    assert (ROOT / "onboarding" / "canary_handler.py").is_file()
+    assert (ROOT / "onboarding" / "canary" / "canary_handler.py").is_file()
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from cfnmodel import (
 )
 from moto.events.models import EventPattern
 
-from onboarding import iam
+from onboarding.resources import iam
 from onboarding.settings import Settings
 
 SECURITY_BUS = f"arn:aws:events:{HOME_REGION}:{SECURITY_ACCOUNT}:event-bus/default"

@@ -24,9 +24,9 @@ from urllib.parse import unquote
 
 from botocore.exceptions import ClientError
 
-from onboarding import ownership
 from onboarding.errors import error_code
 from onboarding.report import Change
+from onboarding.resources import ownership
 from onboarding.settings import Settings, canonical_json
 
 POLICY_NAME = "watershed-put-events"

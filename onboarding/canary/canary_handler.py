@@ -1,7 +1,7 @@
 """The scheduled canary (template.yaml `CanaryFunction`, off unless CanaryIntervalMinutes > 0).
 
-Each run takes the next slice of the organization (onboarding.canary.rotation: the sorted list
-of ACTIVE, not excluded accounts, CANARY_ACCOUNTS_PER_RUN at a time, the slice chosen by the
+Each run takes the next slice of the organization (onboarding.canary.canary.rotation: the sorted
+list of ACTIVE, not excluded accounts, CANARY_ACCOUNTS_PER_RUN at a time, the slice chosen by the
 scheduled time divided by CANARY_INTERVAL_MINUTES - stateless), raises one sample finding per
 account x hub region and waits for them on the destination stream. Then, per region, with the
 dimension `Region` (Powertools Metrics, namespace POWERTOOLS_METRICS_NAMESPACE):
@@ -28,7 +28,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from onboarding.canary import (
+from onboarding.canary.canary import (
     Canary,
     CanaryReport,
     CanarySettings,

@@ -5,7 +5,7 @@
                     [--account-workers N] [--canary-results FILE]
     watershed audit --via-queue [--queue-url URL] [--bucket NAME] [--timeout SECONDS] ...
 
-`--via-queue` runs the audit the way the schedule does (onboarding.audit_fanout): one message
+`--via-queue` runs the audit the way the schedule does (onboarding.audit.audit_fanout): one message
 per account on the work queue, the deployed function audits them and assembles the report in
 the audit bucket; the CLI waits for report.json (up to `--timeout`, then assembles what is there,
 every account without a result as `error`) and downloads it. For organizations of thousands.
@@ -29,14 +29,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-from onboarding.audit import DEFAULT_ACCOUNT_WORKERS, STATES, Auditor, AuditReport, Progress
-from onboarding.audit_fix import FixResult, enqueue, fix_requests, onboard_inline
-from onboarding.audit_html import render_html
-from onboarding.canary import CanaryResults, load_results
+from onboarding.audit.audit import DEFAULT_ACCOUNT_WORKERS, STATES, Auditor, AuditReport, Progress
+from onboarding.audit.audit_fix import FixResult, enqueue, fix_requests, onboard_inline
+from onboarding.audit.audit_html import render_html
+from onboarding.canary.canary import CanaryResults, load_results
 from onboarding.errors import ConfigError, InvalidRequest, StepFailed
 from onboarding.events import validate_regions
+from onboarding.queue.workqueue import work_queue_for
 from onboarding.settings import ACCOUNT_ID, Settings
-from onboarding.workqueue import work_queue_for
 
 EXIT_OK, EXIT_NOT_OK, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 POLL_SECONDS = 5
@@ -179,7 +179,7 @@ def _via_queue(
     regions: tuple[str, ...] | None,
 ) -> AuditReport:
     """Start the fanned-out audit, wait for its report, return it."""
-    from onboarding.audit_fanout import AuditStore, FanoutAudit
+    from onboarding.audit.audit_fanout import AuditStore, FanoutAudit
 
     settings = auditor.settings
     queue_url = args.queue_url or settings.work_queue_url

@@ -3,8 +3,8 @@
 One detector per region. What watershed does with it depends on GUARDDUTY (settings):
 
 - `manage`: a missing detector is created enabled, with the creation frequency and an explicit
-  `Features` list naming every plan the installed SDK knows (onboarding.guardduty_model: unnamed
-  plans DISABLED, since CreateDetector turns on whatever it is not told about). A suspended
+  `Features` list naming every plan the installed SDK knows (onboarding.resources.guardduty_model:
+  unnamed plans DISABLED, since CreateDetector turns on whatever it is not told about). A suspended
   detector is re-enabled. On an existing detector only what is configured is enforced: the
   plans GUARDDUTY_FEATURES names, and FINDING_PUBLISHING_FREQUENCY when set. A plan it does not
   name is the owner's and is never switched off.
@@ -30,10 +30,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from onboarding import ownership
 from onboarding.errors import error_code, error_message
-from onboarding.guardduty_model import client_features, creation_features
 from onboarding.report import Change
+from onboarding.resources import ownership
+from onboarding.resources.guardduty_model import client_features, creation_features
 from onboarding.settings import Settings
 
 

@@ -22,9 +22,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from onboarding import ownership
 from onboarding.errors import RetryableStepFailed, error_code
 from onboarding.report import Change
+from onboarding.resources import ownership
 from onboarding.settings import Settings
 
 TARGET_ID = "security-bus"

@@ -38,8 +38,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from onboarding import hub
-from onboarding.audit import (
+from onboarding.audit import hub
+from onboarding.audit.audit import (
     TIMESTAMP_FORMAT,
     AccountAudit,
     Auditor,
@@ -48,7 +48,7 @@ from onboarding.audit import (
     Finding,
     Member,
 )
-from onboarding.audit_html import render_html
+from onboarding.audit.audit_html import render_html
 from onboarding.errors import ConfigError, InvalidRequest, error_code
 from onboarding.events import validate_regions
 from onboarding.service import Onboarder

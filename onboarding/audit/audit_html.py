@@ -1,7 +1,7 @@
 """The audit as one self-contained HTML page (inline CSS and JS, no network, no assets).
 
 Rendered with Jinja2 — autoescaped, `StrictUndefined` — from the template
-`onboarding/templates/audit.html`. The page holds a matrix of accounts x regions coloured by
+`onboarding/audit/templates/audit.html`. The page holds a matrix of accounts x regions coloured by
 state, the totals per state (which double as the state filter), a search for an account, the
 Security account's side per region, and for every cell that is not `ok` the detail of why.
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from onboarding.audit import (
+from onboarding.audit.audit import (
     FINDING_KINDS,
     SCHEMA_VERSION,
     STATES,
@@ -25,7 +25,7 @@ from onboarding.audit import (
     AccountAudit,
     AuditReport,
 )
-from onboarding.canary import CanaryResults
+from onboarding.canary.canary import CanaryResults
 
 TEMPLATE = "audit.html"
 
@@ -33,7 +33,7 @@ TEMPLATE = "audit.html"
 @cache
 def environment() -> Environment:
     return Environment(
-        loader=PackageLoader("onboarding", "templates"),
+        loader=PackageLoader("onboarding.audit", "templates"),
         autoescape=select_autoescape(enabled_extensions=("html",), default=True),
         undefined=StrictUndefined,
         trim_blocks=False,

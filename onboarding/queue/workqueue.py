@@ -29,7 +29,6 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from onboarding.backfill import Selection, requests_for, select_accounts
 from onboarding.errors import InvalidRequest, WatershedError, error_code
 from onboarding.events import (
     AllAccountsRequest,
@@ -39,6 +38,7 @@ from onboarding.events import (
     parse_manual,
     parse_sqs_record,
 )
+from onboarding.queue.backfill import Selection, requests_for, select_accounts
 from onboarding.report import AccountReport
 from onboarding.service import Onboarder
 from onboarding.sessions import Deadline
@@ -381,7 +381,7 @@ class QueueWorker:
         self.queue = queue
         self.cap = onboarder.settings.retry_cap_seconds
         self._deadline: Deadline | None = None
-        # The fanned-out audit's per-account step (onboarding.audit_fanout), when configured.
+        # The fanned-out audit's per-account step (onboarding.audit.audit_fanout), when configured.
         self.audit = audit
 
     def process(

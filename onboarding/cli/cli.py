@@ -24,7 +24,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from onboarding import audit_cli, canary_cli, queue_cli
+from onboarding.cli import audit_cli, canary_cli, queue_cli
 from onboarding.errors import ConfigError, InvalidRequest
 from onboarding.events import parse_manual
 from onboarding.report import render_table

@@ -20,18 +20,15 @@ import json
 import sys
 from typing import Any
 
-from onboarding.backfill import (
+from onboarding.errors import InvalidRequest
+from onboarding.events import AllAccountsRequest, parse_manual
+from onboarding.queue.backfill import (
     DEFAULT_ACCOUNT_WORKERS,
     MAX_ACCOUNT_WORKERS,
     requests_for,
     run_inline,
 )
-from onboarding.errors import InvalidRequest
-from onboarding.events import AllAccountsRequest, parse_manual
-from onboarding.report import AccountReport, render_table
-from onboarding.service import Onboarder
-from onboarding.settings import Settings
-from onboarding.workqueue import (
+from onboarding.queue.workqueue import (
     Dispatcher,
     QueueSendFailed,
     organization_selection,
@@ -39,6 +36,9 @@ from onboarding.workqueue import (
     replay_dead_letters,
     work_queue_for,
 )
+from onboarding.report import AccountReport, render_table
+from onboarding.service import Onboarder
+from onboarding.settings import Settings
 
 COMMANDS = ("backfill", "replay")
 

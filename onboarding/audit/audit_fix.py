@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from onboarding.audit import DEFAULT_ACCOUNT_WORKERS, AuditReport
+from onboarding.audit.audit import DEFAULT_ACCOUNT_WORKERS, AuditReport
 from onboarding.events import OnboardingRequest
+from onboarding.queue.workqueue import QueueSendFailed, WorkQueue
 from onboarding.report import AccountReport
 from onboarding.service import Onboarder
-from onboarding.workqueue import QueueSendFailed, WorkQueue
 
 FIXABLE = frozenset({"drift", "missing", "error"})
 FIX_REASON = "audit-fix"

@@ -4,7 +4,7 @@
                      [--stream-arn ARN] [--finding-type TYPE]
 
 Raises one GuardDuty sample finding per account x hub region and watches the destination
-stream (DESTINATION_STREAM_ARN, or --stream-arn) for it; see onboarding/canary.py and
+stream (DESTINATION_STREAM_ARN, or --stream-arn) for it; see onboarding/canary/canary.py and
 docs/operations.md. Exit codes: 0 every raised finding arrived (skipped regions are listed, not
 failures), 1 something did not arrive within the timeout or could not be raised, 2 bad
 configuration or arguments, 3 the canary could not run (the stream or the organization could
@@ -21,7 +21,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from onboarding.canary import (
+from onboarding.canary.canary import (
     DEFAULT_TIMEOUT_SECONDS,
     MAX_TIMEOUT_SECONDS,
     Canary,

@@ -3,8 +3,8 @@
     ListAccounts (ACTIVE, page by page) or DescribeAccount for named accounts
     → per account, in parallel: `Onboarder.plan()` — the very reads and comparisons onboarding
       makes, writing nothing — classified into one state per hub region
-    → the Security account's side per region (onboarding.hub)
-    → AuditReport (JSON schema below, rendered to HTML by onboarding.audit_html)
+    → the Security account's side per region (onboarding.audit.hub)
+    → AuditReport (JSON schema below, rendered to HTML by onboarding.audit.audit_html)
 
 Cell states, one per account x region:
 
@@ -35,7 +35,8 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from onboarding import hub, organization
+from onboarding import organization
+from onboarding.audit import hub
 from onboarding.errors import AccountRefused, StepFailed, error_code, step_failed
 from onboarding.events import OnboardingRequest
 from onboarding.report import AccountReport, Change

@@ -45,12 +45,12 @@ from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from onboarding.backfill import select_accounts
-from onboarding.canary_stream import StreamWatch
+from onboarding.canary.canary_stream import StreamWatch
 from onboarding.errors import ConfigError, InvalidRequest, StepFailed, error_code
 from onboarding.exclusions import Exclusions
-from onboarding.guardduty import administrator_of
+from onboarding.queue.backfill import select_accounts
 from onboarding.regions import region_statuses, select_regions
+from onboarding.resources.guardduty import administrator_of
 from onboarding.sessions import SessionFactory
 from onboarding.settings import ACCOUNT_ID, REGION_NAME, Settings
 
@@ -505,7 +505,7 @@ class Canary:
 
 def organization_accounts(canary: Canary) -> list[str]:
     """Every ACTIVE account that is not excluded (EXCLUDED_ACCOUNTS, EXCLUDED_OUS), sorted:
-    the same bulk ListAccounts reads as a backfill (onboarding/backfill.py)."""
+    the same bulk ListAccounts reads as a backfill (onboarding/queue/backfill.py)."""
     organizations = canary.factory.management().client("organizations", canary.settings.home_region)
     selection = select_accounts(organizations, Exclusions.from_settings(canary.settings))
     return sorted(selection.accounts)

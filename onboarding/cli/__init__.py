@@ -1,0 +1,1 @@
+"""The `watershed` command line (operator only: the Lambda functions never import it)."""

@@ -1,0 +1,1 @@
+"""What watershed owns in a member account: one module per resource kind, ensure/plan/remove."""
