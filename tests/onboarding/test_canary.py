@@ -199,6 +199,21 @@ def make_canary(settings, security, pipeline, clock, *extra_hooks, tolerance=Non
     )
 
 
+def administrator_answer(status_by_region: dict[str, str]):
+    """A before-call hook answering GetAdministratorAccount with administrator 999999999999 in
+    the regions named (with that RelationshipStatus): moto cannot relate a member to one."""
+
+    def answer(model, context, **_):
+        status = status_by_region.get(context["client_region"])
+        if model.name == "GetAdministratorAccount" and status:
+            admin = {"AccountId": "999999999999", "RelationshipStatus": status}
+            body = {"Administrator": admin, "ResponseMetadata": {"HTTPStatusCode": 200}}
+            return AWSResponse("https://injected.invalid", 200, {}, None), body
+        return None
+
+    return answer
+
+
 def by_cell(report) -> dict:
     return {(r.account_id, r.region): r for r in report.results}
 
@@ -276,13 +291,7 @@ def test_guardduty_off_suspended_or_managed_elsewhere_is_skipped_with_which(
     suspended = reader.client(org.member, "guardduty", "eu-central-1").create_detector(Enable=False)
     assert suspended["DetectorId"]
 
-    def administrator(model, context, **_):
-        if model.name == "GetAdministratorAccount" and context["client_region"] == "us-east-1":
-            admin = {"AccountId": "999999999999", "RelationshipStatus": "Enabled"}
-            body = {"Administrator": admin, "ResponseMetadata": {"HTTPStatusCode": 200}}
-            return AWSResponse("https://injected.invalid", 200, {}, None), body
-        return None
-
+    administrator = administrator_answer({"us-east-1": "Enabled"})
     pipeline = Pipeline(kinesis, stream_arn)
     canary = make_canary(settings, security, pipeline, Clock(), ("before-call", administrator))
     cells = by_cell(canary.run([org.member]))
@@ -300,14 +309,8 @@ def test_an_administrator_relationship_in_either_spelling_is_managed_elsewhere(
     # a member to an administrator): both mean another account manages the detector.
     enable_guardduty(reader, org.member, settings.hub_regions)
 
-    def administrator(model, context, **_):
-        if model.name == "GetAdministratorAccount":
-            spelling = "ENABLED" if context["client_region"] == "us-east-1" else "Enabled"
-            admin = {"AccountId": "999999999999", "RelationshipStatus": spelling}
-            body = {"Administrator": admin, "ResponseMetadata": {"HTTPStatusCode": 200}}
-            return AWSResponse("https://injected.invalid", 200, {}, None), body
-        return None
-
+    spellings = {r: "ENABLED" if r == "us-east-1" else "Enabled" for r in settings.hub_regions}
+    administrator = administrator_answer(spellings)
     pipeline = Pipeline(kinesis, stream_arn)
     canary = make_canary(settings, security, pipeline, Clock(), ("before-call", administrator))
     cells = by_cell(canary.run([org.member]))
