@@ -12,6 +12,7 @@ touches the rows whose visibility changes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -41,8 +42,38 @@ def environment() -> Environment:
     )
 
 
+def guardduty_summary(view: Mapping[str, Any] | None, *, quiet_when_plain: bool) -> str:
+    """One line of a region's GuardDuty as read: status, plans on, administrator, the path its
+    findings take. With `quiet_when_plain`, "" for an enabled detector with no plan, no
+    administrator and no note (most ok cells: keeps the page lean at thousands of accounts)."""
+    if not view:
+        return ""
+    plans = list(view.get("plans_on") or [])
+    administrator = view.get("administrator")
+    notes = list(view.get("notes") or [])
+    plain = view.get("status") == "ENABLED" and not plans and not administrator and not notes
+    if quiet_when_plain and plain:
+        return ""
+    parts = [f"GuardDuty {view.get('status', '?')} ({view.get('mode', '?')})"]
+    parts.append(f"plans on: {', '.join(plans) if plans else 'none'}")
+    if administrator:
+        unexpected = " (not the organization's delegated administrator)"
+        parts.append(
+            f"administrator {administrator}"
+            + (unexpected if view.get("unexpected_administrator") else "")
+        )
+    if view.get("findings_path"):
+        parts.append(f"findings: {view['findings_path']}")
+    parts += notes
+    return " · ".join(parts)
+
+
 def _row(account: AccountAudit) -> dict[str, Any]:
-    cells = [(cell.state, cell.detail) for cell in account.regions.values()]
+    cells = []
+    for cell in account.regions.values():
+        guardduty = guardduty_summary(cell.guardduty, quiet_when_plain=cell.state == "ok")
+        title = " — ".join(part for part in (cell.detail, guardduty) if part)
+        cells.append((cell.state, title))
     return {
         "id": account.account_id,
         "name": account.name,

@@ -144,3 +144,46 @@ def test_a_foreign_bus_policy_grant_shows_in_the_bus_policy_cell():
     spans = [attrs for tag, attrs in page.tags if attrs.get("data-check") == "bus_policy_foreign"]
     assert spans == [{"class": "fail", "data-check": "bus_policy_foreign"}]
     assert any(detail in text for text in page.text)
+
+
+def test_each_cell_carries_its_guardduty_and_plain_ok_cells_stay_lean():
+    # Given one account: us-east-1 ok with an owner's plans and an administrator, eu-west-1 ok
+    # and plain (enabled, no plan, no administrator)
+    managed = {
+        "mode": "manage",
+        "status": "ENABLED",
+        "plans_on": ["S3_DATA_EVENTS", "RUNTIME_MONITORING"],
+        "administrator": "999999999999",
+        "findings_path": "natively (the Security account is its GuardDuty administrator)",
+    }
+    plain = {"mode": "manage", "status": "ENABLED", "plans_on": [], "findings_path": "forwarded"}
+    plan = AccountReport.build(
+        "333333333333",
+        [
+            RegionResult("us-east-1", "ok", guardduty=managed),
+            RegionResult("eu-west-1", "ok", guardduty=plain),
+        ],
+    )
+    account = classify(Member("333333333333", "a"), plan, SETTINGS.hub_regions, SETTINGS)
+    report = AuditReport(
+        datetime(2026, 3, 2, tzinfo=UTC),
+        SETTINGS.hub_regions,
+        (account,),
+        (),
+        "111111111111",
+        "222222222222",
+        "o-abcdefghij",
+    )
+
+    # When the page is rendered
+    cells = [a for t, a in parse(render_html(report)).tags if t == "td" and "c" in a["class"]]
+
+    # Then the managed cell says the detector's state, its plans, its administrator and the path
+    # of its findings; the plain ok cell has no title at all
+    by_region = dict(zip(SETTINGS.hub_regions, cells, strict=True))
+    assert by_region["us-east-1"]["title"] == (
+        "GuardDuty ENABLED (manage) · plans on: S3_DATA_EVENTS, RUNTIME_MONITORING"
+        " · administrator 999999999999"
+        " · findings: natively (the Security account is its GuardDuty administrator)"
+    )
+    assert "title" not in by_region["eu-west-1"]
