@@ -1,22 +1,27 @@
 """The audit as one self-contained HTML page (inline CSS and JS, no network, no assets).
 
 Rendered with Jinja2 — autoescaped, `StrictUndefined` — from the template
-`onboarding/audit/templates/audit.html`. The page holds a matrix of accounts x regions coloured by
-state, the totals per state (which double as the state filter), a search for an account, the
-Security account's side per region, and for every cell that is not `ok` the detail of why.
+`onboarding/audit/templates/audit.html`. The page holds, rendered on the server, the verdict,
+the Security account's side per region and the totals per state (which double as the state
+filter); then a matrix of accounts x regions coloured by state, a search for an account, and
+for every cell that is not `ok` the detail of why.
 
-Kept lean for thousands of accounts: one table row per account with one plain cell per region,
-no per-cell scripts or hidden elements; the filter walks a precomputed index of rows and only
-touches the rows whose visibility changes.
+Kept usable at 10,000 accounts x 17 regions: the matrix is not HTML but one JSON block
+(`<script type="application/json" id="data">`, with `<`, `>` and `&` written as `\\u003c`...
+so no account name can close it), which the page's script filters as a whole and draws one
+page of rows at a time (`page_size`, 200 by default) with the "Why" entries of those rows —
+through `createElement`/`textContent` only, never `innerHTML`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
 
 from onboarding.audit.audit import (
     FINDING_KINDS,
@@ -29,6 +34,7 @@ from onboarding.audit.audit import (
 from onboarding.canary.canary import CanaryResults
 
 TEMPLATE = "audit.html"
+PAGE_SIZE = 200  # matrix rows drawn at a time
 
 
 @cache
@@ -68,25 +74,16 @@ def guardduty_summary(view: Mapping[str, Any] | None, *, quiet_when_plain: bool)
     return " · ".join(parts)
 
 
-def _row(account: AccountAudit) -> dict[str, Any]:
-    cells = []
-    for cell in account.regions.values():
-        guardduty = guardduty_summary(cell.guardduty, quiet_when_plain=cell.state == "ok")
-        title = " — ".join(part for part in (cell.detail, guardduty) if part)
-        cells.append((cell.state, title))
-    return {
-        "id": account.account_id,
-        "name": account.name,
-        "states": " ".join(dict.fromkeys(state for state, _ in cells)) or "ok",
-        "q": f"{account.account_id} {account.name}".lower(),
-        "cells": cells,
-    }
+def _cell_title(cell: Any) -> str:
+    guardduty = guardduty_summary(cell.guardduty, quiet_when_plain=cell.state == "ok")
+    return " — ".join(part for part in (cell.detail, guardduty) if part)
 
 
-def _problem(account: AccountAudit, row: dict[str, Any]) -> dict[str, Any]:
+def _why(account: AccountAudit) -> list[Any]:
+    """[account-wide findings, [[region index, detail], ...]] for the regions that are not ok."""
     account_wide = "; ".join(f.detail for f in account.findings)
-    cells = []
-    for region, cell in account.regions.items():
+    cells: list[list[Any]] = []
+    for n, cell in enumerate(account.regions.values()):
         if cell.state == "ok":
             continue
         detail = cell.detail
@@ -97,8 +94,39 @@ def _problem(account: AccountAudit, row: dict[str, Any]) -> dict[str, Any]:
             detail = "; ".join(str(f) for f in local) or "only the account-wide problem above"
         if cell.error:
             detail = f"[{cell.error}{', retryable' if cell.retryable else ''}] {detail}"
-        cells.append((region, cell.state, detail))
-    return {**row, "account_wide": account_wide, "cells": cells}
+        cells.append([n, detail])
+    return [account_wide, cells]
+
+
+def _row(account: AccountAudit) -> list[Any]:
+    """[id, name, one state initial per region, {region index: hover title} or 0, why or 0]."""
+    cells = list(account.regions.values())
+    titles = {str(n): title for n, cell in enumerate(cells) if (title := _cell_title(cell))}
+    return [
+        account.account_id,
+        account.name,
+        "".join(cell.state[0] for cell in cells),
+        titles or 0,
+        _why(account) if account.state != "ok" else 0,
+    ]
+
+
+def page_data(report: AuditReport, page_size: int = PAGE_SIZE) -> dict[str, Any]:
+    """What the page's script draws the matrix and the "Why" entries from."""
+    return {
+        "states": list(STATES),
+        "regions": list(report.regions),
+        "page_size": page_size,
+        "rows": [_row(account) for account in report.accounts],
+    }
+
+
+def script_json(data: Any) -> Markup:
+    """JSON safe inside a `<script>` element: `<`, `>` and `&` as `\\u003c`, `\\u003e` and
+    `\\u0026` (still the same JSON), so no string in it can end the element or open a comment."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    text = text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+    return Markup(text)  # noqa: S704 - escaped above for the script context
 
 
 def _canary_rows(report: AuditReport, canary: CanaryResults) -> list[dict[str, Any]]:
@@ -119,15 +147,12 @@ def _canary_rows(report: AuditReport, canary: CanaryResults) -> list[dict[str, A
     return rows
 
 
-def render_html(report: AuditReport, canary: CanaryResults | None = None) -> str:
+def render_html(
+    report: AuditReport, canary: CanaryResults | None = None, page_size: int = PAGE_SIZE
+) -> str:
     """The report page as a string (UTF-8 text; write it with encoding="utf-8"). With `canary`
-    (a saved `watershed canary --json`), the last canary result per account x region too."""
-    rows = [_row(account) for account in report.accounts]
-    problems = [
-        _problem(account, row)
-        for account, row in zip(report.accounts, rows, strict=True)
-        if account.state != "ok"
-    ]
+    (a saved `watershed canary --json`), the last canary result per account x region too.
+    `page_size`: matrix rows drawn at a time."""
     return (
         environment()
         .get_template(TEMPLATE)
@@ -140,13 +165,12 @@ def render_html(report: AuditReport, canary: CanaryResults | None = None) -> str
             regions=report.regions,
             accounts=report.accounts,
             ok=report.ok,
-            not_ok_accounts=len(problems),
+            not_ok_accounts=sum(1 for account in report.accounts if account.state != "ok"),
             security_state=report.security_state,
             security=report.security,
             states=STATES,
             totals=report.totals,
-            rows=rows,
-            problems=problems,
+            data=script_json(page_data(report, page_size)),
             schema_version=SCHEMA_VERSION,
             canary=canary,
             canary_rows=_canary_rows(report, canary) if canary else [],

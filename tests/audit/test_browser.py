@@ -153,3 +153,70 @@ def test_screenshot_for_a_person(browser, page):
 
     assert browser.save_screenshot(str(shot))
     assert shot.stat().st_size > 10_000
+
+
+def test_a_cell_that_is_not_ok_jumps_to_its_why_entry(zoo, browser, page):
+    set_filter(browser, set(STATES))
+    target = browser.execute_script(
+        """const a = document.querySelector('#matrix td.c a');
+        const td = a.parentElement;
+        a.click();
+        const entry = document.getElementById(location.hash.slice(1));
+        return {hash: location.hash, title: td.title, state: a.textContent,
+                entry: entry && entry.tagName, top: entry && entry.getBoundingClientRect().top,
+                text: entry && entry.textContent};"""
+    )
+
+    assert target["hash"].startswith("#p-") and target["entry"] == "LI"
+    assert 0 <= target["top"] < 200  # scrolled to it
+    assert target["title"]  # the hover says why too
+    assert f"· {target['state']}" in target["text"]
+    browser.execute_script("history.replaceState(null, '', location.pathname); scrollTo(0, 0)")
+
+
+def test_the_matrix_is_paged_and_the_filter_searches_every_page(zoo, browser, tmp_path):
+    # Given the zoo's report drawn 3 rows at a time
+    report = Auditor(zoo.org.settings, InjectingFactory(zoo.org.settings, zoo.faults)).run()
+    path = tmp_path / "paged.html"
+    path.write_text(render_html(report, page_size=3), encoding="utf-8")
+    browser.get(path.as_uri())
+    ids = [a.account_id for a in report.accounts]
+    assert len(ids) > 6
+
+    # Then the first page shows the first 3 accounts, and next/previous move through the pages
+    page_info = lambda: browser.find_element("id", "page").text  # noqa: E731
+    pages = -(-len(ids) // 3)
+    assert [r["id"] for r in rows(browser)] == ids[:3]
+    assert page_info() == f"rows 1 to 3 · page 1 of {pages}"
+    assert browser.find_element("id", "prev").get_attribute("disabled") == "true"
+    browser.find_element("id", "next").click()
+    assert [r["id"] for r in rows(browser)] == ids[3:6]
+    assert page_info() == f"rows 4 to 6 · page 2 of {pages}"
+    # The "Why" entries are the ones of the rows on the page
+    why = browser.execute_script(
+        "return Array.from(document.querySelectorAll('#why > li')).map(l => l.id)"
+    )
+    assert why == [f"p-{a.account_id}" for a in report.accounts[3:6] if a.state != "ok"]
+    for _ in range(pages):
+        browser.find_element("id", "next").click()
+    assert page_info().endswith(f"page {pages} of {pages}")
+    assert browser.find_element("id", "next").get_attribute("disabled") == "true"
+    browser.find_element("id", "prev").click()
+    assert page_info().endswith(f"page {pages - 1} of {pages}")
+
+    # When searching for the last account (on the last page), Then it is found, on page 1
+    last = report.accounts[-1]
+    set_filter(browser, set(STATES), search=last.account_id)
+    assert [r["id"] for r in rows(browser)] == [last.account_id]
+    assert page_info() == "rows 1 to 1 · page 1 of 1"
+    assert browser.find_element("id", "shown").text == f"1 of {len(ids)} accounts shown"
+
+    # And the state filter counts over every page, not only the one drawn
+    set_filter(browser, {"error"})
+    errors = [
+        a.account_id for a in report.accounts if "error" in {c.state for c in a.regions.values()}
+    ]
+    assert browser.find_element("id", "shown").text == f"{len(errors)} of {len(ids)} accounts shown"
+    assert [r["id"] for r in rows(browser)] == errors[:3]
+    set_filter(browser, set(STATES), search="no such account")
+    assert page_info() == "no account matches" and rows(browser) == []

@@ -1,13 +1,15 @@
-"""The HTML report: self-contained, autoescaped (hostile account names stay text), and every
-cell that is not ok carries its detail. Built from core report objects, no AWS needed."""
+"""The HTML report: self-contained, autoescaped (hostile account names stay text, and cannot
+close the JSON block the matrix is drawn from), and every cell that is not ok carries its detail.
+Built from core report objects, no AWS needed; tests/audit/test_browser.py runs the page."""
 
+import json
 from datetime import UTC, datetime
 from html.parser import HTMLParser
 
 from jinja2 import StrictUndefined
 
 from onboarding.audit.audit import AuditReport, Member, classify
-from onboarding.audit.audit_html import environment, render_html
+from onboarding.audit.audit_html import environment, render_html, script_json
 from onboarding.audit.hub import Check, HubRegion
 from onboarding.report import AccountReport, Change, RegionResult
 from onboarding.settings import Settings
@@ -71,18 +73,38 @@ def parse(page: str) -> Tags:
     return tags
 
 
+DATA_OPEN = '<script type="application/json" id="data">'
+
+
+def data_of(page: str) -> dict:
+    """The JSON block the page's script draws the matrix and the "Why" entries from."""
+    start = page.index(DATA_OPEN) + len(DATA_OPEN)
+    return json.loads(page[start : page.index("</script>", start)])
+
+
 def test_hostile_account_names_are_rendered_as_text():
     page = render_html(report_with(HOSTILE))
     tags = parse(page)
 
-    assert [t for t, _ in tags.tags].count("script") == 1  # ours, at the end
+    scripts = [attrs for t, attrs in tags.tags if t == "script"]
+    assert scripts == [{"type": "application/json", "id": "data"}, {}]  # the data, then ours
+    assert page.count("</script>") == 2  # no name closed the data block early
+    assert "<script>window" not in page and "<img" not in page
     assert [t for t, _ in tags.tags].count("img") == 0
     assert not [a for _, attrs in tags.tags for a in attrs if a.startswith("on")]
-    text = "".join(tags.text)
-    for name in HOSTILE:
-        assert name in text  # shown as the name it is
-    assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in page
-    assert "&lt;b&gt;denied&lt;/b&gt;" in page
+    rows = data_of(page)["rows"]
+    assert [row[1] for row in rows] == HOSTILE  # the names as they are, for textContent
+    assert "\\u003cscript\\u003ewindow.pwned=1\\u003c/script\\u003e" in page
+    assert "&lt;b&gt;denied&lt;/b&gt;" in page  # the server-rendered Security side
+
+
+def test_json_in_the_page_cannot_end_its_script_element():
+    hostile = ["</script><script>window.pwned=1</script>", "<!--", "a & b", "</SCRIPT >"]
+
+    text = str(script_json({"names": hostile}))
+
+    assert not {"<", ">", "&"} & set(text)
+    assert json.loads(text) == {"names": hostile}
 
 
 def test_the_page_is_self_contained():
@@ -90,22 +112,33 @@ def test_the_page_is_self_contained():
 
     assert not [t for t, _ in tags.tags if t in ("link", "img", "iframe", "object", "embed")]
     assert not [attrs for _, attrs in tags.tags if "src" in attrs]
-    assert {attrs["href"][0] for _, attrs in tags.tags if "href" in attrs} == {"#"}
+    assert {attrs["href"][0] for _, attrs in tags.tags if "href" in attrs} <= {"#"}
 
 
 def test_every_cell_that_is_not_ok_says_why():
     report = report_with(["alpha", "beta"])
     page = render_html(report)
-    tags = parse(page)
+    data = data_of(page)
 
-    cells = [a for t, a in tags.tags if t == "td" and "c" in a.get("class", "").split()]
-    assert [c["class"] for c in cells] == ["c ok", "c drift"] * 2
-    assert [c.get("title") for c in cells if c["class"] == "c drift"] == [
-        "GuardDuty detector suspended: enable alpha",
-        "GuardDuty detector suspended: enable beta",
+    assert data["states"] == ["ok", "drift", "missing", "skipped", "error"]
+    assert data["regions"] == list(SETTINGS.hub_regions)
+    # Per account: id, name, a state initial per region, the hover titles, the "Why" entry.
+    assert data["rows"] == [
+        [
+            "333333333333",
+            "alpha",
+            "od",
+            {"1": "GuardDuty detector suspended: enable alpha"},
+            ["", [[1, "GuardDuty detector suspended: enable alpha"]]],
+        ],
+        [
+            "333333333334",
+            "beta",
+            "od",
+            {"1": "GuardDuty detector suspended: enable beta"},
+            ["", [[1, "GuardDuty detector suspended: enable beta"]]],
+        ],
     ]
-    why = [a["id"] for t, a in tags.tags if t == "li" and a.get("id", "").startswith("p-")]
-    assert why == ["p-333333333333", "p-333333333334"]
     assert "stream watershed (us-east-1) does not exist" in page
     assert report.totals == {"ok": 2, "drift": 2, "missing": 0, "skipped": 0, "error": 0}
     assert 'id="total-drift">2<' in page
@@ -176,14 +209,14 @@ def test_each_cell_carries_its_guardduty_and_plain_ok_cells_stay_lean():
     )
 
     # When the page is rendered
-    cells = [a for t, a in parse(render_html(report)).tags if t == "td" and "c" in a["class"]]
+    [row] = data_of(render_html(report))["rows"]
 
-    # Then the managed cell says the detector's state, its plans, its administrator and the path
-    # of its findings; the plain ok cell has no title at all
-    by_region = dict(zip(SETTINGS.hub_regions, cells, strict=True))
-    assert by_region["us-east-1"]["title"] == (
-        "GuardDuty ENABLED (manage) · plans on: S3_DATA_EVENTS, RUNTIME_MONITORING"
+    # Then the managed cell (us-east-1, index 0) says the detector's state, its plans, its
+    # administrator and the path of its findings; the plain ok cell (index 1) has no title at all
+    assert row[2] == "oo"
+    assert row[3] == {
+        "0": "GuardDuty ENABLED (manage) · plans on: S3_DATA_EVENTS, RUNTIME_MONITORING"
         " · administrator 999999999999"
         " · findings: natively (the Security account is its GuardDuty administrator)"
-    )
-    assert "title" not in by_region["eu-west-1"]
+    }
+    assert row[4] == 0  # nothing to say why
