@@ -98,10 +98,16 @@ def _why(account: AccountAudit) -> list[Any]:
     return [account_wide, cells]
 
 
-def _row(account: AccountAudit) -> list[Any]:
-    """[id, name, one state initial per region, {region index: hover title} or 0, why or 0]."""
+def _row(account: AccountAudit, titles_seen: dict[str, int]) -> list[Any]:
+    """[id, name, one state initial per region, {region index: hover title's index} or 0, why
+    or 0]. The titles are said once for the page (many cells share one: the same plans, the
+    same administrator), `titles_seen` numbers them."""
     cells = list(account.regions.values())
-    titles = {str(n): title for n, cell in enumerate(cells) if (title := _cell_title(cell))}
+    titles = {
+        str(n): titles_seen.setdefault(title, len(titles_seen))
+        for n, cell in enumerate(cells)
+        if (title := _cell_title(cell))
+    }
     return [
         account.account_id,
         account.name,
@@ -113,11 +119,14 @@ def _row(account: AccountAudit) -> list[Any]:
 
 def page_data(report: AuditReport, page_size: int = PAGE_SIZE) -> dict[str, Any]:
     """What the page's script draws the matrix and the "Why" entries from."""
+    titles: dict[str, int] = {}
+    rows = [_row(account, titles) for account in report.accounts]
     return {
         "states": list(STATES),
         "regions": list(report.regions),
         "page_size": page_size,
-        "rows": [_row(account) for account in report.accounts],
+        "titles": list(titles),  # in the order numbered (dicts keep insertion order)
+        "rows": rows,
     }
 
 

@@ -122,20 +122,25 @@ def test_every_cell_that_is_not_ok_says_why():
 
     assert data["states"] == ["ok", "drift", "missing", "skipped", "error"]
     assert data["regions"] == list(SETTINGS.hub_regions)
-    # Per account: id, name, a state initial per region, the hover titles, the "Why" entry.
+    # The hover titles, each said once; per account: id, name, a state initial per region, the
+    # index of each region's hover title, the "Why" entry.
+    assert data["titles"] == [
+        "GuardDuty detector suspended: enable alpha",
+        "GuardDuty detector suspended: enable beta",
+    ]
     assert data["rows"] == [
         [
             "333333333333",
             "alpha",
             "od",
-            {"1": "GuardDuty detector suspended: enable alpha"},
+            {"1": 0},
             ["", [[1, "GuardDuty detector suspended: enable alpha"]]],
         ],
         [
             "333333333334",
             "beta",
             "od",
-            {"1": "GuardDuty detector suspended: enable beta"},
+            {"1": 1},
             ["", [[1, "GuardDuty detector suspended: enable beta"]]],
         ],
     ]
@@ -209,14 +214,16 @@ def test_each_cell_carries_its_guardduty_and_plain_ok_cells_stay_lean():
     )
 
     # When the page is rendered
-    [row] = data_of(render_html(report))["rows"]
+    data = data_of(render_html(report))
+    [row] = data["rows"]
 
     # Then the managed cell (us-east-1, index 0) says the detector's state, its plans, its
     # administrator and the path of its findings; the plain ok cell (index 1) has no title at all
     assert row[2] == "oo"
-    assert row[3] == {
-        "0": "GuardDuty ENABLED (manage) · plans on: S3_DATA_EVENTS, RUNTIME_MONITORING"
+    assert row[3] == {"0": 0}
+    assert data["titles"] == [
+        "GuardDuty ENABLED (manage) · plans on: S3_DATA_EVENTS, RUNTIME_MONITORING"
         " · administrator 999999999999"
         " · findings: natively (the Security account is its GuardDuty administrator)"
-    }
+    ]
     assert row[4] == 0  # nothing to say why
