@@ -311,7 +311,7 @@ def run(args: argparse.Namespace) -> None:
     if not args.html_only:
         report = audit(args)
         accounts = len(report.accounts)
-        reports += [("1000", more_accounts(report, accounts))]
+        reports += [(str(accounts), report)]
         reports += [("2000", more_accounts(report, max(2000, accounts)))]
     synthetic = synthetic_report(args.html_accounts, args.html_regions)
     reports.append((f"{args.html_accounts}x{args.html_regions}-synthetic", synthetic))

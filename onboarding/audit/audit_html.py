@@ -79,8 +79,9 @@ def _cell_title(cell: Any) -> str:
     return " — ".join(part for part in (cell.detail, guardduty) if part)
 
 
-def _why(account: AccountAudit) -> list[Any]:
-    """[account-wide findings, [[region index, detail], ...]] for the regions that are not ok."""
+def _why(account: AccountAudit, texts: dict[str, int]) -> list[Any]:
+    """[account-wide findings, [[region index, detail], ...]] for the regions that are not ok,
+    each text as its index in `texts` ("" for no account-wide finding)."""
     account_wide = "; ".join(f.detail for f in account.findings)
     cells: list[list[Any]] = []
     for n, cell in enumerate(account.regions.values()):
@@ -94,17 +95,17 @@ def _why(account: AccountAudit) -> list[Any]:
             detail = "; ".join(str(f) for f in local) or "only the account-wide problem above"
         if cell.error:
             detail = f"[{cell.error}{', retryable' if cell.retryable else ''}] {detail}"
-        cells.append([n, detail])
-    return [account_wide, cells]
+        cells.append([n, texts.setdefault(detail, len(texts))])
+    return [texts.setdefault(account_wide, len(texts)), cells]
 
 
-def _row(account: AccountAudit, titles_seen: dict[str, int]) -> list[Any]:
-    """[id, name, one state initial per region, {region index: hover title's index} or 0, why
-    or 0]. The titles are said once for the page (many cells share one: the same plans, the
-    same administrator), `titles_seen` numbers them."""
+def _row(account: AccountAudit, texts: dict[str, int]) -> list[Any]:
+    """[id, name, one state initial per region, {region index: hover title} or 0, why or 0],
+    every title and reason as its index in `texts`: each is said once for the page (many cells
+    share one: the same plans, the same administrator, the same drift after an upgrade)."""
     cells = list(account.regions.values())
     titles = {
-        str(n): titles_seen.setdefault(title, len(titles_seen))
+        str(n): texts.setdefault(title, len(texts))
         for n, cell in enumerate(cells)
         if (title := _cell_title(cell))
     }
@@ -113,19 +114,19 @@ def _row(account: AccountAudit, titles_seen: dict[str, int]) -> list[Any]:
         account.name,
         "".join(cell.state[0] for cell in cells),
         titles or 0,
-        _why(account) if account.state != "ok" else 0,
+        _why(account, texts) if account.state != "ok" else 0,
     ]
 
 
 def page_data(report: AuditReport, page_size: int = PAGE_SIZE) -> dict[str, Any]:
     """What the page's script draws the matrix and the "Why" entries from."""
-    titles: dict[str, int] = {}
-    rows = [_row(account, titles) for account in report.accounts]
+    texts: dict[str, int] = {"": 0}
+    rows = [_row(account, texts) for account in report.accounts]
     return {
         "states": list(STATES),
         "regions": list(report.regions),
         "page_size": page_size,
-        "titles": list(titles),  # in the order numbered (dicts keep insertion order)
+        "texts": list(texts),  # in the order numbered (dicts keep insertion order)
         "rows": rows,
     }
 

@@ -122,27 +122,16 @@ def test_every_cell_that_is_not_ok_says_why():
 
     assert data["states"] == ["ok", "drift", "missing", "skipped", "error"]
     assert data["regions"] == list(SETTINGS.hub_regions)
-    # The hover titles, each said once; per account: id, name, a state initial per region, the
-    # index of each region's hover title, the "Why" entry.
-    assert data["titles"] == [
+    # The hover titles and reasons, each said once; per account: id, name, a state initial per
+    # region, the index of each region's hover title, the "Why" entry (account-wide, regions).
+    assert data["texts"] == [
+        "",
         "GuardDuty detector suspended: enable alpha",
         "GuardDuty detector suspended: enable beta",
     ]
     assert data["rows"] == [
-        [
-            "333333333333",
-            "alpha",
-            "od",
-            {"1": 0},
-            ["", [[1, "GuardDuty detector suspended: enable alpha"]]],
-        ],
-        [
-            "333333333334",
-            "beta",
-            "od",
-            {"1": 1},
-            ["", [[1, "GuardDuty detector suspended: enable beta"]]],
-        ],
+        ["333333333333", "alpha", "od", {"1": 1}, [0, [[1, 1]]]],
+        ["333333333334", "beta", "od", {"1": 2}, [0, [[1, 2]]]],
     ]
     assert "stream watershed (us-east-1) does not exist" in page
     assert report.totals == {"ok": 2, "drift": 2, "missing": 0, "skipped": 0, "error": 0}
@@ -220,10 +209,11 @@ def test_each_cell_carries_its_guardduty_and_plain_ok_cells_stay_lean():
     # Then the managed cell (us-east-1, index 0) says the detector's state, its plans, its
     # administrator and the path of its findings; the plain ok cell (index 1) has no title at all
     assert row[2] == "oo"
-    assert row[3] == {"0": 0}
-    assert data["titles"] == [
+    assert row[3] == {"0": 1}
+    assert data["texts"] == [
+        "",
         "GuardDuty ENABLED (manage) · plans on: S3_DATA_EVENTS, RUNTIME_MONITORING"
         " · administrator 999999999999"
-        " · findings: natively (the Security account is its GuardDuty administrator)"
+        " · findings: natively (the Security account is its GuardDuty administrator)",
     ]
     assert row[4] == 0  # nothing to say why
