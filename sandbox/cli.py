@@ -464,7 +464,8 @@ def _render_canary(printer: Printer, result: DemoResult, seconds: float) -> None
 
 
 def _render_uninstall(printer: Printer, result: DemoResult, seconds: float) -> None:
-    printer.section("7. uninstall", f"{seconds:.1f} s")
+    number = 8 if result.canary is not None else 7  # after the canary act, when it ran
+    printer.section(f"{number}. uninstall", f"{seconds:.1f} s")
     invocations = [d for d in result.removal if d.mapping.kind == "sqs"]
     printer.line(
         '  {"remove": "ALL"} → one removal per account on the work queue → '

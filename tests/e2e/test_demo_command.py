@@ -134,7 +134,8 @@ def test_uninstall_empties_every_member_and_keeps_the_last_line(capsys):
     out = capsys.readouterr().out.strip().splitlines()
     assert code == 0, out[-1]
     assert out[-1] == "demo: 5 of 5 events reached watershed in eu-west-1"
-    section = out[out.index(next(line for line in out if line.startswith("7. uninstall"))) :]
+    # the canary act is 7, so the uninstall act is 8
+    section = out[out.index(next(line for line in out if line.startswith("8. uninstall"))) :]
     rows = [line for line in section if line.strip().startswith("workload-")]
     assert len(rows) == 2 and all(row.count("✓ empty") == 2 for row in rows), rows
 
