@@ -33,12 +33,19 @@ from onboarding.audit.audit import DEFAULT_ACCOUNT_WORKERS, STATES, Auditor, Aud
 from onboarding.audit.audit_fix import FixResult, enqueue, fix_requests, onboard_inline
 from onboarding.audit.audit_html import render_html
 from onboarding.canary.canary import CanaryResults, load_results
+from onboarding.cli.arguments import (
+    EXIT_FAILED,
+    EXIT_NOT_OK,
+    EXIT_OK,
+    EXIT_USAGE,
+    account_ids,
+    region_subset,
+    usage_error,
+)
 from onboarding.errors import ConfigError, InvalidRequest, StepFailed
-from onboarding.events import validate_regions
 from onboarding.queue.workqueue import work_queue_for
-from onboarding.settings import ACCOUNT_ID, Settings
+from onboarding.settings import Settings
 
-EXIT_OK, EXIT_NOT_OK, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 POLL_SECONDS = 5
 
 
@@ -108,12 +115,8 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         if not 1 <= args.account_workers <= 64:
             raise InvalidRequest(f"--account-workers {args.account_workers} is not 1..64")
         canary = _canary_results(getattr(args, "canary_results", None))
-    except ConfigError as err:
-        print(f"watershed: configuration error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except InvalidRequest as err:
-        print(f"watershed: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    except (ConfigError, InvalidRequest) as err:
+        return usage_error(err)
 
     auditor = Auditor(settings, account_workers=args.account_workers)
     if args.via_queue:
@@ -215,19 +218,11 @@ def _canary_results(path: str | None) -> CanaryResults | None:
 
 
 def _accounts(values: list[str] | None) -> list[str] | None:
-    if values is None:
-        return None
-    accounts = [a.strip() for value in values for a in value.split(",") if a.strip()]
-    for account in accounts:
-        if not ACCOUNT_ID.fullmatch(account):
-            raise InvalidRequest(f"account id {account!r} is not 12 digits")
-    return accounts
+    return None if values is None else account_ids(values)
 
 
 def _regions(value: str | None, settings: Settings) -> tuple[str, ...] | None:
-    if not value:
-        return None
-    return validate_regions([r.strip() for r in value.split(",") if r.strip()], settings)
+    return region_subset(value, settings) if value else None
 
 
 def render_text(report: AuditReport) -> str:

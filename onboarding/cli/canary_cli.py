@@ -32,11 +32,16 @@ from onboarding.canary.canary import (
     render_table,
     without_tagged,
 )
+from onboarding.cli.arguments import (
+    EXIT_FAILED,
+    EXIT_NOT_OK,
+    EXIT_OK,
+    account_ids,
+    region_subset,
+    usage_error,
+)
 from onboarding.errors import ConfigError, InvalidRequest, StepFailed
-from onboarding.events import validate_regions
-from onboarding.settings import ACCOUNT_ID, Settings
-
-EXIT_OK, EXIT_NOT_OK, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+from onboarding.settings import Settings
 
 
 def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
@@ -82,11 +87,7 @@ def _canary_settings(args: argparse.Namespace, environ: Mapping[str, str]) -> Ca
 def _accounts(args: argparse.Namespace) -> list[str]:
     if args.all == bool(args.accounts):
         raise InvalidRequest("give account ids or --all (not both)")
-    accounts = [a.strip() for value in args.accounts for a in value.split(",") if a.strip()]
-    for account in accounts:
-        if not ACCOUNT_ID.match(account):
-            raise InvalidRequest(f"account id {account!r} is not 12 digits")
-    return accounts
+    return account_ids(args.accounts)
 
 
 def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
@@ -94,19 +95,11 @@ def run(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         settings = Settings.from_env(environ)
         canary_settings = _canary_settings(args, environ)
         accounts = _accounts(args)
-        regions = (
-            validate_regions([r.strip() for r in args.regions.split(",") if r.strip()], settings)
-            if args.regions
-            else settings.hub_regions
-        )
+        regions = region_subset(args.regions, settings) if args.regions else settings.hub_regions
         if args.timeout is not None and not 1 <= args.timeout <= MAX_TIMEOUT_SECONDS:
             raise InvalidRequest(f"--timeout {args.timeout} is not 1..{MAX_TIMEOUT_SECONDS}")
-    except ConfigError as err:
-        print(f"watershed: configuration error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except InvalidRequest as err:
-        print(f"watershed: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    except (ConfigError, InvalidRequest) as err:
+        return usage_error(err)
 
     canary = Canary(settings, canary_settings)
     try:
