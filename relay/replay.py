@@ -26,11 +26,14 @@ from relay.sender import TimeBudget, error_code
 from relay.service import Relay
 from relay.telemetry import logger
 
+# ASCII only and whole-string (fullmatch, no "$" newline loophole): what reaches GetShardIterator
 STREAM_ARN = re.compile(
-    r"^arn:aws[a-z-]*:kinesis:(?P<region>[a-z]{2}(-[a-z]+)+-\d):\d{12}:stream/[A-Za-z0-9_.-]{1,128}$"
+    r"\Aarn:aws[a-z-]*:kinesis:(?P<region>[a-z]{2}(-[a-z]+)+-[0-9]):[0-9]{12}:"
+    r"stream/[A-Za-z0-9_.-]{1,128}\Z",
+    re.ASCII,
 )
-_SEQUENCE = re.compile(r"^\d{1,128}$")
-_SHARD = re.compile(r"^shardId-\d{12}$")
+_SEQUENCE = re.compile(r"\A[0-9]{1,128}\Z", re.ASCII)
+_SHARD = re.compile(r"\AshardId-[0-9]{12}\Z", re.ASCII)
 GET_RECORDS_LIMIT = 10_000
 MAX_EMPTY_PAGES = 20  # GetRecords may answer empty pages before it reaches the records
 
@@ -74,7 +77,7 @@ def parse_failure_message(body: str) -> FailedRange:
     )
     for name, pattern in checks:
         value = info.get(name)
-        if not isinstance(value, str) or not pattern.match(value):
+        if not isinstance(value, str) or not pattern.fullmatch(value):
             raise UnreadableMessage(f"KinesisBatchInfo.{name} is missing or malformed: {value!r}")
     if int(info["endSequenceNumber"]) < int(info["startSequenceNumber"]):
         raise UnreadableMessage("KinesisBatchInfo.endSequenceNumber is below startSequenceNumber")

@@ -31,9 +31,10 @@ from relay.settings import Settings
 COMMAND = "relay-replay"
 REGIONAL_STREAM_NAME = "watershed-regional"  # template.yaml RegionalStream
 _QUEUE_URL = re.compile(
-    r"^https://sqs[.-](?P<region>[a-z]{2}(-[a-z]+)+-\d)\.[^/]+/\d{12}/[\w-]{1,80}$"
+    r"\Ahttps://sqs[.-](?P<region>[a-z]{2}(-[a-z]+)+-[0-9])\.[^/]+/[0-9]{12}/[\w-]{1,80}\Z",
+    re.ASCII,
 )
-_LOCAL_QUEUE_URL = re.compile(r"^https?://\S+/\d{12}/[\w-]{1,80}$")
+_LOCAL_QUEUE_URL = re.compile(r"\Ahttps?://\S+/[0-9]{12}/[\w-]{1,80}\Z", re.ASCII)
 
 
 def add_parser(commands: Any) -> None:
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace, environ: Mapping[str, str], session: Any = Non
         stream = args.regional_stream_arn or _regional_stream(
             settings.partition, region, args.failure_queue_url
         )
-        if not STREAM_ARN.match(stream):
+        if not STREAM_ARN.fullmatch(stream):
             raise ConfigurationError("--regional-stream-arn", f"{stream!r} is not a stream ARN")
     except ConfigurationError as err:
         print(f"watershed {COMMAND}: configuration error: {err}", file=sys.stderr)
@@ -120,10 +121,10 @@ def _regional_stream(partition: str, region: str, queue_url: str) -> str:
 
 
 def _queue_region(url: str, region: str | None) -> str:
-    match = _QUEUE_URL.match(url)
+    match = _QUEUE_URL.fullmatch(url)
     if match:
         return match["region"]
-    if _LOCAL_QUEUE_URL.match(url) and region:
+    if _LOCAL_QUEUE_URL.fullmatch(url) and region:
         return region
     raise ConfigurationError(
         "--failure-queue-url",

@@ -13,7 +13,7 @@ import boto3
 import pytest
 
 from onboarding.cli.cli import main
-from relay.replay import Replayer
+from relay.replay import Replayer, UnreadableMessage, parse_failure_message
 from relay.service import Relay
 
 SOURCE_REGION = "eu-west-1"
@@ -244,3 +244,24 @@ def test_bad_arguments_are_refused_before_anything_is_read(argv, named, monkeypa
 
     assert code == 2
     assert named in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("startSequenceNumber", "49659876543210987654321098765432109876543210987654321098\n"),
+        ("endSequenceNumber", "4965987654321098765432109876543210987654321098765432109" + "\u0661"),
+        ("shardId", "shardId-000000000000\n"),
+        ("streamArn", REGIONAL_ARN + "\n"),
+    ],
+)
+def test_a_range_with_a_trailing_newline_or_non_ascii_digits_is_unreadable(field, value):
+    # Nothing but ASCII, whole-string values reaches GetShardIterator
+    body = json.loads(
+        _on_failure_record([("49659876543210987654321098765432109876543210987654321098", b"x")])
+    )
+    body["KinesisBatchInfo"][field] = value
+    with pytest.raises(
+        UnreadableMessage, match=f"KinesisBatchInfo.{field} is missing or malformed"
+    ):
+        parse_failure_message(json.dumps(body))
