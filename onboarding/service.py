@@ -45,6 +45,7 @@ from onboarding.events import (
     Parsed,
 )
 from onboarding.exclusions import Exclusions
+from onboarding.heap import WARM_HEAP
 from onboarding.queue.backfill import requests_for, select_accounts
 from onboarding.report import AccountReport, Change, RegionResult, Report
 from onboarding.resources import forwarding, guardduty, iam
@@ -142,7 +143,7 @@ class Onboarder:
         after it, and region steps still running when it is nearly spent are abandoned: what
         did not finish is reported as a retryable `DeadlineExceeded` failure, for just those
         regions (or the whole account if it happened before the regions)."""
-        with deadline_scope(deadline):
+        with WARM_HEAP.account(), deadline_scope(deadline):
             report = self._dispatch(request, known_active)
         logger.info(
             "account report",

@@ -1,0 +1,60 @@
+"""Keep what a warm process holds for good out of the cyclic garbage collector's way.
+
+A warm process (a Lambda container, the CLI's backfill or audit) holds for its whole life
+botocore's parsed service models and endpoint data (~160,000 containers once onboarding has
+used its services: the shared loader of `onboarding.sessions`), the imported modules and the
+launcher session. Every account then allocates ~75,000 objects that live as long as it does (its
+~36 clients: 34 of them regional), so Python's full collection runs about once per account at
+17 regions, and each one walks that whole permanent heap again: ~60 ms of CPU, with every
+region thread stopped, to find nothing to free. Measured on this repository's model of AWS
+(docs/operations.md, "Watershed's own cost at scale").
+
+`WarmHeap.account()` brackets each account's work. The first time no account is in flight after
+one has finished — the models it needed are loaded, and what it allocated is garbage — the
+heap is collected once and frozen (`gc.freeze`): later full collections walk only what was
+allocated since (about one account's objects), and nothing frozen is ever looked at again.
+Objects frozen here are still freed by reference counting; only a reference cycle among them
+that is dropped later stays in memory (e.g. a launcher session replaced after its hour: a few
+thousand objects, once an hour). While accounts overlap (the CLI's parallel backfill) the
+freeze waits: freezing an account in flight would keep its clients for the process's life.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+
+def _collect_and_freeze() -> None:
+    gc.collect()  # what the first account left behind is garbage: freed, not frozen
+    gc.freeze()
+
+
+class WarmHeap:
+    """Freeze the heap once per process, at the first moment no account is in flight."""
+
+    def __init__(self, freeze: Callable[[], None] = _collect_and_freeze) -> None:
+        self._freeze = freeze
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._frozen = False
+
+    @contextmanager
+    def account(self) -> Iterator[None]:
+        """Bracket one account's work (onboarding, a plan, a removal)."""
+        with self._lock:
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+                if not self._in_flight and not self._frozen:
+                    self._frozen = True
+                    self._freeze()
+
+
+# The collector is the process's: one for every Onboarder in it.
+WARM_HEAP = WarmHeap()
