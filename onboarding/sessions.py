@@ -193,7 +193,7 @@ class SessionFactory:
                 self._launcher_expires and self._launcher_expires - now < _REFRESH_MARGIN
             ):
                 session, expires = self._assume(
-                    self._base,
+                    self._own,
                     self.settings.launcher_role_arn,
                     f"watershed-launcher-{self.settings.management_account_id}",
                 )
@@ -213,7 +213,7 @@ class SessionFactory:
         for role_name in self.settings.member_role_names:
             role_arn = f"arn:{partition}:iam::{account_id}:role/{role_name}"
             try:
-                session, _ = self._assume(management.session, role_arn, f"watershed-{account_id}")
+                session, _ = self._assume(management, role_arn, f"watershed-{account_id}")
             except ClientError as err:
                 if error_code(err) in ACCESS_DENIED_CODES:
                     last_error = err  # this role does not exist or does not trust us: next one
@@ -244,9 +244,11 @@ class SessionFactory:
         return session
 
     def _assume(
-        self, parent: boto3.Session, role_arn: str, session_name: str
+        self, parent: AccountSession, role_arn: str, session_name: str
     ) -> tuple[boto3.Session, datetime | None]:
-        sts = parent.client("sts", region_name=self.settings.home_region, config=self._config)
+        # The parent's own STS client, kept with its other clients: one per launcher session
+        # (or the function's own credentials), not a new one for every account.
+        sts = parent.client("sts", self.settings.home_region)
         credentials = sts.assume_role(
             RoleArn=role_arn,
             RoleSessionName=session_name[:64],

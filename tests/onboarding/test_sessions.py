@@ -19,7 +19,7 @@ class SpyingFactory(SessionFactory):
         self.assumed: list[tuple[str, str, str]] = []  # (caller access key, role arn, session)
 
     def _assume(self, parent, role_arn, session_name):
-        caller = parent.get_credentials().access_key
+        caller = parent.session.get_credentials().access_key
         self.assumed.append((caller, role_arn, session_name))
         return super()._assume(parent, role_arn, session_name)
 
