@@ -206,9 +206,12 @@ class Onboarder:
         is_security = account_id == self.settings.security_account_id
         # The forwarder role (IAM, global), the member's region list and the organization's
         # GuardDuty administrators (management side) do not depend on each other: they run side
-        # by side. The region steps start only once the role and the regions have succeeded, so
-        # an account whose role could not be written gets no region write either.
+        # by side. The region steps start as soon as the region list is known and read their
+        # region while the role is still being written; each waits for the role before its
+        # first write, so an account whose role could not be written gets no region write.
         wanted = request.regions or self.settings.hub_regions
+        views: dict[str, dict[str, Any]] = {}  # region -> GuardDuty as read (the steps fill it)
+        paths: dict[str, str] = {}  # region -> the path its GuardDuty findings take
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="prologue") as prologue:
             role = prologue.submit(
                 contextvars.copy_context().run,
@@ -227,44 +230,31 @@ class Onboarder:
             # While those wait on the network, build the regional clients the steps will use
             # (a few ms of CPU each, 34 for 17 regions): the steps then start at once.
             self._clients(session, wanted, is_security)
-        try:
+            if listed.exception() is None:
+                # An opt-in ENABLED event can arrive before the member's own DescribeRegions
+                # shows the region as enabled (eventual consistency): "not enabled" is "not yet".
+                selection = regions.select_regions(
+                    wanted, listed.result(), expect_enabled=request.reason == REGION_OPT_IN
+                )
+                administrators = {
+                    r: a for r, a in admins.result().items() if r in selection.configure
+                }
+                steps = self._region_steps(
+                    session, request, selection.configure, administrators, views, paths, role
+                )
+                outcomes = self._run(account_id, steps)
+                for region_outcomes in outcomes.values():  # reported GuardDuty first, as before
+                    region_outcomes.sort(key=lambda o: o.step != STEP_GUARDDUTY)
+        try:  # the role's failure first: the region steps wrote nothing then
             account_changes, after_repoint = role.result()
         except StepFailed as failed:
             return _account_failed(failed)
         except (ClientError, BotoCoreError) as err:
             return _account_failed(step_failed(err, account_id, None, "iam"))
         try:
-            statuses = listed.result()
+            listed.result()
         except (ClientError, BotoCoreError) as err:
             return _account_failed(step_failed(err, account_id, None, "regions"))
-        # An opt-in ENABLED event can arrive before the member's own DescribeRegions shows the
-        # region as enabled (eventual consistency): there, "not enabled" means "not yet".
-        selection = regions.select_regions(
-            request.regions or self.settings.hub_regions,
-            statuses,
-            expect_enabled=request.reason == REGION_OPT_IN,
-        )
-
-        administrators = {r: a for r, a in admins.result().items() if r in selection.configure}
-        views: dict[str, dict[str, Any]] = {}  # region -> GuardDuty as read (the steps fill it)
-        paths: dict[str, str] = {}  # region -> the path its GuardDuty findings take
-        # Forwarding's steps start first: on a first run each makes three calls in a row
-        # (DescribeRule, PutRule, PutTargets) against GuardDuty's two, so with 34 threads
-        # starting at once the longest chains should not queue behind the shorter ones.
-        forwarding_steps: list[tuple[str, str, Callable[[], list[Change]]]] = []
-        guardduty_steps: list[tuple[str, str, Callable[[], list[Change]]]] = []
-        for region in selection.configure:
-            admin = administrators.get(region)
-            if self.settings.guardduty_mode != "off":
-                known = region in administrators
-                step = self._guardduty(session, region, request, admin, views, known)
-                guardduty_steps.append((region, STEP_GUARDDUTY, step))
-            if not is_security:
-                step = self._forwarding(session, region, request, admin, paths)
-                forwarding_steps.append((region, STEP_FORWARDING, step))
-        outcomes = self._run(account_id, forwarding_steps + guardduty_steps)
-        for region_outcomes in outcomes.values():  # reported GuardDuty first, as before
-            region_outcomes.sort(key=lambda o: o.step != STEP_GUARDDUTY)
 
         results = [RegionResult(r, "skipped", reason=why) for r, why in selection.skipped.items()]
         results += [
@@ -297,6 +287,39 @@ class Onboarder:
                     return _account_failed(step_failed(err, account_id, None, "iam"))
                 account_changes += after_repoint
         return AccountReport.build(account_id, results, account_changes, request.dry_run)
+
+    def _region_steps(
+        self,
+        session: AccountSession,
+        request: OnboardingRequest,
+        configure: Iterable[str],
+        administrators: dict[str, str | None],
+        views: dict[str, dict[str, Any]],
+        paths: dict[str, str],
+        role: Future[tuple[list[Change], list[Change]]],
+    ) -> list[tuple[str, str, Callable[[], list[Change]]]]:
+        """GuardDuty and forwarding in each region, each waiting for the forwarder role (and
+        writing nothing if it failed) before its first write. Forwarding's steps come first: on
+        a first run each makes three calls in a row (DescribeRule, PutRule, PutTargets) against
+        GuardDuty's two, so with 34 threads starting at once the longest chains should not queue
+        behind the shorter ones."""
+        is_security = request.account_id == self.settings.security_account_id
+
+        def role_written() -> None:
+            role.result()  # raises the role's failure: the step then writes nothing
+
+        forwarding_steps: list[tuple[str, str, Callable[[], list[Change]]]] = []
+        guardduty_steps: list[tuple[str, str, Callable[[], list[Change]]]] = []
+        for region in configure:
+            admin = administrators.get(region)
+            if self.settings.guardduty_mode != "off":
+                known = region in administrators
+                step = self._guardduty(session, region, request, admin, views, known, role_written)
+                guardduty_steps.append((region, STEP_GUARDDUTY, step))
+            if not is_security:
+                step = self._forwarding(session, region, request, admin, paths, role_written)
+                forwarding_steps.append((region, STEP_FORWARDING, step))
+        return forwarding_steps + guardduty_steps
 
     def _clients(self, session: AccountSession, wanted: Iterable[str], is_security: bool) -> None:
         services = [] if self.settings.guardduty_mode == "off" else ["guardduty"]
@@ -381,6 +404,7 @@ class Onboarder:
         delegated_admin: str | None,
         views: dict[str, dict[str, Any]],
         administrator_known: bool = True,
+        before_write: Callable[[], None] | None = None,
     ) -> Callable[[], list[Change]]:
         def step() -> list[Change]:
             client = session.client("guardduty", region)
@@ -391,6 +415,7 @@ class Onboarder:
                 request.account_id,
                 delegated_admin,
                 administrator_known,
+                before_write,
             )
             views[region] = outcome.view.as_dict()
             return outcome.changes
@@ -404,6 +429,7 @@ class Onboarder:
         request: OnboardingRequest,
         delegated_admin: str | None = None,
         paths: dict[str, str] | None = None,
+        before_write: Callable[[], None] | None = None,
     ) -> Callable[[], list[Change]]:
         def step() -> list[Change]:
             settings, path = self.settings, PATH_FORWARDED
@@ -421,7 +447,7 @@ class Onboarder:
                 paths[region] = path
             client = session.client("events", region)
             return forwarding.ensure_forwarding(
-                client, settings, request.account_id, region, request.dry_run
+                client, settings, request.account_id, region, request.dry_run, before_write
             )
 
         return step

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,11 +202,20 @@ def _raise_failed_entry(response: Any, account_id: str, region: str, default: st
 
 
 def ensure_forwarding(
-    events: Any, settings: Settings, account_id: str, region: str, dry_run: bool = False
+    events: Any,
+    settings: Settings,
+    account_id: str,
+    region: str,
+    dry_run: bool = False,
+    before_write: Callable[[], None] | None = None,
 ) -> list[Change]:
-    """Read, compare, write only the difference. Returns the changes made (or planned)."""
+    """Read, compare, write only the difference. Returns the changes made (or planned).
+    `before_write` is called once before the first write, if any (it may wait, or raise to
+    write nothing: onboarding waits there for the account's forwarder role)."""
     changes = plan_forwarding(read_forwarding(events, settings), settings, account_id, region)
     if changes and not dry_run:
+        if before_write is not None:
+            before_write()
         apply_forwarding(events, settings, account_id, region, changes)
     return changes
 

@@ -24,7 +24,7 @@ reading again and updating the detector that won.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,10 +249,13 @@ def ensure_detector(
     account_id: str = "",
     delegated_admin: str | None = None,
     administrator_known: bool = False,
+    before_write: Callable[[], None] | None = None,
 ) -> DetectorOutcome:
     """Read, compare, write only the difference (GUARDDUTY=manage). Returns the changes made
     (or planned, with dry_run) and what the region's GuardDuty looks like. With observe, the
-    differences are observations in the view, never changes, and nothing is written."""
+    differences are observations in the view, never changes, and nothing is written.
+    `before_write` is called once before the first write, if any (it may wait, or raise to
+    write nothing: onboarding waits there for the account's forwarder role)."""
     state = read_detector(guardduty)
     administrator = managed_by(state, account_id, delegated_admin)
     changes = plan_detector(state, settings, administrator)
@@ -276,6 +279,8 @@ def ensure_detector(
         notes += [f"not written (GUARDDUTY={mode}): {c}" for c in changes]
         return DetectorOutcome([], view_of(state, mode, administrator, notes, unexpected))
     if changes and not dry_run:
+        if before_write is not None:
+            before_write()
         apply_detector(guardduty, state, settings, administrator, account_id, delegated_admin)
     return DetectorOutcome(changes, view_of(state, mode, administrator, notes, unexpected))
 

@@ -1,11 +1,14 @@
 """Skipped vs failed regions, races and denials. moto produces none of these by itself, so
 each test injects the AWS error response (see FaultInjector) and says what it stands in for."""
 
+import threading
 from dataclasses import replace
 
 import pytest
 
 from onboarding.events import OnboardingRequest
+from onboarding.service import Onboarder
+from onboarding.sessions import SessionFactory
 
 SCP_MESSAGE = (
     "User: arn:aws:sts::{account}:assumed-role/OrganizationAccountAccessRole/watershed is not "
@@ -215,15 +218,75 @@ def test_account_level_steps_fail_the_account_with_the_step_named(
     assert not any(op in ("CreateDetector", "PutRule") for op, _ in recorder.writes)
 
 
+def test_a_role_that_cannot_be_written_stops_every_region_write(
+    org, onboarder, faults, recorder, reader
+):
+    # The region steps read their regions while the role is written; none may write once the
+    # role has failed (here its policy: e.g. an SCP denying iam:PutRolePolicy).
+    faults.add("PutRolePolicy", "AccessDenied", "not authorized")
+
+    report = onboarder.onboard(OnboardingRequest(org.member))
+
+    assert report.status == "failed"
+    assert report.reason.startswith("iam")
+    assert report.error == "AccessDenied"
+    assert {op for op, _ in recorder.writes} == {"CreateRole", "PutRolePolicy"}
+    for region in ("us-east-1", "eu-west-1", "eu-central-1"):
+        assert reader.detector(org.member, region) is None
+        assert reader.rule(org.member, region) is None
+
+
+def test_region_steps_read_while_the_role_is_written_and_write_only_after_it(org, settings):
+    # PutRolePolicy is held on the wire until every region has started its read (at most
+    # 10 s: without the overlap they never would): the reads run while the role is written,
+    # and the regions' first write comes only once it has returned.
+    events: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    reads = ("ListDetectors", "DescribeRule")
+    every_region_reading = threading.Event()
+
+    def started(model, **_):
+        with lock:
+            events.append(("start", model.name))
+            if sum(kind == "start" and op in reads for kind, op in events) == 2 * len(
+                settings.hub_regions
+            ):
+                every_region_reading.set()
+        if model.name == "PutRolePolicy":
+            every_region_reading.wait(timeout=10)
+
+    def finished(model, **_):
+        with lock:
+            events.append(("end", model.name))
+
+    hooks = [("before-call", started), ("after-call", finished)]
+    report = Onboarder(settings, SessionFactory(settings, hooks=hooks)).onboard(
+        OnboardingRequest(org.member)
+    )
+
+    assert report.status == "ok"
+    role_written = events.index(("end", "PutRolePolicy"))
+    region_writes = [
+        i
+        for i, (kind, op) in enumerate(events)
+        if kind == "start" and op in ("CreateDetector", "PutRule", "PutTargets")
+    ]
+    region_reads = [i for i, (kind, op) in enumerate(events) if kind == "start" and op in reads]
+    assert len(region_writes) == 3 * len(settings.hub_regions)
+    assert min(region_writes) > role_written
+    assert len(region_reads) == 2 * len(settings.hub_regions)
+    assert max(region_reads) < role_written
+
+
 def test_a_bug_in_one_region_does_not_take_the_others_down(org, onboarder, monkeypatch, reader):
     from onboarding.resources import forwarding
 
     real = forwarding.ensure_forwarding
 
-    def broken(events, settings, account_id, region, dry_run=False):
+    def broken(events, settings, account_id, region, *rest):
         if region == "eu-central-1":
             raise KeyError("unexpected shape")
-        return real(events, settings, account_id, region, dry_run)
+        return real(events, settings, account_id, region, *rest)
 
     monkeypatch.setattr(forwarding, "ensure_forwarding", broken)
 
