@@ -9,10 +9,15 @@ launcher session. Every account then allocates ~75,000 objects that live as long
 region thread stopped, to find nothing to free. Measured on this repository's model of AWS
 (docs/operations.md, "Watershed's own cost at scale").
 
-`WarmHeap.account()` brackets each account's work. The first time no account is in flight after
-one has finished — the models it needed are loaded, and what it allocated is garbage — the
+`WarmHeap.account()` brackets each account's work; an Onboarder (what a warm process keeps:
+its sessions and clients into the management account, its caches) has one. The first time no
+account is in flight in the process after the Onboarder's first one has finished - the models it
+needed are loaded, its long-lived sessions exist, what the account allocated is garbage - the
 heap is collected once and frozen (`gc.freeze`): later full collections walk only what was
-allocated since (about one account's objects), and nothing frozen is ever looked at again.
+allocated since (about one account's objects), and nothing frozen is looked at again. A process
+has one Onboarder (the Lambda function, the CLI), so it freezes once; a bench that builds one per
+case, each standing for a warm container, freezes once per case.
+
 Objects frozen here are still freed by reference counting; only a reference cycle among them
 that is dropped later stays in memory (e.g. a launcher session replaced after its hour: a few
 thousand objects, once an hour). While accounts overlap (the CLI's parallel backfill) the
@@ -32,29 +37,36 @@ def _collect_and_freeze() -> None:
     gc.freeze()
 
 
-class WarmHeap:
-    """Freeze the heap once per process, at the first moment no account is in flight."""
+class _InFlight:
+    """Accounts in flight in this process, whichever Onboarder runs them: the collector is the
+    process's, so no freeze while any account is in flight."""
 
-    def __init__(self, freeze: Callable[[], None] = _collect_and_freeze) -> None:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.count = 0
+
+
+_PROCESS = _InFlight()
+
+
+class WarmHeap:
+    """Freeze the heap once, at the first moment no account is in flight after this heap's
+    first account. `freeze` defaults to collecting and freezing the process's heap."""
+
+    def __init__(self, freeze: Callable[[], None] | None = None) -> None:
         self._freeze = freeze
-        self._lock = threading.Lock()
-        self._in_flight = 0
         self._frozen = False
 
     @contextmanager
     def account(self) -> Iterator[None]:
         """Bracket one account's work (onboarding, a plan, a removal)."""
-        with self._lock:
-            self._in_flight += 1
+        with _PROCESS.lock:
+            _PROCESS.count += 1
         try:
             yield
         finally:
-            with self._lock:
-                self._in_flight -= 1
-                if not self._in_flight and not self._frozen:
+            with _PROCESS.lock:
+                _PROCESS.count -= 1
+                if not _PROCESS.count and not self._frozen:
                     self._frozen = True
-                    self._freeze()
-
-
-# The collector is the process's: one for every Onboarder in it.
-WARM_HEAP = WarmHeap()
+                    (self._freeze or _collect_and_freeze)()

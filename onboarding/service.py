@@ -45,7 +45,7 @@ from onboarding.events import (
     Parsed,
 )
 from onboarding.exclusions import Exclusions
-from onboarding.heap import WARM_HEAP
+from onboarding.heap import WarmHeap
 from onboarding.queue.backfill import requests_for, select_accounts
 from onboarding.report import AccountReport, Change, RegionResult, Report
 from onboarding.resources import forwarding, guardduty, iam
@@ -96,6 +96,7 @@ class Onboarder:
         self.exclusions = Exclusions.from_settings(settings)
         self._administrators: dict[str, tuple[float, str | None]] = {}
         self._administrators_lock = threading.Lock()
+        self._heap = WarmHeap()  # frozen after the first account: onboarding/heap.py
 
     # Entry points -------------------------------------------------------------------------
 
@@ -143,7 +144,7 @@ class Onboarder:
         after it, and region steps still running when it is nearly spent are abandoned: what
         did not finish is reported as a retryable `DeadlineExceeded` failure, for just those
         regions (or the whole account if it happened before the regions)."""
-        with WARM_HEAP.account(), deadline_scope(deadline):
+        with self._heap.account(), deadline_scope(deadline):
             report = self._dispatch(request, known_active)
         logger.info(
             "account report",

@@ -37,3 +37,11 @@ def fake_aws_environment():
 @pytest.fixture(autouse=True)
 def _fake_aws_environment(monkeypatch, tmp_path):
     _apply_fake_aws_environment(monkeypatch, tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def _no_heap_freeze(monkeypatch):
+    """Onboarders freeze the process's heap after their first account (onboarding/heap.py). A
+    test process builds hundreds of them: each freeze would keep that test's moto state for
+    good. tests/onboarding/test_heap.py checks the freeze itself."""
+    monkeypatch.setattr("onboarding.heap._collect_and_freeze", lambda: None)

@@ -1,5 +1,5 @@
-"""The warm heap is frozen once, when no account is in flight, after the first one's garbage is
-collected (onboarding/heap.py)."""
+"""An Onboarder's warm heap is frozen once, when no account is in flight, after the first one's
+garbage is collected (onboarding/heap.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,11 @@ import gc
 import threading
 import weakref
 
-from onboarding import service
+from onboarding import heap
 from onboarding.events import OnboardingRequest
 from onboarding.heap import WarmHeap, _collect_and_freeze
+from onboarding.service import Onboarder
+from onboarding.sessions import SessionFactory
 
 
 def test_the_heap_is_frozen_once_and_only_when_no_account_is_in_flight():
@@ -79,12 +81,30 @@ def test_garbage_is_collected_before_the_freeze_not_kept_for_good():
         gc.unfreeze()  # leave the test process's collector as it was
 
 
-def test_onboarding_an_account_goes_through_the_warm_heap(org, onboarder, monkeypatch):
+def test_each_onboarder_freezes_once_after_its_first_account(org, settings, monkeypatch):
     frozen: list[int] = []
-    monkeypatch.setattr(service, "WARM_HEAP", WarmHeap(freeze=lambda: frozen.append(1)))
+    monkeypatch.setattr(heap, "_collect_and_freeze", lambda: frozen.append(1))
+    first, second = (Onboarder(settings, SessionFactory(settings)) for _ in range(2))
 
-    report = onboarder.onboard(OnboardingRequest(org.member))
-    again = onboarder.onboard(OnboardingRequest(org.member))
-
-    assert report.status == again.status == "ok"
+    reports = [first.onboard(OnboardingRequest(org.member)) for _ in range(2)]
     assert frozen == [1]
+    reports.append(second.onboard(OnboardingRequest(org.other_member)))
+
+    assert [r.status for r in reports] == ["ok"] * 3
+    assert frozen == [1, 1]
+
+
+def test_heaps_of_different_onboarders_wait_for_each_others_accounts():
+    frozen: list[str] = []
+    one = WarmHeap(freeze=lambda: frozen.append("one"))
+    other = WarmHeap(freeze=lambda: frozen.append("other"))
+
+    with other.account():
+        with one.account():
+            pass
+        assert frozen == []  # an account of the other onboarder is still in flight
+    assert frozen == ["other"]
+
+    with one.account():
+        pass
+    assert frozen == ["other", "one"]
