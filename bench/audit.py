@@ -29,9 +29,9 @@ and otherwise exits 1 naming each unexpected cell. moto runs in this process, so
 competes with the audit's threads for the GIL.
 
 At 1,000 accounts on 2 cores the set-up takes ~5 minutes (onboarding through moto) and the
-audit ~8 (`--accounts 50` for a quick look). The
-audit is CPU-bound here (no network latency to hide), so 4 account workers beat 16: more
-threads only contend for the GIL. Against real AWS, latency dominates and more workers help.
+audit ~6 (`--accounts 50` for a quick look). The audit is CPU-bound here (no network latency to
+hide), so 4 account workers beat 16: more threads only contend for the GIL. Against real AWS,
+latency dominates and more workers help.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def setup(
     """An organization of n member accounts (the first is Security) configured by watershed
     itself: its templates deployed, then its accounts onboarded by the backfill's inline path,
     then the mix's drift made behind its back. Returns the settings the deployed function reads
-    and each account's kind (KINDS)."""
+    and each account's kind (kind_of)."""
     from moto.ec2.models import ec2_backends
 
     orgs, management = organization()
