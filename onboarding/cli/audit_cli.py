@@ -71,7 +71,11 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="hand every account that is not ok to onboarding (the work queue if "
         "WORK_QUEUE_URL is set, inline otherwise)",
     )
-    audit.add_argument("--queue-url", metavar="WORK_QUEUE_URL", help="overrides WORK_QUEUE_URL")
+    audit.add_argument(
+        "--queue-url",
+        metavar="URL",
+        help="overrides WORK_QUEUE_URL (--fix), and AUDIT_QUEUE_URL (--via-queue)",
+    )
     audit.add_argument(
         "--allow-skipped",
         action="store_true",
@@ -185,12 +189,15 @@ def _via_queue(
     from onboarding.audit.audit_fanout import AuditStore, FanoutAudit
 
     settings = auditor.settings
-    queue_url = args.queue_url or settings.work_queue_url
+    # The stack's audit queue; a deployment without one takes audit messages on its work queue.
+    queue_url = args.queue_url or settings.audit_queue_url or settings.work_queue_url
     bucket = args.bucket or settings.audit_bucket
     if accounts is not None or args.fix:
         raise InvalidRequest("--via-queue audits every ACTIVE account and cannot --fix")
     if not queue_url or not bucket:
-        raise InvalidRequest("--via-queue needs WORK_QUEUE_URL (--queue-url) and AUDIT_BUCKET")
+        raise InvalidRequest(
+            "--via-queue needs AUDIT_QUEUE_URL (or WORK_QUEUE_URL, --queue-url) and AUDIT_BUCKET"
+        )
     queue = work_queue_for(auditor.onboarder, queue_url)
     s3 = auditor.sessions.own().client("s3", settings.home_region)
     fanout = FanoutAudit(auditor, AuditStore(s3, bucket), queue.send)
