@@ -202,7 +202,7 @@ def test_groups_are_sent_while_the_listing_goes_on_and_the_start_assembles_if_la
     """The workers finish every group before the listing ends (here: each group's messages are
     audited the moment they are sent): no worker can assemble (listed.json is not written yet),
     so the start, after writing it, finds every group rolled up and assembles."""
-    s3, sqs, queue, _, inline = world
+    s3, *_, inline = world
     monkeypatch.setattr(audit_fanout, "GROUP_SIZE", 3)
     listed, first_send_after = [], []
     sent = threading.Event()
@@ -237,7 +237,7 @@ def test_groups_are_sent_while_the_listing_goes_on_and_the_start_assembles_if_la
 
 
 def test_the_assembler_reads_one_roll_up_per_group_not_every_account(zoo, world, monkeypatch):
-    s3, sqs, queue, fanout, inline = world
+    _, sqs, queue, fanout, inline = world
     monkeypatch.setattr(audit_fanout, "GROUP_SIZE", 4)
     started = fanout.start(run="run-rollups")
     messages = receive_all(sqs, queue.queue_url)
@@ -263,7 +263,7 @@ def test_the_assembler_reads_one_roll_up_per_group_not_every_account(zoo, world,
 def test_a_batch_of_audit_messages_is_audited_side_by_side(zoo, world):
     """Five messages in one batch run at once (a barrier of five parties would break if they
     ran one after another); a forged one in the same batch is still dead-lettered as invalid."""
-    s3, sqs, queue, fanout, _ = world
+    _, sqs, queue, fanout, _ = world
     barrier = threading.Barrier(5, timeout=10)
     audited = []
 
@@ -274,11 +274,9 @@ def test_a_batch_of_audit_messages_is_audited_side_by_side(zoo, world):
 
     accounts = [f"{n:012d}" for n in range(555500000000, 555500000005)]
     body = {"run": "r", "regions": ["us-east-1"], "group": 0, "group_size": 5}
-    for account in accounts:
-        sqs.send_message(QueueUrl=queue.queue_url,
-                         MessageBody=json.dumps({"audit": {**body, "account": account}}))  # fmt: skip
-    sqs.send_message(QueueUrl=queue.queue_url,
-                     MessageBody=json.dumps({"audit": {**body, "account": "12345"}}))  # fmt: skip
+    for account in [*accounts, "12345"]:
+        message = json.dumps({"audit": {**body, "account": account}})
+        sqs.send_message(QueueUrl=queue.queue_url, MessageBody=message)
     records = as_records(receive_all(sqs, queue.queue_url), queue.queue_url)
 
     result = QueueWorker(fanout.auditor.onboarder, queue, audit).process(records)
