@@ -190,7 +190,7 @@ def test_home_region_has_destination_stream_rules_queue_and_onboarding(hub):
         ]
     }
     assert set(mappings) == {work_queue["QueueArn"], audit_queue["QueueArn"]}
-    for arn, concurrency in ((work_queue["QueueArn"], 10), (audit_queue["QueueArn"], 50)):
+    for arn, concurrency in ((work_queue["QueueArn"], 10), (audit_queue["QueueArn"], 100)):
         assert mappings[arn]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert mappings[arn]["ScalingConfig"] == {"MaximumConcurrency": concurrency}
 
