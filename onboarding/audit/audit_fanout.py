@@ -352,8 +352,8 @@ class FanoutAudit:
         listed = self.store.get_json(_key(run, LISTED))
         if listed is None:  # still listing: the start looks again after writing it
             return None
-        if len(self._rollups(run)) < listed["groups"]:
-            return None
+        if len(self._rollups(run)) < listed["groups"] or self.finished(run):
+            return None  # not complete; or complete before (a message delivered twice)
         return self.assemble(run)
 
     def finalize(self, run: str) -> str | None:

@@ -125,6 +125,15 @@ def test_one_message_per_account_results_in_s3_and_one_report_equal_to_the_inlin
 
     # And assembling again (a late duplicate) writes nothing: If-None-Match decides
     assert fanout.assemble("run-complete") is None
+    # A message SQS delivers a second time re-rolls its group but does not re-assemble
+    read = []
+    get_json = fanout.store.get_json
+    fanout.store.get_json = lambda key: read.append(key) or get_json(key)
+    try:
+        assert fanout.audit_account(json.loads(messages[0]["Body"])) is None
+    finally:
+        del fanout.store.get_json
+    assert not [k for k in read if "/groups/" in k]  # no roll-up read to assemble again
 
 
 def test_a_lost_account_is_an_error_in_the_report_never_an_omission(zoo, world):
