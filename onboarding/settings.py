@@ -240,7 +240,7 @@ class Settings:
     excluded_accounts: frozenset[str] = frozenset()
     excluded_ous: frozenset[str] = frozenset()
     exclude_tag: tuple[str, str | None] | None = None  # (key, value or None for "any value")
-    # The audit fanned out through the work queue writes its results here (issue 15).
+    # The fanned-out audit writes its results here (issue 15).
     audit_bucket: str | None = None
     # Its messages go on a queue of their own when set (the template's AuditQueue), so an audit
     # of the whole organization never delays an onboarding waiting on the work queue.

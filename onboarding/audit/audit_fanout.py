@@ -219,7 +219,7 @@ class Started:
 
 
 class FanoutAudit:
-    """The audit through the work queue (`send` puts message bodies on it) and the bucket."""
+    """The audit through a queue (`send` puts message bodies on it) and the bucket."""
 
     def __init__(
         self,
@@ -491,7 +491,7 @@ def _message(payload: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
 
 
 def fanout_for(onboarder: Onboarder, send: Callable[[list[dict[str, Any]]], Any]) -> FanoutAudit:
-    """The fanned-out audit of the settings' AUDIT_BUCKET, sending through `send` (the work
+    """The fanned-out audit of the settings' AUDIT_BUCKET, sending through `send` (the audit
     queue's `WorkQueue.send`); the bucket is read and written with the function's own role."""
     settings = onboarder.settings
     if not settings.audit_bucket:

@@ -6,8 +6,8 @@
     watershed audit --via-queue [--queue-url URL] [--bucket NAME] [--timeout SECONDS] ...
 
 `--via-queue` runs the audit the way the schedule does (onboarding.audit.audit_fanout): one message
-per account on the work queue, the deployed function audits them and assembles the report in
-the audit bucket; the CLI waits for report.json (up to `--timeout`, then assembles what is there,
+per account on the audit queue (AUDIT_QUEUE_URL), the deployed function audits them and
+assembles the report in the audit bucket; the CLI waits for report.json (up to `--timeout`, then assembles what is there,
 every account without a result as `error`) and downloads it. For organizations of thousands.
 
 Read-only unless `--fix`. Prints every account x region that is not `ok` with the reason, then
@@ -91,7 +91,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     audit.add_argument(
         "--via-queue",
         action="store_true",
-        help="fan the audit out through the work queue (the deployed function audits, the "
+        help="fan the audit out through the audit queue (the deployed function audits, the "
         "report is assembled in the audit bucket and downloaded)",
     )
     audit.add_argument("--bucket", metavar="AUDIT_BUCKET", help="overrides AUDIT_BUCKET")
