@@ -8,7 +8,8 @@
 `--via-queue` runs the audit the way the schedule does (onboarding.audit.audit_fanout): one message
 per account on the audit queue (AUDIT_QUEUE_URL), the deployed function audits them and
 assembles the report in the audit bucket; the CLI waits for report.json (up to `--timeout`,
-then assembles what is there, every account without a result as `error`) and downloads it. For organizations of thousands.
+then assembles what is there, every account without a result as `error`) and downloads it.
+For organizations of thousands.
 
 Read-only unless `--fix`. Prints every account x region that is not `ok` with the reason, then
 the totals (a progress line goes to stderr while it runs, on a terminal only). Exit codes:
