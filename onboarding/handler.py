@@ -47,7 +47,9 @@ def fanout() -> Any:
     are imported only by an invocation that audits, not on every cold start."""
     from onboarding.audit.audit_fanout import fanout_for
 
-    return fanout_for(onboarder(), work_queue_for(onboarder()).send)
+    service = onboarder()
+    # AUDIT_QUEUE_URL: the stack's audit queue, consumed at its own concurrency (AuditWork).
+    return fanout_for(service, work_queue_for(service, service.settings.audit_queue_url).send)
 
 
 @cache

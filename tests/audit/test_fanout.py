@@ -9,6 +9,7 @@ omission. moto's S3 honours `If-None-Match: *` (412 PreconditionFailed), which d
 assembles."""
 
 import json
+import threading
 
 import boto3
 import pytest
@@ -81,12 +82,18 @@ def test_one_message_per_account_results_in_s3_and_one_report_equal_to_the_inlin
     # When the audit is started
     started = fanout.start(run="run-complete")
 
-    # Then one message per ACTIVE account is on the work queue, after the manifest
+    # Then one message per ACTIVE account is on the queue, and the manifest and listed.json
+    # (the listing is finished: 1 group) are written last
     messages = receive_all(sqs, queue.queue_url)
     bodies = [json.loads(m["Body"]) for m in messages]
     accounts = sorted(b["audit"]["account"] for b in bodies)
     assert accounts == sorted(zoo.expected) and started.expected == len(accounts)
-    assert keys(s3, "audits/run-complete/") == ["audits/run-complete/manifest.json"]
+    assert {(b["audit"]["group"], b["audit"]["group_size"]) for b in bodies} == {(0, len(bodies))}
+    assert keys(s3, "audits/run-complete/") == [
+        "audits/run-complete/listed.json",
+        "audits/run-complete/manifest.json",
+    ]
+    assert fanout.store.get_json("audits/run-complete/listed.json") == {"groups": 1}
 
     # When the queue consumer processes them (two batches, as two invocations would)
     worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
@@ -100,7 +107,10 @@ def test_one_message_per_account_results_in_s3_and_one_report_equal_to_the_inlin
     assert keys(s3, "audits/run-complete/accounts/") == [  # one group: fewer than 100
         f"audits/run-complete/accounts/00000/{a}.json" for a in accounts
     ]
-    assert keys(s3, "audits/run-complete/groups/") == ["audits/run-complete/groups/00000.done"]
+    # the group's roll-up holds every result of the group, as written
+    assert keys(s3, "audits/run-complete/groups/") == ["audits/run-complete/groups/00000.json"]
+    rollup = fanout.store.get_json("audits/run-complete/groups/00000.json")
+    assert sorted(r["account_id"] for r in rollup) == accounts
     report = json.loads(
         s3.get_object(Bucket=BUCKET, Key="audits/run-complete/report.json")["Body"].read()
     )
@@ -115,6 +125,15 @@ def test_one_message_per_account_results_in_s3_and_one_report_equal_to_the_inlin
 
     # And assembling again (a late duplicate) writes nothing: If-None-Match decides
     assert fanout.assemble("run-complete") is None
+    # A message SQS delivers a second time re-rolls its group but does not re-assemble
+    read = []
+    get_json = fanout.store.get_json
+    fanout.store.get_json = lambda key: read.append(key) or get_json(key)
+    try:
+        assert fanout.audit_account(json.loads(messages[0]["Body"])) is None
+    finally:
+        del fanout.store.get_json
+    assert not [k for k in read if "/groups/" in k]  # no roll-up read to assemble again
 
 
 def test_a_lost_account_is_an_error_in_the_report_never_an_omission(zoo, world):
@@ -184,3 +203,94 @@ def test_groups_complete_one_by_one_and_the_last_group_assembles(zoo, world, mon
         s3.get_object(Bucket=BUCKET, Key="audits/run-groups/report.json")["Body"].read()
     )
     assert stable(report) == stable(inline)
+
+
+def test_groups_are_sent_while_the_listing_goes_on_and_the_start_assembles_if_last(
+    zoo, world, monkeypatch
+):
+    """The workers finish every group before the listing ends (here: each group's messages are
+    audited the moment they are sent): no worker can assemble (listed.json is not written yet),
+    so the start, after writing it, finds every group rolled up and assembles."""
+    s3, *_, inline = world
+    monkeypatch.setattr(audit_fanout, "GROUP_SIZE", 3)
+    listed, first_send_after = [], []
+    sent = threading.Event()
+    members = Auditor._members
+
+    def listing(self, orgs, accounts):  # ListAccounts, one member at a time
+        found = list(members(self, orgs, accounts))
+        for i, member in enumerate(found):
+            if i == len(found) - 1:  # before the last account is listed, a group was sent
+                assert sent.wait(10), "no group was sent while the accounts were listed"
+            listed.append(member.account_id)
+            yield member
+
+    monkeypatch.setattr(Auditor, "_members", listing)
+    auditor = Auditor(zoo.org.settings, InjectingFactory(zoo.org.settings, zoo.faults))
+    assembled_by_workers = []
+
+    def send_and_audit(bodies):  # the consumer, as fast as it can be
+        if not first_send_after:
+            first_send_after.append(len(listed))
+        sent.set()
+        assembled_by_workers.extend(fanout.audit_account(body) for body in bodies)
+
+    fanout = FanoutAudit(auditor, AuditStore(s3, BUCKET), send_and_audit)
+    started = fanout.start(run="run-streamed")
+
+    assert first_send_after[0] < started.expected  # streamed, not sent after the listing
+    assert len(assembled_by_workers) == started.expected and not any(assembled_by_workers)
+    assert len(keys(s3, "audits/run-streamed/groups/")) == -(-started.expected // 3)
+    report = fanout.store.get_json("audits/run-streamed/report.json")  # the start assembled
+    assert stable(report) == stable(inline)
+
+
+def test_the_assembler_reads_one_roll_up_per_group_not_every_account(zoo, world, monkeypatch):
+    _, sqs, queue, fanout, inline = world
+    monkeypatch.setattr(audit_fanout, "GROUP_SIZE", 4)
+    started = fanout.start(run="run-rollups")
+    messages = receive_all(sqs, queue.queue_url)
+    worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
+    worker.process(as_records(messages[:-1], queue.queue_url))
+    read = []
+    get_json = fanout.store.get_json
+    monkeypatch.setattr(fanout.store, "get_json", lambda key: read.append(key) or get_json(key))
+
+    # When the last message completes the last group
+    worker.process(as_records(messages[-1:], queue.queue_url))
+
+    # Then the report was assembled from the roll-ups: the last group's own accounts (its
+    # roll-up), listed.json, the manifest, and one roll-up per group
+    groups = -(-started.expected // 4)
+    rollups = [k for k in read if "/groups/" in k]
+    assert len(rollups) == groups and len(set(rollups)) == groups
+    assert len([k for k in read if "/accounts/" in k]) <= 4  # the completed group only
+    report = fanout.store.get_json("audits/run-rollups/report.json")
+    assert stable(report) == stable(inline)
+
+
+def test_a_batch_of_audit_messages_is_audited_side_by_side(zoo, world):
+    """Five messages in one batch run at once (a barrier of five parties would break if they
+    ran one after another); a forged one in the same batch is still dead-lettered as invalid."""
+    _, sqs, queue, fanout, _ = world
+    barrier = threading.Barrier(5, timeout=10)
+    audited = []
+
+    def audit(payload):
+        audit_fanout._message(payload, fanout.auditor.settings)  # refuses the forged one
+        barrier.wait()
+        audited.append(payload["audit"]["account"])
+
+    accounts = [f"{n:012d}" for n in range(555500000000, 555500000005)]
+    body = {"run": "r", "regions": ["us-east-1"], "group": 0, "group_size": 5}
+    for account in [*accounts, "12345"]:
+        message = json.dumps({"audit": {**body, "account": account}})
+        sqs.send_message(QueueUrl=queue.queue_url, MessageBody=message)
+    records = as_records(receive_all(sqs, queue.queue_url), queue.queue_url)
+
+    result = QueueWorker(fanout.auditor.onboarder, queue, audit).process(records)
+
+    assert sorted(audited) == accounts and result.failures == []
+    assert result.counts["AccountsAudited"] == 5 and result.counts["MessagesRefused"] == 1
+    [dead] = receive_all(sqs, queue.dead_letter_url)
+    assert "is not 12 digits" in json.loads(dead["Body"])["reason"]
