@@ -123,10 +123,6 @@ def _handle_queued(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     return result.response()
 
 
-def _audit_step(payload: dict[str, Any]) -> Any:
-    return fanout().audit_account(payload)
-
-
 def _record_batch_metrics(result: BatchResult) -> None:
     _record_metrics(Report(tuple(result.reports)))
     for name in (

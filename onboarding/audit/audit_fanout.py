@@ -39,11 +39,11 @@ import logging
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from onboarding.audit import hub
 from onboarding.audit.audit import (
@@ -67,6 +67,9 @@ PREFIX = "audits"
 MESSAGE_KEY = "audit"
 NO_RESULT = "NoResult"
 NO_RESULT_DETAIL = "no result: the account's audit message was lost or dead-lettered"
+NO_REGION_CELL = Cell(
+    "error", "no result for this region: its audit message did not name it", error=NO_RESULT
+)
 # A scheduled start finalizes earlier runs still without a report once they are this old: by
 # then every message has been processed, retried or dead-lettered (the queue's retries take
 # minutes), so what is missing is lost, not late.
@@ -257,6 +260,9 @@ class FanoutAudit:
             sends: list[Future[Any]] = []
 
             def send_group() -> None:  # the members listed since the last group was sent
+                for sent in sends:  # a group that could not be sent stops the listing
+                    if sent.done() and sent.exception() is not None:
+                        sent.result()
                 group = len(sends)
                 batch = members[group * GROUP_SIZE :]
                 sends.append(pool.submit(self._send_group, run, regions, group, batch))
@@ -287,8 +293,13 @@ class FanoutAudit:
         self.store.put(_key(run, LISTED), listed, "application/json")
         logger.info("audit fanned out", extra={"run": run, "accounts": len(members)})
         # The workers may all have finished while the last groups were listed: then no worker
-        # saw listed.json, and the start assembles (an empty organization too).
-        self._complete(run)
+        # saw listed.json, and the start assembles (an empty organization too). If that fails,
+        # the run is complete in the bucket: the next start finalizes it. Failing the start
+        # instead would make Lambda retry it: a second audit of every account.
+        try:
+            self._complete(run)
+        except (ClientError, BotoCoreError) as err:
+            logger.error("audit not assembled", extra={"run": run, "error": error_code(err)})
         return Started(run, len(members), finalized)
 
     def _send_group(
@@ -352,8 +363,11 @@ class FanoutAudit:
         listed = self.store.get_json(_key(run, LISTED))
         if listed is None:  # still listing: the start looks again after writing it
             return None
-        if len(self._rollups(run)) < listed["groups"] or self.finished(run):
-            return None  # not complete; or complete before (a message delivered twice)
+        rolled = {k.rsplit("/", 1)[1] for k in self._rollups(run)}
+        if not {f"{g:05d}.json" for g in range(listed["groups"])} <= rolled:
+            return None  # every group listed, by number, not a count a stray object could fill
+        if self.finished(run):
+            return None  # complete before (a message delivered twice)
         return self.assemble(run)
 
     def finalize(self, run: str) -> str | None:
@@ -413,8 +427,10 @@ class FanoutAudit:
                 accounts.append(
                     AccountAudit(entry["account_id"], entry["name"], dict.fromkeys(regions, cell))
                 )
-            else:
-                accounts.append(account_from_dict(data))
+            else:  # exactly the run's regions, whatever a result holds
+                audit = account_from_dict(data)
+                cells = {r: audit.regions.get(r, NO_REGION_CELL) for r in regions}
+                accounts.append(replace(audit, regions=cells))
         generated_at = datetime.strptime(manifest["generated_at"], TIMESTAMP_FORMAT)
         return AuditReport(
             generated_at=generated_at.replace(tzinfo=UTC),

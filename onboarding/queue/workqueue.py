@@ -399,7 +399,11 @@ class QueueWorker:
         self._audited = self._audit_side_by_side(records)
         for record in records:
             message_id = str(record.get("messageId"))
-            if remaining_ms is not None and remaining_ms() < TIME_MARGIN_MS:
+            # An audit message is never deferred: it takes seconds (TIME_MARGIN_MS is a minute),
+            # it has most likely run side by side already, and the work queue `_defer` resends
+            # to is not necessarily the queue it came from.
+            late = remaining_ms is not None and remaining_ms() < TIME_MARGIN_MS
+            if late and not _is_audit_message(record):
                 self._defer(record, result)
                 continue
             try:

@@ -19,7 +19,7 @@ from onboarding.audit import audit_fanout
 from onboarding.audit.audit import Auditor
 from onboarding.audit.audit_fanout import NO_RESULT, AuditStore, FanoutAudit
 from onboarding.errors import InvalidRequest
-from onboarding.queue.workqueue import QueueWorker, WorkQueue
+from onboarding.queue.workqueue import QueueSendFailed, QueueWorker, WorkQueue
 
 BUCKET = "watershed-audit-test"
 VOLATILE = ("generated_at", "duration_seconds")  # differ between any two runs
@@ -294,3 +294,121 @@ def test_a_batch_of_audit_messages_is_audited_side_by_side(zoo, world):
     assert result.counts["AccountsAudited"] == 5 and result.counts["MessagesRefused"] == 1
     [dead] = receive_all(sqs, queue.dead_letter_url)
     assert "is not 12 digits" in json.loads(dead["Body"])["reason"]
+
+
+def test_finalize_reads_roll_ups_and_the_accounts_of_groups_without_one(zoo, world, monkeypatch):
+    # Given groups of 3, every message processed but one (its group is never rolled up)
+    _, sqs, queue, fanout, inline = world
+    monkeypatch.setattr(audit_fanout, "GROUP_SIZE", 3)
+    fanout.start(run="run-partial")
+    messages = receive_all(sqs, queue.queue_url)
+    lost = messages[4]  # in group 1
+    worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
+    worker.process(as_records([m for m in messages if m is not lost], queue.queue_url))
+    rolled = fanout._rollups("run-partial")
+    assert len(rolled) == -(-len(messages) // 3) - 1 >= 2  # every group but the lost one's
+
+    # When the run is finalized
+    assert fanout.finalize("run-partial") == "audits/run-partial/report.json"
+
+    # Then the rolled-up groups and the other two accounts of group 1 are reported as audited,
+    # and only the lost account as NoResult
+    report = fanout.store.get_json("audits/run-partial/report.json")
+    lost_id = json.loads(lost["Body"])["audit"]["account"]
+    by_id = {a["account_id"]: a for a in report["accounts"]}
+    assert {c["error"] for c in by_id[lost_id]["regions"].values()} == {NO_RESULT}
+    assert [a for a in report["accounts"] if a["account_id"] != lost_id] == [
+        a for a in inline["accounts"] if a["account_id"] != lost_id
+    ]
+
+
+def test_a_send_failure_stops_the_start_before_any_manifest(zoo, world, monkeypatch):
+    s3, *_ = world
+    monkeypatch.setattr(audit_fanout, "GROUP_SIZE", 3)
+    sent = []
+
+    def send(bodies):  # the queue refuses the first group (SendMessageBatch failed entries)
+        if not sent:
+            sent.append(bodies)
+            raise QueueSendFailed("1 of 3 not sent", unsent=bodies[:1])
+        sent.append(bodies)
+
+    auditor = Auditor(zoo.org.settings, InjectingFactory(zoo.org.settings, zoo.faults))
+    fanout = FanoutAudit(auditor, AuditStore(s3, BUCKET), send)
+    with pytest.raises(QueueSendFailed, match="not sent"):
+        fanout.start(run="run-unsent")
+    # No manifest, no listed.json: the run is never assembled as if its listing were whole
+    assert keys(s3, "audits/run-unsent/") == []
+
+
+def test_an_empty_organization_is_assembled_by_the_start(zoo, world, monkeypatch):
+    s3, *_ = world
+    monkeypatch.setattr(Auditor, "_members", lambda self, orgs, accounts: iter(()))
+    auditor = Auditor(zoo.org.settings, InjectingFactory(zoo.org.settings, zoo.faults))
+    fanout = FanoutAudit(auditor, AuditStore(s3, BUCKET), lambda bodies: pytest.fail("sent"))
+    started = fanout.start(run="run-empty")
+    assert started.expected == 0
+    report = fanout.store.get_json("audits/run-empty/report.json")
+    assert report["accounts"] == [] and fanout.store.get_json("audits/run-empty/listed.json") == {
+        "groups": 0
+    }
+
+
+def test_forged_messages_cannot_hide_regions_or_complete_a_run_early(zoo, world):
+    """A principal that can send to the queue (an admin of the Security account) forges: a
+    message naming one region for a real account, and a group number past the run's groups."""
+    _, sqs, queue, fanout, _ = world
+    fanout.start(run="run-forged")
+    messages = receive_all(sqs, queue.queue_url)
+    body = json.loads(messages[0]["Body"])
+    account = body["audit"]["account"]
+    hub = list(body["audit"]["regions"])
+    worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
+
+    # When a forged stray group is rolled up before the real messages are processed
+    stray = {"audit": {**body["audit"], "regions": hub[:1], "group": 7, "group_size": 1}}
+    assert fanout.audit_account(stray) is None
+    assert fanout.store.get_json("audits/run-forged/report.json") is None  # not complete
+
+    # and the real account's result is overwritten by one naming a single region
+    forged = {"audit": {**body["audit"], "regions": hub[:1]}}
+    worker.process(as_records(messages[1:], queue.queue_url))
+    fanout.audit_account(forged)  # its group (0) is complete: rolled up, then assembled
+    report = fanout.store.get_json("audits/run-forged/report.json")
+
+    # Then the report still has every region of the run for that account; the others as errors
+    [entry] = [a for a in report["accounts"] if a["account_id"] == account]
+    assert list(entry["regions"]) == hub
+    assert {entry["regions"][r]["error"] for r in hub[1:]} == {NO_RESULT}
+    assert report["ok"] is False
+
+
+def test_a_failing_audit_hands_back_its_message_only_and_late_audits_are_not_deferred(zoo, world):
+    _, sqs, queue, fanout, _ = world
+    audited = []
+
+    def audit(payload):
+        account = payload["audit"]["account"]
+        if account.endswith("1"):
+            raise RuntimeError("a bug in one account's audit")
+        audited.append(account)
+
+    accounts = [f"{n:012d}" for n in range(555600000000, 555600000003)]
+    body = {"run": "r", "regions": ["us-east-1"], "group": 0, "group_size": 3}
+    for account in accounts:
+        message = json.dumps({"audit": {**body, "account": account}})
+        sqs.send_message(QueueUrl=queue.queue_url, MessageBody=message)
+    records = as_records(receive_all(sqs, queue.queue_url), queue.queue_url)
+
+    # With 10 s of the invocation left (under TIME_MARGIN_MS): audits still run, none deferred
+    result = QueueWorker(fanout.auditor.onboarder, queue, audit).process(
+        records, remaining_ms=lambda: 10_000
+    )
+
+    failed = [
+        r["messageId"] for r in records if json.loads(r["body"])["audit"]["account"] == accounts[1]
+    ]
+    assert result.failures == failed and result.counts["MessagesFailed"] == 1
+    assert sorted(audited) == [accounts[0], accounts[2]]
+    assert result.counts["AccountsAudited"] == 2 and result.counts["MessagesDeferred"] == 0
+    assert receive_all(sqs, queue.queue_url) == []  # nothing resent to the (work) queue

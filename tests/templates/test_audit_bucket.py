@@ -2,6 +2,8 @@
 onboarding role's access to it — scoped to the bucket's ARN and the audits/ prefix, read as
 rendered for the home region."""
 
+import fnmatch
+
 from cfnmodel import policy_documents, statements
 
 
@@ -89,13 +91,21 @@ def test_audit_messages_have_a_queue_of_their_own_consumed_at_their_own_concurre
 
 
 def test_only_the_onboarding_role_sends_to_and_consumes_the_audit_queue(home):
+    """Every identity statement of the stack that could reach the queue - by its ARN, or by a
+    wildcard such as "*" or "arn:aws:sqs:*" - with an SQS action."""
     arn = home.resolve({"Fn::GetAtt": ["AuditQueue", "Arn"]})
+
+    def listed(value):
+        return value if isinstance(value, list) else [value]
+
     granted = [
         (logical_id, s)
         for logical_id, kind, document in policy_documents(home)
         if kind == "identity"
         for s in statements(document)
-        if arn in (s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]])
+        if s["Effect"] == "Allow"
+        and any(fnmatch.fnmatchcase(arn, r) for r in listed(s["Resource"]))
+        and any(a == "*" or a.lower().startswith("sqs:") for a in listed(s["Action"]))
     ]
     assert [(i, s["Sid"]) for i, s in granted] == [("OnboardingRole", "FanOutAndConsumeAudits")]
     [(_, statement)] = granted
