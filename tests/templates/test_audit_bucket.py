@@ -4,7 +4,7 @@ rendered for the home region."""
 
 import fnmatch
 
-from cfnmodel import policy_documents, statements
+from cfnmodel import Deployment, policy_documents, statements
 
 
 def _onboarding_s3(home):
@@ -80,6 +80,16 @@ def test_audit_messages_have_a_queue_of_their_own_consumed_at_their_own_concurre
     assert audit["ScalingConfig"]["MaximumConcurrency"] == home.values["AuditMaxConcurrency"]
     assert work["ScalingConfig"]["MaximumConcurrency"] == home.values["OnboardingMaxConcurrency"]
     assert audit["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    # With an exclusion tag each audited account costs an organization-wide ListTagsForResource:
+    # the audit then runs at the onboarding's pace
+    tagged = Deployment(
+        home.template, home.region, home.account, {**home.parameters, "ExcludeTag": "watershed=off"}
+    )
+    mapping = tagged.resolve(tagged.resources()["OnboardingFunction"]["Properties"]["Events"])
+    assert (
+        mapping["AuditWork"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
+        == (home.values["OnboardingMaxConcurrency"])
+    )
     env = home.resolve(function["Environment"])["Variables"]
     assert env["AUDIT_QUEUE_URL"] == home.resolve({"Ref": "AuditQueue"})
     queue = home.resolve(resources["AuditQueue"]["Properties"])
