@@ -193,7 +193,7 @@ def _via_queue(
     # The stack's audit queue; a deployment without one takes audit messages on its work queue.
     queue_url = args.queue_url or settings.audit_queue_url or settings.work_queue_url
     if not args.queue_url and not settings.audit_queue_url and queue_url:
-        print("AUDIT_QUEUE_URL not set: sending to the work queue (WORK_QUEUE_URL)", file=sys.stderr)
+        print("AUDIT_QUEUE_URL not set: sending to WORK_QUEUE_URL", file=sys.stderr)
     bucket = args.bucket or settings.audit_bucket
     if accounts is not None or args.fix:
         raise InvalidRequest("--via-queue audits every ACTIVE account and cannot --fix")
