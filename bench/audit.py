@@ -8,21 +8,30 @@ chromium and chromedriver are installed - how long each page takes to load and t
 filter and the search in headless Chromium, against the goals of issue 15: loads in under 2 s,
 filters in under 200 ms.
 
-    .venv/bin/python bench/audit.py [--accounts 1000] [--regions 4] [--account-workers 4]
-                                    [--latency-ms 0] [--no-browser]
+    .venv/bin/python bench/audit.py [--accounts 1000] [--regions 4] [--delivery relay|direct]
+                                    [--account-workers 4] [--latency-ms 0] [--no-browser]
                                     [--html-only] [--html-accounts 10000] [--html-regions 17]
 
 `--html-only` skips the audit against moto and measures the synthetic page alone (seconds).
 
-Set-up is done straight in moto's backends (organization accounts through the API; detectors,
-rules, targets and roles written into the member backends directly), because onboarding 1,000
-accounts through the API would take longer than the audit itself. The mix: ~90% configured, 5%
-drifted (a suspended detector), 3% never onboarded, 2% with a changed forwarder role.
-moto runs in this process, so its CPU competes with the audit's threads for the GIL.
+The organization is configured by watershed itself, so it cannot drift from what the audit
+checks: the sandbox deploys management.yaml (the management account's launcher and forwarder
+role) and template.yaml in every hub region of the Security account (bus policy, collect rule,
+streams, the members' dead-letter queue) into moto's CloudFormation as the demo does; the
+settings are the deployed onboarding function's environment; every account but the "missing"
+ones is onboarded by `Onboarder` through the backfill's inline path (`run_inline`). Then the
+mix is made behind watershed's back: ~90% as onboarded, 5% with a suspended detector in one
+region (drift), 3% never onboarded (missing), 2% with a changed forwarder-role trust (drift in
+every region). Before printing a figure the bench checks the report: the Security side `ok` in
+every region and every cell in the state its account was set up for (the drift cells with
+exactly their one finding) - management and Security accounts included, which are `ok` -
+and otherwise exits 1 naming each unexpected cell. moto runs in this process, so its CPU
+competes with the audit's threads for the GIL.
 
-It takes about 8 minutes at 1,000 accounts on 2 cores (`--accounts 200` for a quick look). The
-audit is CPU-bound here (no network latency to hide), so 4 account workers beat 16: more
-threads only contend for the GIL. Against real AWS, latency dominates and more workers help.
+At 1,000 accounts on 2 cores the set-up takes ~5 minutes (onboarding through moto) and the
+audit ~6 (`--accounts 50` for a quick look). The audit is CPU-bound here (no network latency to
+hide), so 4 account workers beat 16: more threads only contend for the GIL. Against real AWS,
+latency dominates and more workers help.
 """
 
 from __future__ import annotations
@@ -35,24 +44,26 @@ import shutil
 import statistics
 import tempfile
 import time
+import warnings
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import boto3
 from _common import Meter, create_accounts, organization
 from moto import mock_aws
 
 from onboarding.audit.audit import AccountAudit, Auditor, AuditReport, Cell, Finding
 from onboarding.audit.audit_html import render_html
-from onboarding.resources.iam import (
-    POLICY_NAME,
-    management_permissions_policy,
-    permissions_policy,
-    trust_policy,
-)
+from onboarding.events import OnboardingRequest
+from onboarding.queue.backfill import run_inline
+from onboarding.resources.iam import trust_policy
+from onboarding.service import Onboarder
 from onboarding.sessions import SessionFactory
 from onboarding.settings import Settings, canonical_json
+from sandbox import stacks
 
 REGIONS = ("us-east-1", "eu-west-1", "eu-central-1", "ap-southeast-2", "us-west-2", "eu-north-1")
 ALL_REGIONS = (
@@ -63,87 +74,149 @@ ALL_REGIONS = (
 LOAD_GOAL_S, FILTER_GOAL_MS = 2.0, 200.0
 SHARED = ("ListAccounts", "DescribeAccount", "AssumeRole")  # from the management account
 OUT = Path(__file__).parent / "out"
+PROJECT = Path(__file__).resolve().parent.parent  # management.yaml, template.yaml, the code
 
 
-def setup(n_accounts: int, regions: tuple[str, ...]) -> tuple[Settings, dict[str, str]]:
-    """An organization of n accounts; members configured straight in moto's backends."""
+def setup(
+    n_accounts: int, regions: tuple[str, ...], delivery: str = "relay"
+) -> tuple[Settings, dict[str, str]]:
+    """An organization of n member accounts (the first is Security) configured by watershed
+    itself: its templates deployed, then its accounts onboarded by the backfill's inline path,
+    then the mix's drift made behind its back. Returns the settings the deployed function reads
+    and each account's kind (kind_of)."""
     from moto.ec2.models import ec2_backends
-    from moto.events.models import events_backends
-    from moto.guardduty.models import guardduty_backends
-    from moto.iam.models import iam_backends
 
     orgs, management = organization()
     ids = create_accounts(orgs, n_accounts)
-    security = ids[0]
-    settings = Settings(security, management, regions, home_region="us-east-1")
-    # moto keeps features as they arrive on the wire (rest-json member names are lower case).
-    features = [{"name": f["Name"], "status": f["Status"]} for f in settings.features_list]
-    kinds: dict[str, str] = {}
-    for n, account in enumerate([management, *ids]):
-        kind = "missing" if n % 33 == 7 else "drift" if n % 20 == 3 else "ok"
-        kind = "role" if n % 50 == 11 else kind
-        kinds[account] = kind
-        _ = ec2_backends[account]["us-east-1"]  # moto builds an EC2 backend on first use: slow
-        if kind == "missing":
-            continue
-        if account != security:
-            iam = iam_backends[account]["aws"]
-            iam.create_role(
-                "watershed-forwarder",
-                canonical_json(
-                    trust_policy(settings, account if kind != "role" else "000000000000")
-                ),
-                "/",
-                None,
-                "",
-                [],
-                None,
+    settings = deploy_watershed(orgs, management, ids[0], regions, delivery)
+    kinds = {account: kind_of(n) for n, account in enumerate([management, *ids])}
+    onboard = [OnboardingRequest(a) for a, kind in kinds.items() if kind != "missing"]
+    for account, kind in kinds.items():
+        if kind == "missing":  # never onboarded; moto builds an EC2 backend on first use: slow
+            _ = ec2_backends[account][settings.home_region]
+    report = run_inline(Onboarder(settings), onboard)
+    failed = [a for a in report.accounts if a.status != "ok"]
+    if failed:
+        for account in failed[:20]:
+            print(f"onboarding {account.account_id}: {account.status} {account.as_dict()}")
+        raise SystemExit(f"bench set-up: {len(failed)} account(s) not onboarded, see above")
+    sessions = SessionFactory(settings)
+    for account, kind in kinds.items():
+        if kind == "drift":  # suspended behind watershed's back
+            guardduty = sessions.for_account(account).client("guardduty", drift_region(regions))
+            detector = guardduty.list_detectors()["DetectorIds"][0]
+            guardduty.update_detector(DetectorId=detector, Enable=False)
+        elif kind == "role":  # trusts EventBridge on behalf of another account
+            iam = sessions.for_account(account).client("iam", settings.home_region)
+            trust = canonical_json(trust_policy(settings, "000000000000"))
+            iam.update_assume_role_policy(
+                RoleName=settings.forwarder_role_name, PolicyDocument=trust
             )
-            # The management account's role is management.yaml's, with its declared policy.
-            declared = (
-                management_permissions_policy if account == management else permissions_policy
-            )
-            iam.put_role_policy(
-                "watershed-forwarder", POLICY_NAME, canonical_json(declared(settings))
-            )
-        for r, region in enumerate(regions):
-            guardduty_backends[account][region].create_detector(
-                enable=not (kind == "drift" and r == 1),
-                finding_publishing_frequency=settings.creation_frequency,
-                data_sources={},
-                tags={},
-                features=features,
-            )
-            if account == security:
-                continue
-            events = events_backends[account][region]
-            events.put_rule(
-                "watershed-forward", event_pattern=settings.forward_pattern_json, state="ENABLED"
-            )
-            events.put_targets(
-                "watershed-forward",
-                None,
-                [
-                    {
-                        "Id": "security-bus",
-                        "Arn": settings.security_bus_arn(region),
-                        "RoleArn": settings.forwarder_role_arn(account),
-                    }
-                ],
-            )
-    # The Security side: bus policy, stream and collect rule in every region.
-    for region in regions:
-        events = events_backends[security][region]
-        org_id = orgs.describe_organization()["Organization"]["Id"]
-        events.put_permission(
-            "default",
-            "events:PutEvents",
-            "*",
-            "WatershedOrganizationPutEvents",
-            {"Type": "StringEquals", "Key": "aws:PrincipalOrgID", "Value": org_id},
-            None,
-        )
     return settings, kinds
+
+
+def kind_of(n: int) -> str:
+    """The mix, by position (0: management, 1: Security - both `ok`)."""
+    kind = "missing" if n % 33 == 7 else "drift" if n % 20 == 3 else "ok"
+    return "role" if n % 50 == 11 else kind
+
+
+def drift_region(regions: tuple[str, ...]) -> str:
+    return regions[min(1, len(regions) - 1)]
+
+
+def deploy_watershed(
+    orgs: Any, management: str, security: str, regions: tuple[str, ...], delivery: str
+) -> Settings:
+    """management.yaml in the management account, template.yaml in every hub region of the
+    Security account (home region first), deployed into moto's CloudFormation the way the
+    sandbox's demo does it (sandbox.stacks: packaged and translated as `sam deploy` would, the
+    bus policy applied with PutPermission). Returns the Settings of the deployed onboarding
+    function, read from its environment as Lambda hands it over (strings)."""
+    warnings.filterwarnings("ignore", message="Tried to parse", category=UserWarning)
+    home = regions[0]
+    organization_id = orgs.describe_organization()["Organization"]["Id"]
+    own = boto3.Session()  # moto's default account: the management account
+    deployed = stacks.deploy(
+        own,
+        management,
+        home,
+        "watershed-management",
+        stacks.load_template(PROJECT / "management.yaml"),
+        {
+            "SecurityAccountId": security,
+            "SecurityHomeRegion": home,
+            "OnboardingRoleArn": f"arn:aws:iam::{security}:role/watershed-onboarding",
+            "OrganizationId": organization_id,
+            "ControlTowerHomeRegion": home,
+        },
+    )
+    # The Security account's admin role, reached from the management account as watershed does.
+    session = SessionFactory(Settings(security, management, regions)).for_account(security).session
+    template = stacks.load_template(PROJECT / "template.yaml")
+    parameters = {
+        "OrganizationId": organization_id,
+        "ManagementAccountId": management,
+        "HomeRegion": home,
+        "HubRegions": ",".join(regions),
+        "LauncherRoleArn": deployed.outputs["LauncherRoleArn"],
+        "DeliveryMode": delivery,
+    }
+    environment: dict[str, str] = {}
+    for region in regions:
+        bucket = f"watershed-artifacts-{security}-{region}"
+        packaged = stacks.package(template, PROJECT, session, region, bucket)
+        translated = stacks.translate(packaged, region, security, parameters)
+        stack = stacks.deploy(session, security, region, "watershed", translated, parameters)
+        if region == home:
+            function = session.client("lambda", region_name=region).get_function_configuration(
+                FunctionName=stack.physical_id("OnboardingFunction")
+            )
+            variables = function["Environment"]["Variables"]
+            environment = {name: str(value) for name, value in variables.items()}
+    return Settings.from_env(environment)
+
+
+def expected_cells(kind: str, regions: tuple[str, ...]) -> dict[str, tuple[str, str | None]]:
+    """region -> (state, the one finding kind a drift cell must have) for an account of `kind`."""
+    cells: dict[str, tuple[str, str | None]] = dict.fromkeys(regions, ("ok", None))
+    if kind == "missing":
+        cells = dict.fromkeys(regions, ("missing", None))
+    elif kind == "role":
+        cells = dict.fromkeys(regions, ("drift", "role-trust"))
+    elif kind == "drift":
+        cells[drift_region(regions)] = ("drift", "detector-suspended")
+    return cells
+
+
+def unexpected(report: AuditReport, kinds: dict[str, str]) -> list[str]:
+    """Every Security region that is not `ok`, and every cell whose state (or drift finding)
+    is not the one its account was set up for: empty when the organization is as built."""
+    problems = [
+        f"Security side {hub.region}: {hub.state}, expected ok ({hub.detail})"
+        for hub in report.security
+        if hub.state != "ok"
+    ]
+    audited = {a.account_id: a for a in report.accounts}
+    problems += [f"{a}: not in the report" for a in kinds if a not in audited]
+    problems += [f"{a}: audited but not set up" for a in audited if a not in kinds]
+    for account, kind in kinds.items():
+        if account not in audited:
+            continue
+        cells = audited[account].regions
+        for region, (state, finding) in expected_cells(kind, report.regions).items():
+            cell = cells.get(region)
+            if cell is None:
+                problems.append(f"{account} ({kind}) {region}: no cell, expected {state}")
+                continue
+            found = sorted({f.kind for f in cell.findings})
+            if cell.state != state or (finding is not None and found != [finding]):
+                expected = f"{state} ({finding})" if finding else state
+                problems.append(
+                    f"{account} ({kind}) {region}: {cell.state} {found or ''}, expected "
+                    f"{expected}: {cell.detail or cell.error}"
+                )
+    return problems
 
 
 def more_accounts(report: AuditReport, total: int) -> AuditReport:
@@ -324,14 +397,22 @@ def audit(args: argparse.Namespace) -> AuditReport:
     meter = Meter(args.latency_ms / 1000)
     with mock_aws():
         started = time.perf_counter()
-        settings, kinds = setup(args.accounts, regions)
+        settings, kinds = setup(args.accounts, regions, args.delivery)
         set_up = time.perf_counter() - started
         factory = SessionFactory(settings, hooks=[("before-call", meter)])
         auditor = Auditor(settings, factory, account_workers=args.account_workers)
+        load_before = os.getloadavg()[0]
         cpu, wall = time.process_time(), time.perf_counter()
         report = auditor.run()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        load_after = os.getloadavg()[0]
 
+    problems = unexpected(report, kinds)
+    if problems:  # the figures would measure some other audit than the normal one
+        print(f"bench organization is not as set up: {len(problems)} unexpected cell(s)")
+        for problem in problems[:30]:
+            print(f"  {problem}")
+        raise SystemExit(f"bench organization is not as set up ({len(problems)} cells, above)")
     accounts = len(report.accounts)
     operations = meter.operations()
     calls, writes = meter.total, meter.writes
@@ -339,10 +420,21 @@ def audit(args: argparse.Namespace) -> AuditReport:
     expected = Counter(kinds.values())
     print(
         f"audit of {accounts} accounts x {len(regions)} regions against moto (in process), "
-        f"{args.account_workers} account workers, {args.latency_ms:g} ms injected per call, "
-        f"{datetime.now(UTC):%Y-%m-%d}\n"
+        f"{args.delivery} delivery, {args.account_workers} account workers, "
+        f"{args.latency_ms:g} ms injected per call, "
+        f"{datetime.now(UTC):%Y-%m-%d}; load average (1 min) {load_before:.2f} before the "
+        f"audit, {load_after:.2f} after\n"
     )
-    print(f"set-up (not measured below): {set_up:.1f} s")
+    print(
+        f"set-up (not measured below): {set_up:.1f} s (management.yaml and template.yaml "
+        f"deployed, {sum(k != 'missing' for k in kinds.values())} accounts onboarded by "
+        "watershed, the mix's drift applied)"
+    )
+    print(
+        f"organization check: every cell as set up - Security side ok in {len(regions)} "
+        "regions, accounts ok except the mix (drift: a suspended detector in one region; "
+        "role: a changed forwarder trust, every region; missing: never onboarded)"
+    )
     print(f"audit wall time:   {wall:8.1f} s   ({accounts / wall:.1f} accounts/s)")
     print(f"audit CPU time:    {cpu:8.1f} s   (CPU/wall {cpu / wall:.2f}: the GIL-bound share)")
     print(f"AWS calls:         {calls:8d}   ({calls / accounts:.1f} per account), writes: {writes}")
@@ -405,6 +497,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--regions", type=int, default=4, choices=range(1, len(REGIONS) + 1))
+    parser.add_argument("--delivery", choices=("relay", "direct"), default="relay")
     parser.add_argument("--account-workers", type=int, default=4)
     parser.add_argument("--latency-ms", type=float, default=0.0)
     parser.add_argument("--no-browser", action="store_true")

@@ -17,7 +17,9 @@ Modelled (only what onboarding, backfill and the audit call; anything else raise
 - EC2: DescribeRegions (the 17 default regions enabled, the opt-in ones not);
 - GuardDuty: ListDetectors, GetDetector, GetAdministratorAccount, CreateDetector,
   UpdateDetector, ListOrganizationAdminAccounts (no delegated administrator);
-- EventBridge: DescribeRule, ListTargetsByRule, PutRule, PutTargets, DescribeEventBus.
+- EventBridge: DescribeRule, ListTargetsByRule, PutRule, PutTargets, DescribeEventBus;
+- S3 (one bucket): PutObject (with `If-None-Match: *`), GetObject, ListObjectsV2; SQS (one
+  queue): SendMessageBatch — the fanned-out audit's bucket and queue.
 
 Per-call latency: every HTTP attempt sleeps `latency` seconds (a round trip). Rate limits
 (design.md "AWS facts"): token buckets (burst = one second's worth) for the organization-wide
@@ -29,6 +31,7 @@ standard retry mode backs off and retries.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import itertools
 import json
@@ -127,6 +130,8 @@ class Model:
         self.throttled: Counter[str] = Counter()  # operation → throttling errors returned
         self.cpu = 0.0  # seconds of CPU the model itself spent answering
         self._local = threading.local()
+        self.objects: dict[str, bytes] = {}  # the audit bucket: key → body
+        self.messages: list[str] = []  # the audit queue: message bodies
 
     # botocore hooks -----------------------------------------------------------------------
 
@@ -525,6 +530,78 @@ class Model:
             "Policy": json.dumps(policy),
         }
 
+    # The function's own S3 bucket and SQS queue (the fanned-out audit) ---------------------
+    # One bucket and any queue, strongly consistent like S3 and SQS; what the Lambda event
+    # source mapping does (receive, delete) is not the function's CPU, so `take_messages` hands
+    # the queued bodies over directly.
+
+    def _s3_put_object(self, caller: str, region: str, p: dict) -> tuple[dict, bytes]:
+        body = p.get("Body", b"")  # botocore has made it a file-like object (BytesIO)
+        data = body.getvalue() if hasattr(body, "getvalue") else bytes(body)
+        with self.lock:
+            if p.get("IfNoneMatch") == "*" and p["Key"] in self.objects:
+                raise _Error("PreconditionFailed", "At least one precondition failed", 412)
+            self.objects[p["Key"]] = data
+        return {"ETag": f'"{hashlib.md5(data).hexdigest()}"'}, b""
+
+    def _s3_get_object(self, caller: str, region: str, p: dict) -> tuple[dict, bytes]:
+        data = self.objects.get(p["Key"])
+        if data is None:
+            raise _Error("NoSuchKey", "The specified key does not exist.", 404)
+        return {"Content-Type": "application/json", "Content-Length": str(len(data))}, data
+
+    def _s3_list_objects_v2(self, caller: str, region: str, p: dict) -> tuple[dict, bytes]:
+        prefix, delimiter = p.get("Prefix", ""), p.get("Delimiter")
+        after = p.get("ContinuationToken") or p.get("StartAfter") or ""
+        with self.lock:
+            keys = sorted(k for k in self.objects if k.startswith(prefix) and k > after)
+        contents, folders, last = [], [], ""
+        for key in keys:
+            if len(contents) + len(folders) == 1000:
+                break
+            last = key
+            rest = key[len(prefix) :]
+            if delimiter and delimiter in rest:
+                folder = prefix + rest.split(delimiter, 1)[0] + delimiter
+                if folder not in folders:
+                    folders.append(folder)
+                continue
+            size = len(self.objects[key])
+            contents.append(f"<Contents><Key>{escape(key)}</Key><Size>{size}</Size></Contents>")
+        truncated = bool(keys) and last != keys[-1]
+        more = f"<NextContinuationToken>{escape(last)}</NextContinuationToken>" if truncated else ""
+        common = "".join(
+            f"<CommonPrefixes><Prefix>{escape(f)}</Prefix></CommonPrefixes>" for f in folders
+        )
+        text = (
+            f'<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+            f"<Name>{escape(p['Bucket'])}</Name><Prefix>{escape(prefix)}</Prefix>"
+            f"<KeyCount>{len(contents) + len(folders)}</KeyCount><MaxKeys>1000</MaxKeys>"
+            f"<IsTruncated>{str(truncated).lower()}</IsTruncated>{more}"
+            f"{''.join(contents)}{common}</ListBucketResult>"
+        )
+        return {"Content-Type": "application/xml"}, text.encode()
+
+    def _sqs_send_message_batch(self, caller: str, region: str, p: dict) -> dict:
+        successful = []
+        with self.lock:
+            for entry in p["Entries"]:
+                self.messages.append(entry["MessageBody"])
+                successful.append(
+                    {
+                        "Id": entry["Id"],
+                        "MessageId": str(uuid.uuid4()),
+                        "MD5OfMessageBody": hashlib.md5(entry["MessageBody"].encode()).hexdigest(),
+                    }
+                )
+        return {"Successful": successful, "Failed": []}
+
+    def take_messages(self, limit: int) -> list[str]:
+        """Up to `limit` queued message bodies, oldest first, removed from the queue."""
+        with self.lock:
+            taken, self.messages[:limit] = self.messages[:limit], []
+        return taken
+
 
 def _detector(frequency: str, features: dict[str, str]) -> dict[str, Any]:
     return {
@@ -542,6 +619,7 @@ def _snake(name: str) -> str:
 # Wire formats ------------------------------------------------------------------------------------
 
 _JSON11 = {"organizations", "events"}
+_JSON10 = {"sqs": "com.amazonaws.sqs#"}
 _REST_JSON = {"guardduty"}
 _QUERY_NS = {
     "sts": "https://sts.amazonaws.com/doc/2011-06-15/",
@@ -551,6 +629,10 @@ _EC2_NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
 
 
 def _success(service: str, operation: str, body: Any) -> tuple[dict[str, str], bytes]:
+    if service == "s3":  # rest-xml: the handler returns (headers, body) as S3 sends them
+        return body
+    if service in _JSON10:
+        return {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(body).encode()
     if service in _JSON11:
         return {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(body).encode()
     if service in _REST_JSON:
@@ -573,6 +655,12 @@ def _success(service: str, operation: str, body: Any) -> tuple[dict[str, str], b
 
 
 def _failure(service: str, err: _Error) -> tuple[dict[str, str], bytes]:
+    if service == "s3":
+        text = f"<Error><Code>{err.code}</Code><Message>{escape(err.message)}</Message></Error>"
+        return {"Content-Type": "application/xml"}, text.encode()
+    if service in _JSON10:
+        body = {"__type": _JSON10[service] + err.code, "message": err.message}
+        return {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(body).encode()
     if service in _JSON11:
         body = {"__type": err.code, "message": err.message}
         return {"Content-Type": "application/x-amz-json-1.1"}, json.dumps(body).encode()

@@ -18,15 +18,24 @@ Scenarios, each in its own process (so peak RSS is that scenario's own):
 - backfill: `watershed backfill` without a queue (ListAccounts pages, then every ACTIVE
   account at its default 8 at a time, membership taken from the pages), also from scratch;
 - audit: `watershed audit` (default 16 accounts at a time) of an organization where every
-  account is configured (every cell must come out `ok`).
+  account is configured (every cell must come out `ok`), inline in one process;
+- fanout: the same audit as the deployed function runs it (onboarding.audit.audit_fanout):
+  the start (listing, one message per account sent while listing), then every message as the
+  AuditWork mapping hands them over, in batches of 5, one invocation at a time here (so one
+  invocation has this machine's core to itself: the function's 1,769 MB are one vCPU), the
+  last one assembling the report from the groups' roll-ups. The bucket and the queue are the
+  model's.
 
 Printed per scenario: API calls per account (and the organization-wide ones), CPU ms per
 account x region (process CPU, the model's subtracted), peak RSS, wall time, the floor the rate
 limits set for 10,000 accounts x 17 regions, and the projection for 10,000 accounts:
 `max(floor, wall x 10,000 / accounts)` — the run's throughput held constant (every per-account
 cost is independent of the organization's size; only ListAccounts pages grow, and they are in
-the floor) — with its ratio to the floor. Then each Lambda handler's import time (cold start),
-in a fresh interpreter, median of 5.
+the floor) — with its ratio to the floor. For `fanout`, the projection is the deployed
+audit's instead: AuditMaxConcurrency invocations (template default), each auditing a batch in
+the wall time a batch took here, fed by the listing (the floor) and ramped up as Lambda scales
+an SQS mapping (5 at first, 300 more a minute), then the assembly scaled to 10,000 accounts.
+Then each Lambda handler's import time (cold start), in a fresh interpreter, median of 5.
 """
 
 from __future__ import annotations
@@ -41,22 +50,31 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from awsmodel import DEFAULT_REGIONS, ORG_RATES, PAGE_SIZE, STS_RATE, Model
 
 from onboarding.audit.audit import DEFAULT_ACCOUNT_WORKERS as AUDIT_WORKERS
 from onboarding.audit.audit import Auditor
+from onboarding.audit.audit_fanout import AuditStore, FanoutAudit
 from onboarding.events import OnboardingRequest
 from onboarding.queue.backfill import DEFAULT_ACCOUNT_WORKERS as BACKFILL_WORKERS
 from onboarding.queue.backfill import run_inline, select_accounts
+from onboarding.queue.workqueue import QueueWorker, WorkQueue
 from onboarding.service import Onboarder
 from onboarding.sessions import SessionFactory
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_ACCOUNTS = 10_000
 QUEUE_CONCURRENCY = 10  # template.yaml OnboardingMaxConcurrency default
+AUDIT_BATCH = 5  # template.yaml AuditWork BatchSize
+# Lambda's SQS mapping: 5 concurrent batches at first, up to 300 more a minute
+# (docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html).
+SQS_START, SQS_RAMP_PER_S = 5, 300 / 60
 # Every Handler in template.yaml (read from it, so a new function is measured too).
 HANDLERS = tuple(
     line.split("Handler:")[1].strip().rsplit(".", 1)[0]
@@ -65,13 +83,28 @@ HANDLERS = tuple(
 )
 
 
+def _template_default(parameter: str) -> int:
+    """A parameter's Default in template.yaml (so the bench follows the template)."""
+    lines = (ROOT / "template.yaml").read_text().splitlines()
+    start = lines.index(f"  {parameter}:")
+    for line in lines[start + 1 :]:
+        if line.strip().startswith("Default:"):
+            return int(line.split(":", 1)[1])
+    raise KeyError(parameter)
+
+
+AUDIT_CONCURRENCY = _template_default("AuditMaxConcurrency")
+
+
 def one(scenario: str, accounts: int, regions: int, latency: float, limits: bool) -> dict:
     """Run one scenario in this process; returns its figures."""
     model = Model(accounts, latency=latency, rate_limits=limits)
     hub = DEFAULT_REGIONS[:regions]
-    if scenario == "audit":
+    if scenario in ("audit", "fanout"):
         model.configure_all()
     settings = model.settings(hub)
+    if scenario == "fanout":
+        return fanout(model, settings, accounts, regions, limits)
     factory = SessionFactory(settings, base_session=model.session(), hooks=model.hooks())
     onboarder = Onboarder(settings, factory)
     members = model.member_ids()
@@ -112,6 +145,151 @@ def one(scenario: str, accounts: int, regions: int, latency: float, limits: bool
         "writes": model.writes(),
         "outcome": dict(outcome),
         "load": os.getloadavg()[0],
+    }
+
+
+def _fanout_on(model: Model, settings: Any) -> tuple[FanoutAudit, QueueWorker]:
+    """The fanned-out audit and its queue consumer, on the model's bucket and queue."""
+    queue_url = "https://sqs.us-east-1.amazonaws.com/100000000001/watershed-audit"
+    settings = replace(settings, audit_bucket="bench-audit", audit_queue_url=queue_url)
+    factory = SessionFactory(settings, base_session=model.session(), hooks=model.hooks())
+    auditor = Auditor(settings, factory)
+    own = factory.own()
+    queue = WorkQueue(own.client("sqs", settings.home_region), queue_url)
+    store = AuditStore(own.client("s3", settings.home_region), "bench-audit")
+    audit = FanoutAudit(auditor, store, queue.send)
+    return audit, QueueWorker(auditor.onboarder, queue, audit.audit_account)
+
+
+def _timed(model: Model, step: Callable[[], Any]) -> tuple[Any, dict[str, float]]:
+    """Run `step`; its wall time and this process's CPU time, the model's own subtracted."""
+    cpu0, wall0, model0 = time.process_time(), time.perf_counter(), model.cpu
+    out = step()
+    wall = time.perf_counter() - wall0
+    return out, {"wall_s": wall, "cpu_s": time.process_time() - cpu0 - (model.cpu - model0)}
+
+
+def fanout(model: Model, settings: Any, accounts: int, regions: int, limits: bool) -> dict:
+    """The fanned-out audit, each part measured where it is cheapest to measure honestly:
+
+    - the start at the full 10,000 accounts (it only lists and sends: 500 ListAccounts pages at
+      8 a second, 1,000 SendMessageBatch calls), on an organization of that size;
+    - every message of `accounts` accounts, as the AuditWork mapping hands them over in batches,
+      one invocation at a time (one core here, one vCPU in Lambda), the last assembling;
+    - the assembly of a 10,000-account run: 100 group roll-ups made of this run's results
+      (account ids renumbered), assembled as the last worker would."""
+    big = Model(TARGET_ACCOUNTS, latency=model.latency, rate_limits=limits)
+    big_audit, _ = _fanout_on(big, settings)
+    started_big, start = _timed(big, big_audit.start)
+    assert len(big.messages) == started_big.expected == TARGET_ACCOUNTS + 2
+    start_calls = dict(Counter({f"{s}:{op}": n for (s, op), n in big.calls.items()}))
+    del big, big_audit
+
+    audit, worker = _fanout_on(model, settings)
+    started = audit.start()
+    batches: list[float] = []
+    cpu0, model0 = time.process_time(), model.cpu
+    while bodies := model.take_messages(AUDIT_BATCH):
+        records = [
+            {"messageId": f"m{len(batches)}-{i}", "body": body, "attributes": {}}
+            for i, body in enumerate(bodies)
+        ]
+        wall0 = time.perf_counter()
+        result = worker.process(records)
+        batches.append(time.perf_counter() - wall0)
+        assert not result.failures and not result.counts["MessagesRefused"], result
+    worker_cpu = time.process_time() - cpu0 - (model.cpu - model0)
+    report = audit.stored_report(started.run)
+    assert report is not None, "the fanned-out audit assembled no report"
+    calls = Counter({f"{service}:{op}": n for (service, op), n in model.calls.items()})
+
+    run = _synthetic_run(model, started.run, TARGET_ACCOUNTS)
+    key, assembly = _timed(model, lambda: audit.assemble(run))
+    assert key is not None and len(audit.stored_report(run).accounts) == TARGET_ACCOUNTS
+    return {
+        "scenario": "fanout",
+        "accounts": accounts,
+        "audited_or_onboarded": started.expected,
+        "regions": regions,
+        "concurrency": AUDIT_CONCURRENCY,
+        "start": start,
+        "start_calls": start_calls,
+        "batch_wall_s": batches,
+        "assembly": assembly,
+        "wall_s": sum(batches),
+        "cpu_s": worker_cpu,
+        "model_cpu_s": model.cpu,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "calls": dict(calls),
+        "attempts": model.attempts,
+        "throttled": dict(model.throttled),
+        "writes": model.writes(),
+        "outcome": dict(report.totals),
+        "load": os.getloadavg()[0],
+    }
+
+
+def _synthetic_run(model: Model, run: str, target: int) -> str:
+    """A run of `target` accounts in the model's bucket, made of `run`'s results: its manifest
+    with the accounts renumbered, and every group rolled up (what the last worker finds)."""
+    from onboarding.audit import audit_fanout
+
+    manifest = json.loads(model.objects[f"audits/{run}/manifest.json"])
+    results = [
+        r
+        for key, body in model.objects.items()
+        if key.startswith(f"audits/{run}/groups/")
+        for r in json.loads(body)
+    ]
+    synthetic = f"{run}-x{target}"
+    accounts, group = [], []
+    for n in range(target):
+        result = results[n % len(results)]
+        account = f"{300000000000 + n:012d}"
+        text = json.dumps(result).replace(result["account_id"], account)
+        group.append(json.loads(text))
+        accounts.append({"account_id": account, "name": result.get("name", "")})
+        if len(group) == audit_fanout.GROUP_SIZE or n == target - 1:
+            number = n // audit_fanout.GROUP_SIZE
+            model.objects[f"audits/{synthetic}/groups/{number:05d}.json"] = json.dumps(
+                group
+            ).encode()
+            group = []
+    groups = math.ceil(target / audit_fanout.GROUP_SIZE)
+    model.objects[f"audits/{synthetic}/manifest.json"] = json.dumps(
+        {**manifest, "run": synthetic, "groups": groups, "accounts": accounts}
+    ).encode()
+    model.objects[f"audits/{synthetic}/listed.json"] = json.dumps({"groups": groups}).encode()
+    return synthetic
+
+
+def fanout_projection(r: dict, floor: float) -> dict[str, float]:
+    """Seconds for the deployed fan-out audit of 10,000 accounts (module docstring).
+
+    Not modelled: cold starts of the new instances (~0.2 s of imports each, overlapping the
+    ramp-up), the mapping's own SQS receive and delete, TLS handshakes (every account has new
+    clients, so new connections: their CPU is not in the per-account figure), round trips
+    longer than `--latency-ms` to far regions, and EXCLUDE_TAG (the template then caps the
+    audit at OnboardingMaxConcurrency). Invocations run one at a time here, so limits they
+    would share (STS 600/s: 17 s for 10,000) are in the floor, not contended."""
+    c = r["concurrency"]
+    start = max(floor, r["start"]["wall_s"])  # measured at 10,000: the listing, sends overlapping
+    batch = statistics.mean(r["batch_wall_s"])
+    rate = c * AUDIT_BATCH / batch  # accounts per second at full concurrency
+    ramp_s = max(0.0, c - SQS_START) / SQS_RAMP_PER_S
+    ramp_lost = max(0.0, c - SQS_START) * ramp_s / 2 / c  # capacity not there while ramping
+    workers = (
+        max(start, TARGET_ACCOUNTS / rate + ramp_lost) + batch
+    )  # + the last batch after its message
+    assembly = r["assembly"]["wall_s"]  # measured at 10,000
+    return {
+        "start": start,
+        "batch": batch,
+        "rate": rate,
+        "ramp_lost": ramp_lost,
+        "workers": workers,
+        "assembly": assembly,
+        "total": workers + assembly,
     }
 
 
@@ -188,6 +366,9 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
             f"  floor 10,000 x 17 {floor:.0f} s, set by "
             + (", ".join(f"{op} {s:.0f} s" for op, s in sorted(floors.items())) or "nothing")
         )
+        if r["scenario"] == "fanout":
+            _print_fanout(r, floor, projected)
+            continue
         print(
             f"  10,000 projected  {projected:.0f} s here = {projected / floor:.1f}x the floor"
             if floor
@@ -204,14 +385,50 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
             print(f"  {module:<20} {seconds * 1000:.0f} ms")
 
 
+def _print_fanout(r: dict, floor: float, one_process: float) -> None:
+    n = r["audited_or_onboarded"]
+    p = fanout_projection(r, floor)
+    batches = sorted(r["batch_wall_s"])
+    print(
+        f"  start, 10,000     {r['start']['wall_s']:.1f} s wall, {r['start']['cpu_s']:.1f} s CPU: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(r["start_calls"].items()))
+        + "; each group of 100 sent as soon as it is listed"
+    )
+    print(
+        f"  one invocation    batch of {AUDIT_BATCH}: {p['batch']:.2f} s mean, "
+        f"{batches[len(batches) // 2]:.2f} s median, {batches[-1]:.2f} s max "
+        f"({len(batches)} batches, one at a time on one core = the function's one vCPU); "
+        f"CPU {r['cpu_s'] * 1000 / n:.0f} ms per account"
+    )
+    print(
+        f"  assembly, 10,000  {r['assembly']['wall_s']:.1f} s wall, "
+        f"{r['assembly']['cpu_s']:.1f} s CPU (100 roll-ups of this run's results read, "
+        f"report.json and report.html written)"
+    )
+    print(
+        f"  10,000 deployed   at AuditMaxConcurrency {r['concurrency']}: listing {p['start']:.0f} s"
+        f" | {p['rate']:.0f} accounts/s, mapping ramp-up costs {p['ramp_lost']:.0f} s"
+        f" -> last result at {p['workers']:.0f} s | assembly {p['assembly']:.0f} s"
+        f"\n                    = {p['total']:.0f} s = {p['total'] / floor:.2f}x the floor"
+        f" (one process, inline: {one_process:.0f} s = {one_process / floor:.0f}x)"
+    )
+    needed = next(
+        (c for c in range(2, 1001)
+         if fanout_projection({**r, "concurrency": c}, floor)["total"]
+         <= 2 * floor),
+        None,
+    )  # fmt: skip
+    print(f"  within 2x floor   from AuditMaxConcurrency {needed}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--regions", type=int, default=17, choices=range(1, 18), metavar="1-17")
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument(
-        "--scenarios", nargs="+", default=["onboarding", "backfill", "audit"],
-        choices=["onboarding", "backfill", "audit"],
+        "--scenarios", nargs="+", default=["onboarding", "backfill", "audit", "fanout"],
+        choices=["onboarding", "backfill", "audit", "fanout"],
     )  # fmt: skip
     parser.add_argument("--no-rate-limits", action="store_true")
     parser.add_argument("--no-imports", action="store_true", help="skip the import times")

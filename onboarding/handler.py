@@ -47,7 +47,9 @@ def fanout() -> Any:
     are imported only by an invocation that audits, not on every cold start."""
     from onboarding.audit.audit_fanout import fanout_for
 
-    return fanout_for(onboarder(), work_queue_for(onboarder()).send)
+    service = onboarder()
+    # AUDIT_QUEUE_URL: the stack's audit queue, consumed at its own concurrency (AuditWork).
+    return fanout_for(service, work_queue_for(service, service.settings.audit_queue_url).send)
 
 
 @cache
@@ -119,10 +121,6 @@ def _handle_queued(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     )
     _record_batch_metrics(result)
     return result.response()
-
-
-def _audit_step(payload: dict[str, Any]) -> Any:
-    return fanout().audit_account(payload)
 
 
 def _record_batch_metrics(result: BatchResult) -> None:

@@ -240,8 +240,11 @@ class Settings:
     excluded_accounts: frozenset[str] = frozenset()
     excluded_ous: frozenset[str] = frozenset()
     exclude_tag: tuple[str, str | None] | None = None  # (key, value or None for "any value")
-    # The audit fanned out through the work queue writes its results here (issue 15).
+    # The fanned-out audit writes its results here (issue 15).
     audit_bucket: str | None = None
+    # Its messages go on a queue of their own when set (the template's AuditQueue), so an audit
+    # of the whole organization never delays an onboarding waiting on the work queue.
+    audit_queue_url: str | None = None
     # Delivery mode (issue 13): see DELIVERY_MODES and `target_bus_arn`.
     delivery_mode: str = DEFAULT_DELIVERY_MODE
     # Offboarding (issue 14): an account put out of scope keeps watershed's resources if true.
@@ -391,6 +394,7 @@ class Settings:
                 "RETAIN_ON_EXCLUSION", env.get("RETAIN_ON_EXCLUSION", "")
             ),
             audit_bucket=_bucket(env, "AUDIT_BUCKET"),
+            audit_queue_url=_queue_url(env, "AUDIT_QUEUE_URL"),
         )
 
     # Derived values -----------------------------------------------------------------------

@@ -1,1 +1,1 @@
-"""The coverage audit: the audit, its fan-out through the work queue, the fix, the HTML page."""
+"""The coverage audit: the audit, its fan-out through the audit queue, the fix, the HTML page."""

@@ -1,42 +1,49 @@
-"""The audit at organization scale: one work-queue message per account, results in S3.
+"""The audit at organization scale: one audit-queue message per account, results in S3.
 
     start (the audit schedule, or `watershed audit --via-queue`)
-      → organization id, the Security side, the ACTIVE accounts (ListAccounts pages) and their
-        exclusions — the same reads as the inline audit
-      → s3://AUDIT_BUCKET/audits/<run>/manifest.json, written FIRST: every account expected
-      → one work-queue message per account: {"audit": {"run": <run>, "account": <id>, ...}}
-    each message (the queue consumer, any invocation); accounts are numbered in groups of 100
-      → that account's audit (the inline audit's own code)
-        → audits/<run>/accounts/<group>/<id>.json
+      → organization id; then, side by side: the Security side and the GuardDuty administrators,
+        and the ACTIVE accounts (ListAccounts pages, 8 a second) with their exclusions
+      → as each group of 100 accounts is listed, its messages go on the audit queue:
+        {"audit": {"run": <run>, "account": <id>, "group": <g>, "group_size": <n>, ...}}, so the
+        workers audit while the listing goes on (10,000 accounts are 500 pages, 62 s)
+      → s3://AUDIT_BUCKET/audits/<run>/manifest.json (every account listed), then listed.json
+        ({"groups": N}): written LAST, once every group was sent
+      → whether every group is already rolled up (see below): then the start assembles
+    each message (the audit queue's consumer, any invocation)
+      → that account's audit (the inline audit's own code) → audits/<run>/accounts/<g>/<id>.json
       → ListObjectsV2 of its group: as many objects as the group has accounts?
-        → audits/<run>/groups/<group>.done → ListObjectsV2 of groups/: every group done?
-        → assemble
-    assemble (whoever finds the count complete; several invocations may)
-      → audits/<run>/report.json, then report.html, each written with `If-None-Match: *`: the
-        first writer wins, the others get 412 and stop. Any of them holds the same content.
+        → the group's results read (≤ 100, side by side) and rolled up into
+          audits/<run>/groups/<g>.json
+        → listed.json there, and as many roll-ups as it says? → assemble
+    assemble (whoever finds the set complete; several invocations may)
+      → ≤ 1 roll-up per 100 accounts read → audits/<run>/report.json, then report.html, each
+        written with `If-None-Match: *`: the first writer wins, the others get 412 and stop.
 
-Why this completes without timing: every worker lists *after* its own write, and S3 lists are
-strongly consistent, so the worker whose write completes a group always sees it complete, and
-the one whose marker completes the groups sees them all. No list is longer than one page. An
-account whose audit failed is written as `error` cells by the audit code itself; an account
-whose message never produced a result (dead-lettered, lost) has no object, so the count never
-completes: `finalize(run)` (the next scheduled start, or the CLI after its `--timeout`)
-assembles what is there and reports each such account as `error` (`NoResult`), never omits it.
+Why this completes without timing: every writer lists or reads *after* its own write, and S3 is
+strongly consistent. The worker whose write completes a group sees it complete. Of the last
+roll-up and listed.json, whichever is written second is written by a step that then looks for
+the other and finds it: the last worker (reading listed.json after its roll-up) or the start
+(listing the roll-ups after listed.json). No list is longer than one page. An account whose
+audit failed is written as `error` cells by the audit code itself; an account whose message
+never produced a result (dead-lettered, lost) has no object, so its group never completes:
+`finalize(run)` (the next scheduled start, or the CLI after its `--timeout`) assembles what is
+there and reports each such account as `error` (`NoResult`), never omits it. A start that fails
+before its manifest (the listing did not finish) leaves a run without a report: the invocation
+fails (the InvocationErrors alarm) and the schedule's retry starts a new run.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from onboarding.audit import hub
 from onboarding.audit.audit import (
@@ -60,6 +67,9 @@ PREFIX = "audits"
 MESSAGE_KEY = "audit"
 NO_RESULT = "NoResult"
 NO_RESULT_DETAIL = "no result: the account's audit message was lost or dead-lettered"
+NO_REGION_CELL = Cell(
+    "error", "no result for this region: its audit message did not name it", error=NO_RESULT
+)
 # A scheduled start finalizes earlier runs still without a report once they are this old: by
 # then every message has been processed, retried or dead-lettered (the queue's retries take
 # minutes), so what is missing is lost, not late.
@@ -69,6 +79,8 @@ FINALIZE_AFTER = timedelta(hours=2)
 GROUP_SIZE = 100
 MAX_GROUPS = 1000  # 100,000 accounts
 READ_WORKERS = 32
+SEND_WORKERS = 4  # groups sent side by side while the listing goes on (SendMessageBatch, 10 a call)
+LISTED = "listed.json"  # written after the manifest: the listing is finished, with N groups
 
 
 def _key(run: str, *parts: str) -> str:
@@ -210,7 +222,7 @@ class Started:
 
 
 class FanoutAudit:
-    """The audit through the work queue (`send` puts message bodies on it) and the bucket."""
+    """The audit through a queue (`send` puts message bodies on it) and the bucket."""
 
     def __init__(
         self,
@@ -223,36 +235,80 @@ class FanoutAudit:
         self.send = send
 
     def start(self, regions: Iterable[str] | None = None, run: str | None = None) -> Started:
-        """Write the manifest, then one message per ACTIVE account. Before that, any earlier
-        run still without a report is assembled with its missing accounts as errors."""
+        """One message per ACTIVE account, each group of 100 sent as soon as it is listed; then
+        the manifest and listed.json. Before that, any earlier run still without a report is
+        assembled with its missing accounts as errors."""
         finalized = tuple(r for r in self.unfinished_runs(FINALIZE_AFTER) if self.finalize(r))
         auditor, settings = self.auditor, self.auditor.settings
         run = run or new_run_id()
         regions = tuple(regions or settings.hub_regions)
+        generated_at = datetime.now(UTC).strftime(TIMESTAMP_FORMAT)
         management = auditor.sessions.management_or_fail(settings.management_account_id)
         orgs = management.client("organizations", settings.home_region)
         organization_id = auditor._organization_id(orgs)
-        excluded = auditor._exclusions(orgs, None)
-        members = [(m, excluded(m.account_id)) for m in auditor._members(orgs, None)]
-        security = auditor._security_side(regions, organization_id)
-        administrators = (
-            auditor.onboarder.guardduty_administrators(regions)
-            if settings.guardduty_mode != "off"
-            else None
-        )
-        manifest = {
-            "run": run,
-            "generated_at": datetime.now(UTC).strftime(TIMESTAMP_FORMAT),
-            "regions": list(regions),
-            "organization_id": organization_id,
-            "management_account_id": settings.management_account_id,
-            "security_account_id": settings.security_account_id,
-            "security": {r.region: r.as_dict() for r in security},
-            "guardduty_administrators": administrators,
-            "accounts": [{"account_id": m.account_id, "name": m.name} for m, _ in members],
-        }
+        members: list[tuple[Member, str | None]] = []
+        with ThreadPoolExecutor(SEND_WORKERS + 2, thread_name_prefix="start") as pool:
+            # Read while the accounts are listed: neither is needed before the manifest.
+            security = pool.submit(auditor._security_side, regions, organization_id)
+            administrators = pool.submit(
+                lambda: (
+                    auditor.onboarder.guardduty_administrators(regions)
+                    if settings.guardduty_mode != "off"
+                    else None
+                )
+            )
+            sends: list[Future[Any]] = []
+
+            def send_group() -> None:  # the members listed since the last group was sent
+                for sent in sends:  # a group that could not be sent stops the listing
+                    if sent.done() and sent.exception() is not None:
+                        sent.result()
+                group = len(sends)
+                batch = members[group * GROUP_SIZE :]
+                sends.append(pool.submit(self._send_group, run, regions, group, batch))
+
+            excluded = auditor._exclusions(orgs, None)
+            for member in auditor._members(orgs, None):
+                members.append((member, excluded(member.account_id)))
+                if len(members) % GROUP_SIZE == 0:
+                    send_group()
+            if len(members) % GROUP_SIZE:
+                send_group()
+            for sent in sends:
+                sent.result()  # a group that could not be sent fails the start: no manifest
+            manifest = {
+                "run": run,
+                "generated_at": generated_at,
+                "regions": list(regions),
+                "organization_id": organization_id,
+                "management_account_id": settings.management_account_id,
+                "security_account_id": settings.security_account_id,
+                "security": {r.region: r.as_dict() for r in security.result()},
+                "guardduty_administrators": administrators.result(),
+                "groups": len(sends),
+                "accounts": [{"account_id": m.account_id, "name": m.name} for m, _ in members],
+            }
         self.store.put(_key(run, "manifest.json"), json.dumps(manifest), "application/json")
-        groups = math.ceil(len(members) / GROUP_SIZE)
+        listed = json.dumps({"groups": len(sends)})
+        self.store.put(_key(run, LISTED), listed, "application/json")
+        logger.info("audit fanned out", extra={"run": run, "accounts": len(members)})
+        # The workers may all have finished while the last groups were listed: then no worker
+        # saw listed.json, and the start assembles (an empty organization too). If that fails,
+        # the run is complete in the bucket: the next start finalizes it. Failing the start
+        # instead would make Lambda retry it: a second audit of every account.
+        try:
+            self._complete(run)
+        except (ClientError, BotoCoreError) as err:
+            logger.error("audit not assembled", extra={"run": run, "error": error_code(err)})
+        return Started(run, len(members), finalized)
+
+    def _send_group(
+        self,
+        run: str,
+        regions: tuple[str, ...],
+        group: int,
+        batch: list[tuple[Member, str | None]],
+    ) -> None:
         self.send(
             [
                 {
@@ -262,20 +318,18 @@ class FanoutAudit:
                         "name": m.name,
                         "regions": list(regions),
                         "excluded": reason,
-                        "group": i // GROUP_SIZE,
-                        "group_size": min(GROUP_SIZE, len(members) - i // GROUP_SIZE * GROUP_SIZE),
-                        "groups": groups,
+                        "group": group,
+                        "group_size": len(batch),
                     }
                 }
-                for i, (m, reason) in enumerate(members)
+                for m, reason in batch
             ]
         )
-        logger.info("audit fanned out", extra={"run": run, "accounts": len(members)})
-        return Started(run, len(members), finalized)
 
     def audit_account(self, payload: Mapping[str, Any]) -> str | None:
-        """One message: audit the account, write its result, assemble if it was the last.
-        Returns the report key if this call assembled the report."""
+        """One message: audit the account, write its result; roll its group up if that made it
+        complete, and assemble if that was the last group. Returns the report key if this call
+        assembled the report."""
         settings = self.auditor.settings
         message = _message(payload, settings)
         management = self.auditor.sessions.management_or_fail(settings.management_account_id)
@@ -294,14 +348,26 @@ class FanoutAudit:
             json.dumps(audit.as_dict()),
             "application/json",
         )
-        # Each step lists only after its own write, and S3 lists are strongly consistent: the
-        # writer that completes a group sees it complete, the one that completes the last group
-        # sees every group done. A list is at most GROUP_SIZE keys (or one per group).
-        if len(self.store.keys(_key(run, "accounts", group) + "/")) < message["group_size"]:
+        # Listed only after this write: the writer that completes the group sees it complete.
+        keys = self.store.keys(_key(run, "accounts", group) + "/")
+        if len(keys) < message["group_size"]:
             return None
-        self.store.put(_key(run, "groups", f"{group}.done"), "", "text/plain")
-        if len(self.store.keys(_key(run, "groups") + "/")) < message["groups"]:
+        results = self._read(keys)
+        self.store.put(
+            _key(run, "groups", f"{group}.json"), json.dumps(results), "application/json"
+        )
+        return self._complete(run)
+
+    def _complete(self, run: str) -> str | None:
+        """Assemble `run` if the listing is finished and every group is rolled up."""
+        listed = self.store.get_json(_key(run, LISTED))
+        if listed is None:  # still listing: the start looks again after writing it
             return None
+        rolled = {k.rsplit("/", 1)[1] for k in self._rollups(run)}
+        if not {f"{g:05d}.json" for g in range(listed["groups"])} <= rolled:
+            return None  # every group listed, by number, not a count a stray object could fill
+        if self.finished(run):
+            return None  # complete before (a message delivered twice)
         return self.assemble(run)
 
     def finalize(self, run: str) -> str | None:
@@ -352,18 +418,19 @@ class FanoutAudit:
         if manifest is None:
             return None
         regions = tuple(manifest["regions"])
-        entries = manifest["accounts"]
-        results = self._results(run)
+        results = self._results(run, manifest.get("groups"))
         accounts = []
-        for entry in entries:
+        for entry in manifest["accounts"]:
             data = results.get(entry["account_id"])
             if data is None:  # never silently omitted
                 cell = Cell("error", NO_RESULT_DETAIL, error=NO_RESULT, retryable=True)
                 accounts.append(
                     AccountAudit(entry["account_id"], entry["name"], dict.fromkeys(regions, cell))
                 )
-            else:
-                accounts.append(account_from_dict(data))
+            else:  # exactly the run's regions, whatever a result holds
+                audit = account_from_dict(data)
+                cells = {r: audit.regions.get(r, NO_REGION_CELL) for r in regions}
+                accounts.append(replace(audit, regions=cells))
         generated_at = datetime.strptime(manifest["generated_at"], TIMESTAMP_FORMAT)
         return AuditReport(
             generated_at=generated_at.replace(tzinfo=UTC),
@@ -377,13 +444,29 @@ class FanoutAudit:
             guardduty_administrators=manifest.get("guardduty_administrators"),
         )
 
-    def _results(self, run: str) -> dict[str, Any]:
-        """Every account result of `run`, read in parallel (10,000 GETs one by one would take
-        minutes)."""
-        keys = [k for k in self.store.keys(_key(run, "accounts") + "/") if k.endswith(".json")]
-        with ThreadPoolExecutor(READ_WORKERS, thread_name_prefix="results") as pool:
-            documents = list(pool.map(self.store.get_json, keys))
-        return {d["account_id"]: d for d in documents if d is not None}
+    def _rollups(self, run: str) -> list[str]:
+        return [k for k in self.store.keys(_key(run, "groups") + "/") if k.endswith(".json")]
+
+    def _results(self, run: str, groups: int | None) -> dict[str, Any]:
+        """Every account result of `run`: the groups' roll-ups (≤ 1 per 100 accounts), and only
+        if some group has none (finalize: an account is missing) the other accounts' objects."""
+        rollups = self._rollups(run)
+        documents = [d for group in self._read(rollups) for d in group]
+        if groups is None or len(rollups) < groups:
+            rolled = {k.rsplit("/", 1)[1].removesuffix(".json") for k in rollups}
+            keys = self.store.keys(_key(run, "accounts") + "/")
+            documents += self._read(
+                [k for k in keys if k.endswith(".json") and k.rsplit("/", 2)[1] not in rolled]
+            )
+        return {d["account_id"]: d for d in documents}
+
+    def _read(self, keys: list[str]) -> list[Any]:
+        """The JSON documents at `keys`, read side by side (one by one, 10,000 GETs would take
+        minutes); a key deleted meanwhile is left out."""
+        if not keys:
+            return []
+        with ThreadPoolExecutor(min(READ_WORKERS, len(keys)), thread_name_prefix="read") as pool:
+            return [d for d in pool.map(self.store.get_json, keys) if d is not None]
 
 
 def _started(run: str) -> datetime:
@@ -412,11 +495,9 @@ def _message(payload: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
         raise InvalidRequest(f"audit message: account {account!r} is not 12 digits")
     regions = validate_regions(body.get("regions"), settings)
     excluded = body.get("excluded")
-    groups = _count(body, "groups", 1, MAX_GROUPS)
     return {
-        "group": _count(body, "group", 0, groups - 1),
+        "group": _count(body, "group", 0, MAX_GROUPS - 1),
         "group_size": _count(body, "group_size", 1, GROUP_SIZE),
-        "groups": groups,
         "run": run,
         "account": account,
         "name": str(body.get("name") or ""),
@@ -426,7 +507,7 @@ def _message(payload: Mapping[str, Any], settings: Settings) -> dict[str, Any]:
 
 
 def fanout_for(onboarder: Onboarder, send: Callable[[list[dict[str, Any]]], Any]) -> FanoutAudit:
-    """The fanned-out audit of the settings' AUDIT_BUCKET, sending through `send` (the work
+    """The fanned-out audit of the settings' AUDIT_BUCKET, sending through `send` (the audit
     queue's `WorkQueue.send`); the bucket is read and written with the function's own role."""
     settings = onboarder.settings
     if not settings.audit_bucket:

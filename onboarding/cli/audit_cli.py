@@ -6,9 +6,10 @@
     watershed audit --via-queue [--queue-url URL] [--bucket NAME] [--timeout SECONDS] ...
 
 `--via-queue` runs the audit the way the schedule does (onboarding.audit.audit_fanout): one message
-per account on the work queue, the deployed function audits them and assembles the report in
-the audit bucket; the CLI waits for report.json (up to `--timeout`, then assembles what is there,
-every account without a result as `error`) and downloads it. For organizations of thousands.
+per account on the audit queue (AUDIT_QUEUE_URL), the deployed function audits them and
+assembles the report in the audit bucket; the CLI waits for report.json (up to `--timeout`,
+then assembles what is there, every account without a result as `error`) and downloads it.
+For organizations of thousands.
 
 Read-only unless `--fix`. Prints every account x region that is not `ok` with the reason, then
 the totals (a progress line goes to stderr while it runs, on a terminal only). Exit codes:
@@ -71,7 +72,11 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         help="hand every account that is not ok to onboarding (the work queue if "
         "WORK_QUEUE_URL is set, inline otherwise)",
     )
-    audit.add_argument("--queue-url", metavar="WORK_QUEUE_URL", help="overrides WORK_QUEUE_URL")
+    audit.add_argument(
+        "--queue-url",
+        metavar="URL",
+        help="overrides WORK_QUEUE_URL (--fix), and AUDIT_QUEUE_URL (--via-queue)",
+    )
     audit.add_argument(
         "--allow-skipped",
         action="store_true",
@@ -87,7 +92,7 @@ def add_parser(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     audit.add_argument(
         "--via-queue",
         action="store_true",
-        help="fan the audit out through the work queue (the deployed function audits, the "
+        help="fan the audit out through the audit queue (the deployed function audits, the "
         "report is assembled in the audit bucket and downloaded)",
     )
     audit.add_argument("--bucket", metavar="AUDIT_BUCKET", help="overrides AUDIT_BUCKET")
@@ -185,12 +190,17 @@ def _via_queue(
     from onboarding.audit.audit_fanout import AuditStore, FanoutAudit
 
     settings = auditor.settings
-    queue_url = args.queue_url or settings.work_queue_url
+    # The stack's audit queue; a deployment without one takes audit messages on its work queue.
+    queue_url = args.queue_url or settings.audit_queue_url or settings.work_queue_url
+    if not args.queue_url and not settings.audit_queue_url and queue_url:
+        print("AUDIT_QUEUE_URL not set: sending to WORK_QUEUE_URL", file=sys.stderr)
     bucket = args.bucket or settings.audit_bucket
     if accounts is not None or args.fix:
         raise InvalidRequest("--via-queue audits every ACTIVE account and cannot --fix")
     if not queue_url or not bucket:
-        raise InvalidRequest("--via-queue needs WORK_QUEUE_URL (--queue-url) and AUDIT_BUCKET")
+        raise InvalidRequest(
+            "--via-queue needs AUDIT_QUEUE_URL (or WORK_QUEUE_URL, --queue-url) and AUDIT_BUCKET"
+        )
     queue = work_queue_for(auditor.onboarder, queue_url)
     s3 = auditor.sessions.own().client("s3", settings.home_region)
     fanout = FanoutAudit(auditor, AuditStore(s3, bucket), queue.send)

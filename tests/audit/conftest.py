@@ -1,6 +1,8 @@
 """Fixtures for the audit tests (the organization builders and hooks are in auditzoo.py)."""
 
+import functools
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,25 @@ def aws(monkeypatch):
 @pytest.fixture(scope="module")
 def zoo(module_aws) -> Zoo:
     return build_zoo()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def moto_s3_objects_one_at_a_time():
+    """The fanned-out audit writes S3 objects from several threads at once (a batch's accounts
+    are audited side by side; two of them may roll up the same group). Real S3 takes concurrent
+    writes to one key (the last writer wins); moto's S3 does not: an overwrite closes the
+    previous object's buffer while the other thread may still be reading its ETag ("I/O
+    operation on closed file"). Its object requests are serialized here; nothing else is."""
+    from moto.s3.responses import S3Response
+
+    lock = threading.Lock()
+    original = S3Response.key_response
+
+    @functools.wraps(original)
+    def one_at_a_time(self, *args, **kwargs):
+        with lock:
+            return original(self, *args, **kwargs)
+
+    S3Response.key_response = one_at_a_time
+    yield
+    S3Response.key_response = original

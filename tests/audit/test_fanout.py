@@ -9,6 +9,7 @@ omission. moto's S3 honours `If-None-Match: *` (412 PreconditionFailed), which d
 assembles."""
 
 import json
+import threading
 
 import boto3
 import pytest
@@ -18,7 +19,7 @@ from onboarding.audit import audit_fanout
 from onboarding.audit.audit import Auditor
 from onboarding.audit.audit_fanout import NO_RESULT, AuditStore, FanoutAudit
 from onboarding.errors import InvalidRequest
-from onboarding.queue.workqueue import QueueWorker, WorkQueue
+from onboarding.queue.workqueue import QueueSendFailed, QueueWorker, WorkQueue
 
 BUCKET = "watershed-audit-test"
 VOLATILE = ("generated_at", "duration_seconds")  # differ between any two runs
@@ -81,12 +82,18 @@ def test_one_message_per_account_results_in_s3_and_one_report_equal_to_the_inlin
     # When the audit is started
     started = fanout.start(run="run-complete")
 
-    # Then one message per ACTIVE account is on the work queue, after the manifest
+    # Then one message per ACTIVE account is on the queue, and the manifest and listed.json
+    # (the listing is finished: 1 group) are written last
     messages = receive_all(sqs, queue.queue_url)
     bodies = [json.loads(m["Body"]) for m in messages]
     accounts = sorted(b["audit"]["account"] for b in bodies)
     assert accounts == sorted(zoo.expected) and started.expected == len(accounts)
-    assert keys(s3, "audits/run-complete/") == ["audits/run-complete/manifest.json"]
+    assert {(b["audit"]["group"], b["audit"]["group_size"]) for b in bodies} == {(0, len(bodies))}
+    assert keys(s3, "audits/run-complete/") == [
+        "audits/run-complete/listed.json",
+        "audits/run-complete/manifest.json",
+    ]
+    assert fanout.store.get_json("audits/run-complete/listed.json") == {"groups": 1}
 
     # When the queue consumer processes them (two batches, as two invocations would)
     worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
@@ -100,7 +107,10 @@ def test_one_message_per_account_results_in_s3_and_one_report_equal_to_the_inlin
     assert keys(s3, "audits/run-complete/accounts/") == [  # one group: fewer than 100
         f"audits/run-complete/accounts/00000/{a}.json" for a in accounts
     ]
-    assert keys(s3, "audits/run-complete/groups/") == ["audits/run-complete/groups/00000.done"]
+    # the group's roll-up holds every result of the group, as written
+    assert keys(s3, "audits/run-complete/groups/") == ["audits/run-complete/groups/00000.json"]
+    rollup = fanout.store.get_json("audits/run-complete/groups/00000.json")
+    assert sorted(r["account_id"] for r in rollup) == accounts
     report = json.loads(
         s3.get_object(Bucket=BUCKET, Key="audits/run-complete/report.json")["Body"].read()
     )
@@ -115,6 +125,15 @@ def test_one_message_per_account_results_in_s3_and_one_report_equal_to_the_inlin
 
     # And assembling again (a late duplicate) writes nothing: If-None-Match decides
     assert fanout.assemble("run-complete") is None
+    # A message SQS delivers a second time re-rolls its group but does not re-assemble
+    read = []
+    get_json = fanout.store.get_json
+    fanout.store.get_json = lambda key: read.append(key) or get_json(key)
+    try:
+        assert fanout.audit_account(json.loads(messages[0]["Body"])) is None
+    finally:
+        del fanout.store.get_json
+    assert not [k for k in read if "/groups/" in k]  # no roll-up read to assemble again
 
 
 def test_a_lost_account_is_an_error_in_the_report_never_an_omission(zoo, world):
@@ -184,3 +203,212 @@ def test_groups_complete_one_by_one_and_the_last_group_assembles(zoo, world, mon
         s3.get_object(Bucket=BUCKET, Key="audits/run-groups/report.json")["Body"].read()
     )
     assert stable(report) == stable(inline)
+
+
+def test_groups_are_sent_while_the_listing_goes_on_and_the_start_assembles_if_last(
+    zoo, world, monkeypatch
+):
+    """The workers finish every group before the listing ends (here: each group's messages are
+    audited the moment they are sent): no worker can assemble (listed.json is not written yet),
+    so the start, after writing it, finds every group rolled up and assembles."""
+    s3, *_, inline = world
+    monkeypatch.setattr(audit_fanout, "GROUP_SIZE", 3)
+    listed, first_send_after = [], []
+    sent = threading.Event()
+    members = Auditor._members
+
+    def listing(self, orgs, accounts):  # ListAccounts, one member at a time
+        found = list(members(self, orgs, accounts))
+        for i, member in enumerate(found):
+            if i == len(found) - 1:  # before the last account is listed, a group was sent
+                assert sent.wait(10), "no group was sent while the accounts were listed"
+            listed.append(member.account_id)
+            yield member
+
+    monkeypatch.setattr(Auditor, "_members", listing)
+    auditor = Auditor(zoo.org.settings, InjectingFactory(zoo.org.settings, zoo.faults))
+    assembled_by_workers = []
+
+    def send_and_audit(bodies):  # the consumer, as fast as it can be
+        if not first_send_after:
+            first_send_after.append(len(listed))
+        sent.set()
+        assembled_by_workers.extend(fanout.audit_account(body) for body in bodies)
+
+    fanout = FanoutAudit(auditor, AuditStore(s3, BUCKET), send_and_audit)
+    started = fanout.start(run="run-streamed")
+
+    assert first_send_after[0] < started.expected  # streamed, not sent after the listing
+    assert len(assembled_by_workers) == started.expected and not any(assembled_by_workers)
+    assert len(keys(s3, "audits/run-streamed/groups/")) == -(-started.expected // 3)
+    report = fanout.store.get_json("audits/run-streamed/report.json")  # the start assembled
+    assert stable(report) == stable(inline)
+
+
+def test_the_assembler_reads_one_roll_up_per_group_not_every_account(zoo, world, monkeypatch):
+    _, sqs, queue, fanout, inline = world
+    monkeypatch.setattr(audit_fanout, "GROUP_SIZE", 4)
+    started = fanout.start(run="run-rollups")
+    messages = receive_all(sqs, queue.queue_url)
+    worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
+    worker.process(as_records(messages[:-1], queue.queue_url))
+    read = []
+    get_json = fanout.store.get_json
+    monkeypatch.setattr(fanout.store, "get_json", lambda key: read.append(key) or get_json(key))
+
+    # When the last message completes the last group
+    worker.process(as_records(messages[-1:], queue.queue_url))
+
+    # Then the report was assembled from the roll-ups: the last group's own accounts (its
+    # roll-up), listed.json, the manifest, and one roll-up per group
+    groups = -(-started.expected // 4)
+    rollups = [k for k in read if "/groups/" in k]
+    assert len(rollups) == groups and len(set(rollups)) == groups
+    assert len([k for k in read if "/accounts/" in k]) <= 4  # the completed group only
+    report = fanout.store.get_json("audits/run-rollups/report.json")
+    assert stable(report) == stable(inline)
+
+
+def test_a_batch_of_audit_messages_is_audited_side_by_side(zoo, world):
+    """Five messages in one batch run at once (a barrier of five parties would break if they
+    ran one after another); a forged one in the same batch is still dead-lettered as invalid."""
+    _, sqs, queue, fanout, _ = world
+    barrier = threading.Barrier(5, timeout=10)
+    audited = []
+
+    def audit(payload):
+        audit_fanout._message(payload, fanout.auditor.settings)  # refuses the forged one
+        barrier.wait()
+        audited.append(payload["audit"]["account"])
+
+    accounts = [f"{n:012d}" for n in range(555500000000, 555500000005)]
+    body = {"run": "r", "regions": ["us-east-1"], "group": 0, "group_size": 5}
+    for account in [*accounts, "12345"]:
+        message = json.dumps({"audit": {**body, "account": account}})
+        sqs.send_message(QueueUrl=queue.queue_url, MessageBody=message)
+    records = as_records(receive_all(sqs, queue.queue_url), queue.queue_url)
+
+    result = QueueWorker(fanout.auditor.onboarder, queue, audit).process(records)
+
+    assert sorted(audited) == accounts and result.failures == []
+    assert result.counts["AccountsAudited"] == 5 and result.counts["MessagesRefused"] == 1
+    [dead] = receive_all(sqs, queue.dead_letter_url)
+    assert "is not 12 digits" in json.loads(dead["Body"])["reason"]
+
+
+def test_finalize_reads_roll_ups_and_the_accounts_of_groups_without_one(zoo, world, monkeypatch):
+    # Given groups of 3, every message processed but one (its group is never rolled up)
+    _, sqs, queue, fanout, inline = world
+    monkeypatch.setattr(audit_fanout, "GROUP_SIZE", 3)
+    fanout.start(run="run-partial")
+    messages = receive_all(sqs, queue.queue_url)
+    lost = messages[4]  # in group 1
+    worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
+    worker.process(as_records([m for m in messages if m is not lost], queue.queue_url))
+    rolled = fanout._rollups("run-partial")
+    assert len(rolled) == -(-len(messages) // 3) - 1 >= 2  # every group but the lost one's
+
+    # When the run is finalized
+    assert fanout.finalize("run-partial") == "audits/run-partial/report.json"
+
+    # Then the rolled-up groups and the other two accounts of group 1 are reported as audited,
+    # and only the lost account as NoResult
+    report = fanout.store.get_json("audits/run-partial/report.json")
+    lost_id = json.loads(lost["Body"])["audit"]["account"]
+    by_id = {a["account_id"]: a for a in report["accounts"]}
+    assert {c["error"] for c in by_id[lost_id]["regions"].values()} == {NO_RESULT}
+    assert [a for a in report["accounts"] if a["account_id"] != lost_id] == [
+        a for a in inline["accounts"] if a["account_id"] != lost_id
+    ]
+
+
+def test_a_send_failure_stops_the_start_before_any_manifest(zoo, world, monkeypatch):
+    s3, *_ = world
+    monkeypatch.setattr(audit_fanout, "GROUP_SIZE", 3)
+    sent = []
+
+    def send(bodies):  # the queue refuses the first group (SendMessageBatch failed entries)
+        if not sent:
+            sent.append(bodies)
+            raise QueueSendFailed("1 of 3 not sent", unsent=bodies[:1])
+        sent.append(bodies)
+
+    auditor = Auditor(zoo.org.settings, InjectingFactory(zoo.org.settings, zoo.faults))
+    fanout = FanoutAudit(auditor, AuditStore(s3, BUCKET), send)
+    with pytest.raises(QueueSendFailed, match="not sent"):
+        fanout.start(run="run-unsent")
+    # No manifest, no listed.json: the run is never assembled as if its listing were whole
+    assert keys(s3, "audits/run-unsent/") == []
+
+
+def test_an_empty_organization_is_assembled_by_the_start(zoo, world, monkeypatch):
+    s3, *_ = world
+    monkeypatch.setattr(Auditor, "_members", lambda self, orgs, accounts: iter(()))
+    auditor = Auditor(zoo.org.settings, InjectingFactory(zoo.org.settings, zoo.faults))
+    fanout = FanoutAudit(auditor, AuditStore(s3, BUCKET), lambda bodies: pytest.fail("sent"))
+    started = fanout.start(run="run-empty")
+    assert started.expected == 0
+    report = fanout.store.get_json("audits/run-empty/report.json")
+    assert report["accounts"] == [] and fanout.store.get_json("audits/run-empty/listed.json") == {
+        "groups": 0
+    }
+
+
+def test_forged_messages_cannot_hide_regions_or_complete_a_run_early(zoo, world):
+    """A principal that can send to the queue (an admin of the Security account) forges: a
+    message naming one region for a real account, and a group number past the run's groups."""
+    _, sqs, queue, fanout, _ = world
+    fanout.start(run="run-forged")
+    messages = receive_all(sqs, queue.queue_url)
+    body = json.loads(messages[0]["Body"])
+    account = body["audit"]["account"]
+    hub = list(body["audit"]["regions"])
+    worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
+
+    # When a forged stray group is rolled up before the real messages are processed
+    stray = {"audit": {**body["audit"], "regions": hub[:1], "group": 7, "group_size": 1}}
+    assert fanout.audit_account(stray) is None
+    assert fanout.store.get_json("audits/run-forged/report.json") is None  # not complete
+
+    # and the real account's result is overwritten by one naming a single region
+    forged = {"audit": {**body["audit"], "regions": hub[:1]}}
+    worker.process(as_records(messages[1:], queue.queue_url))
+    fanout.audit_account(forged)  # its group (0) is complete: rolled up, then assembled
+    report = fanout.store.get_json("audits/run-forged/report.json")
+
+    # Then the report still has every region of the run for that account; the others as errors
+    [entry] = [a for a in report["accounts"] if a["account_id"] == account]
+    assert list(entry["regions"]) == hub
+    assert {entry["regions"][r]["error"] for r in hub[1:]} == {NO_RESULT}
+    assert report["ok"] is False
+
+
+def test_a_failing_audit_hands_back_its_message_only_and_late_audits_are_not_deferred(zoo, world):
+    _, sqs, queue, fanout, _ = world
+    audited = []
+
+    def audit(payload):
+        account = payload["audit"]["account"]
+        if account.endswith("1"):
+            raise RuntimeError("a bug in one account's audit")
+        audited.append(account)
+
+    accounts = [f"{n:012d}" for n in range(555600000000, 555600000003)]
+    body = {"run": "r", "regions": ["us-east-1"], "group": 0, "group_size": 3}
+    for account in accounts:
+        message = json.dumps({"audit": {**body, "account": account}})
+        sqs.send_message(QueueUrl=queue.queue_url, MessageBody=message)
+    records = as_records(receive_all(sqs, queue.queue_url), queue.queue_url)
+
+    # With 10 s of the invocation left (under TIME_MARGIN_MS): audits still run, none deferred
+    result = QueueWorker(fanout.auditor.onboarder, queue, audit).process(
+        records, remaining_ms=lambda: 10_000
+    )
+
+    failed = [
+        r["messageId"] for r in records if json.loads(r["body"])["audit"]["account"] == accounts[1]
+    ]
+    assert result.failures == failed and result.counts["MessagesFailed"] == 1
+    assert sorted(audited) == [accounts[0], accounts[2]]
+    assert result.counts["AccountsAudited"] == 2 and result.counts["MessagesDeferred"] == 0
+    assert receive_all(sqs, queue.queue_url) == []  # nothing resent to the (work) queue

@@ -26,18 +26,20 @@ def deployed(aws, monkeypatch):
     s3.create_bucket(Bucket=BUCKET)
     sqs = boto3.client("sqs", region_name="us-east-1")
     work = sqs.create_queue(QueueName="watershed-work")["QueueUrl"]
+    audit = sqs.create_queue(QueueName="watershed-audit")["QueueUrl"]  # the template's AuditQueue
     for name, value in {
         "SECURITY_ACCOUNT_ID": org.security,
         "MANAGEMENT_ACCOUNT_ID": org.management,
         "HUB_REGIONS": "us-east-1,eu-west-1,ap-east-1",  # as onboarded; ap-east-1 not enabled
         "AWS_REGION": "us-east-1",
         "WORK_QUEUE_URL": work,
+        "AUDIT_QUEUE_URL": audit,
         "AUDIT_BUCKET": BUCKET,
     }.items():
         monkeypatch.setenv(name, value)
     handler.onboarder.cache_clear()
     handler.fanout.cache_clear()
-    yield org, s3, sqs, work
+    yield org, s3, sqs, work, audit
     handler.onboarder.cache_clear()
     handler.fanout.cache_clear()
 
@@ -55,13 +57,13 @@ class Context:
 def test_via_queue_audits_every_account_through_the_function_and_downloads_the_report(
     deployed, monkeypatch, tmp_path, capsys
 ):
-    org, s3, sqs, work = deployed
+    org, s3, sqs, work, audit = deployed
     batches = []
 
-    def function_runs(_seconds):  # the event source mapping hands batches of 5 to the function
-        messages = receive_all(sqs, work)
+    def function_runs(_seconds):  # the AuditWork mapping hands batches of 5 to the function
+        messages = receive_all(sqs, audit)
         for start in range(0, len(messages), 5):
-            event = {"Records": as_records(messages[start : start + 5], work)}
+            event = {"Records": as_records(messages[start : start + 5], audit)}
             batches.append(handler.lambda_handler(event, Context()))
 
     monkeypatch.setattr(audit_cli.time, "sleep", function_runs)
@@ -81,6 +83,7 @@ def test_via_queue_audits_every_account_through_the_function_and_downloads_the_r
         org.accounts["missing"]: "missing",
     }
     assert all(b["batchItemFailures"] == [] for b in batches)
+    assert receive_all(sqs, work) == []  # nothing of the audit waited on the work queue
     # The report the CLI printed is the one the function assembled in the bucket
     [report_key] = [
         o["Key"]
@@ -93,21 +96,22 @@ def test_via_queue_audits_every_account_through_the_function_and_downloads_the_r
 
 
 def test_via_queue_refuses_what_it_cannot_do_before_any_message(deployed, capsys):
-    org, s3, sqs, work = deployed
+    org, s3, sqs, work, audit = deployed
     assert cli.main(["audit", "--via-queue", "--fix"]) == 2
     assert "cannot --fix" in capsys.readouterr().err
     assert cli.main(["audit", "--via-queue", "--accounts", org.accounts["configured"]]) == 2
-    assert receive_all(sqs, work) == []
+    assert receive_all(sqs, work) == receive_all(sqs, audit) == []
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET)
 
 
 def test_the_schedule_input_starts_a_run_through_the_handler(deployed):
-    org, s3, sqs, work = deployed
+    org, s3, sqs, work, audit = deployed
 
     started = handler.lambda_handler({"audit": "start"}, Context())
 
     assert started["expected"] == 4
-    bodies = [json.loads(m["Body"]) for m in receive_all(sqs, work)]
+    assert receive_all(sqs, work) == []  # the audit's messages go on the audit queue
+    bodies = [json.loads(m["Body"]) for m in receive_all(sqs, audit)]
     assert sorted(b["audit"]["account"] for b in bodies) == sorted(
         [org.management, org.security, *org.accounts.values()]
     )

@@ -61,6 +61,7 @@ ONBOARDING_VARIABLES = {
     "GUARDDUTY_FEATURES",
     "GUARDDUTY",
     "REGION_WORKERS",
+    "AUDIT_QUEUE_URL",
     "WORK_QUEUE_URL",
     "DEAD_LETTER_QUEUE_URL",
     "RETRY_CAP_SECONDS",
@@ -345,7 +346,7 @@ def test_every_dead_letter_queue_has_an_alarm(home, relay_region):
     for deployment in (home, relay_region):
         resources = deployment.resources()
         queues = {k for k, v in resources.items() if v["Type"] == "AWS::SQS::Queue"}
-        dead_letter = queues - {"WorkQueue"}
+        dead_letter = queues - {"WorkQueue", "AuditQueue"}  # the two source queues
         watched = {
             v["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
             for v in resources.values()

@@ -177,12 +177,22 @@ def test_home_region_has_destination_stream_rules_queue_and_onboarding(hub):
     assert environment["DEAD_LETTER_QUEUE_URL"] == outputs["WorkDeadLetterQueueUrl"]
     assert environment["AWS_STS_REGIONAL_ENDPOINTS"] == "regional"
 
-    (mapping,) = lambda_.list_event_source_mappings(FunctionName="watershed-onboarding")[
-        "EventSourceMappings"
-    ]
-    assert mapping["EventSourceArn"] == work_queue["QueueArn"]
-    assert mapping["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert mapping["ScalingConfig"] == {"MaximumConcurrency": 10}
+    # Two mappings: the work queue, and the audit's own queue at its own concurrency
+    audit_queue = _queue_attributes(HOME_REGION, outputs["AuditQueueUrl"])
+    assert environment["AUDIT_QUEUE_URL"] == outputs["AuditQueueUrl"]
+    assert (
+        json.loads(audit_queue["RedrivePolicy"])["deadLetterTargetArn"] == dead_letter["QueueArn"]
+    )
+    mappings = {
+        m["EventSourceArn"]: m
+        for m in lambda_.list_event_source_mappings(FunctionName="watershed-onboarding")[
+            "EventSourceMappings"
+        ]
+    }
+    assert set(mappings) == {work_queue["QueueArn"], audit_queue["QueueArn"]}
+    for arn, concurrency in ((work_queue["QueueArn"], 10), (audit_queue["QueueArn"], 100)):
+        assert mappings[arn]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+        assert mappings[arn]["ScalingConfig"] == {"MaximumConcurrency": concurrency}
 
     assert _missing(lambda_.get_function, FunctionName="watershed-relay")
 
