@@ -128,7 +128,6 @@ def one(scenario: str, accounts: int, regions: int, latency: float, limits: bool
         outcome = Counter(audit.totals)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
 
-    calls = Counter({f"{service}:{op}": n for (service, op), n in model.calls.items()})
     return {
         "scenario": scenario,
         "accounts": accounts,
@@ -137,13 +136,20 @@ def one(scenario: str, accounts: int, regions: int, latency: float, limits: bool
         "concurrency": concurrency,
         "wall_s": wall,
         "cpu_s": cpu - model.cpu,
+        "outcome": dict(outcome),
+        **_figures(model),
+    }
+
+
+def _figures(model: Model) -> dict:
+    """What every scenario reports of the model and the process."""
+    return {
         "model_cpu_s": model.cpu,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "calls": dict(calls),
+        "calls": {f"{service}:{op}": n for (service, op), n in model.calls.items()},
         "attempts": model.attempts,
         "throttled": dict(model.throttled),
         "writes": model.writes(),
-        "outcome": dict(outcome),
         "load": os.getloadavg()[0],
     }
 
@@ -201,7 +207,6 @@ def fanout(model: Model, settings: Any, accounts: int, regions: int, limits: boo
     worker_cpu = time.process_time() - cpu0 - (model.cpu - model0)
     report = audit.stored_report(started.run)
     assert report is not None, "the fanned-out audit assembled no report"
-    calls = Counter({f"{service}:{op}": n for (service, op), n in model.calls.items()})
 
     run = _synthetic_run(model, started.run, TARGET_ACCOUNTS)
     key, assembly = _timed(model, lambda: audit.assemble(run))
@@ -218,14 +223,8 @@ def fanout(model: Model, settings: Any, accounts: int, regions: int, limits: boo
         "assembly": assembly,
         "wall_s": sum(batches),
         "cpu_s": worker_cpu,
-        "model_cpu_s": model.cpu,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "calls": dict(calls),
-        "attempts": model.attempts,
-        "throttled": dict(model.throttled),
-        "writes": model.writes(),
         "outcome": dict(report.totals),
-        "load": os.getloadavg()[0],
+        **_figures(model),
     }
 
 

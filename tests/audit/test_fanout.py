@@ -73,6 +73,15 @@ def keys(s3, prefix):
     )
 
 
+def started_run(world, monkeypatch, run, group_size):
+    """A run started in groups of `group_size`: its messages, and the queue consumer."""
+    _, sqs, queue, fanout, _ = world
+    monkeypatch.setattr(audit_fanout, "GROUP_SIZE", group_size)
+    started = fanout.start(run=run)
+    worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
+    return started, receive_all(sqs, queue.queue_url), worker
+
+
 def stable(report):
     return {k: v for k, v in report.items() if k not in VOLATILE}
 
@@ -186,11 +195,8 @@ def test_a_forged_audit_message_is_refused_before_any_call(zoo, world):
 
 def test_groups_complete_one_by_one_and_the_last_group_assembles(zoo, world, monkeypatch):
     # Given groups of 3 accounts (100 in production), processed in reverse order, one by one
-    s3, sqs, queue, fanout, inline = world
-    monkeypatch.setattr(audit_fanout, "GROUP_SIZE", 3)
-    started = fanout.start(run="run-groups")
-    messages = receive_all(sqs, queue.queue_url)
-    worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
+    s3, _, queue, _, inline = world
+    started, messages, worker = started_run(world, monkeypatch, "run-groups", 3)
     groups = -(-started.expected // 3)
 
     for done, message in enumerate(reversed(messages), start=1):
@@ -246,11 +252,8 @@ def test_groups_are_sent_while_the_listing_goes_on_and_the_start_assembles_if_la
 
 
 def test_the_assembler_reads_one_roll_up_per_group_not_every_account(zoo, world, monkeypatch):
-    _, sqs, queue, fanout, inline = world
-    monkeypatch.setattr(audit_fanout, "GROUP_SIZE", 4)
-    started = fanout.start(run="run-rollups")
-    messages = receive_all(sqs, queue.queue_url)
-    worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
+    _, _, queue, fanout, inline = world
+    started, messages, worker = started_run(world, monkeypatch, "run-rollups", 4)
     worker.process(as_records(messages[:-1], queue.queue_url))
     read = []
     get_json = fanout.store.get_json
@@ -298,12 +301,9 @@ def test_a_batch_of_audit_messages_is_audited_side_by_side(zoo, world):
 
 def test_finalize_reads_roll_ups_and_the_accounts_of_groups_without_one(zoo, world, monkeypatch):
     # Given groups of 3, every message processed but one (its group is never rolled up)
-    _, sqs, queue, fanout, inline = world
-    monkeypatch.setattr(audit_fanout, "GROUP_SIZE", 3)
-    fanout.start(run="run-partial")
-    messages = receive_all(sqs, queue.queue_url)
+    _, _, queue, fanout, inline = world
+    _, messages, worker = started_run(world, monkeypatch, "run-partial", 3)
     lost = messages[4]  # in group 1
-    worker = QueueWorker(fanout.auditor.onboarder, queue, fanout.audit_account)
     worker.process(as_records([m for m in messages if m is not lost], queue.queue_url))
     rolled = fanout._rollups("run-partial")
     assert len(rolled) == -(-len(messages) // 3) - 1 >= 2  # every group but the lost one's
