@@ -368,17 +368,19 @@ class Progress:
 
 class Auditor:
     """Audits accounts. Pass the SessionFactory to substitute how accounts are reached (tests
-    count every call through its hooks); `Onboarder` is built on the same factory."""
+    count every call through its hooks); `Onboarder` is built on the same factory, unless the
+    process has one already (the Lambda function: one warm heap, one administrators cache)."""
 
     def __init__(
         self,
         settings: Settings,
         sessions: SessionFactory | None = None,
         account_workers: int = DEFAULT_ACCOUNT_WORKERS,
+        onboarder: Onboarder | None = None,
     ) -> None:
         self.settings = settings
-        self.sessions = sessions or SessionFactory(settings)
-        self.onboarder = Onboarder(settings, self.sessions)
+        self.sessions = onboarder.sessions if onboarder else sessions or SessionFactory(settings)
+        self.onboarder = onboarder or Onboarder(settings, self.sessions)
         self.account_workers = max(1, account_workers)
 
     def run(

@@ -513,7 +513,7 @@ def fanout_for(onboarder: Onboarder, send: Callable[[list[dict[str, Any]]], Any]
     if not settings.audit_bucket:
         raise ConfigError("AUDIT_BUCKET", "not set: the fanned-out audit writes its results there")
     s3 = onboarder.sessions.own().client("s3", settings.home_region)
-    auditor = Auditor(settings, onboarder.sessions)
+    auditor = Auditor(settings, onboarder=onboarder)  # the function's own: its caches are shared
     return FanoutAudit(auditor, AuditStore(s3, settings.audit_bucket), send)
 
 

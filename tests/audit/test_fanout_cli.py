@@ -117,3 +117,9 @@ def test_the_schedule_input_starts_a_run_through_the_handler(deployed):
     )
     manifest = f"audits/{started['audit_run']}/manifest.json"
     assert s3.get_object(Bucket=BUCKET, Key=manifest)
+
+
+def test_the_function_audits_with_its_own_onboarder(deployed):
+    """One Onboarder per Lambda process: the fanned-out audit shares its GuardDuty
+    administrators cache and its warm heap (onboarding/heap.py) instead of building another."""
+    assert handler.fanout().auditor.onboarder is handler.onboarder()
