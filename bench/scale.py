@@ -101,7 +101,7 @@ def one(scenario: str, accounts: int, regions: int, latency: float, limits: bool
     model = Model(accounts, latency=latency, rate_limits=limits)
     hub = DEFAULT_REGIONS[:regions]
     if scenario in ("audit", "fanout"):
-        model.configure_all()
+        model.configure_all(hub)
     settings = model.settings(hub)
     if scenario == "fanout":
         return fanout(model, settings, accounts, regions, limits)
@@ -109,33 +109,29 @@ def one(scenario: str, accounts: int, regions: int, latency: float, limits: bool
     onboarder = Onboarder(settings, factory)
     members = model.member_ids()
 
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    if scenario == "onboarding":
-        concurrency = QUEUE_CONCURRENCY
-        with ThreadPoolExecutor(concurrency) as pool:
-            reports = list(pool.map(lambda a: onboarder.onboard(OnboardingRequest(a)), members))
-        outcome = Counter(r.status for r in reports)
-    elif scenario == "backfill":
-        concurrency = BACKFILL_WORKERS
-        management = factory.management().client("organizations", settings.home_region)
-        selection = select_accounts(management, onboarder.exclusions)
-        requests = [OnboardingRequest(a, reason="backfill") for a in selection.accounts]
-        report = run_inline(onboarder, requests, concurrency)
-        outcome = Counter(r.status for r in report.accounts)
-    else:
-        concurrency = AUDIT_WORKERS
-        audit = Auditor(settings, factory, account_workers=concurrency).run()
-        outcome = Counter(audit.totals)
-    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    def run() -> tuple[int, Counter[str]]:  # (concurrency, outcome)
+        if scenario == "onboarding":
+            with ThreadPoolExecutor(QUEUE_CONCURRENCY) as pool:
+                reports = pool.map(lambda a: onboarder.onboard(OnboardingRequest(a)), members)
+                return QUEUE_CONCURRENCY, Counter(r.status for r in reports)
+        if scenario == "backfill":
+            management = factory.management().client("organizations", settings.home_region)
+            selection = select_accounts(management, onboarder.exclusions)
+            requests = [OnboardingRequest(a, reason="backfill") for a in selection.accounts]
+            report = run_inline(onboarder, requests, BACKFILL_WORKERS)
+            return BACKFILL_WORKERS, Counter(r.status for r in report.accounts)
+        audit = Auditor(settings, factory, account_workers=AUDIT_WORKERS).run()
+        return AUDIT_WORKERS, Counter(audit.totals)
 
+    (concurrency, outcome), measured = _timed(model, run)
     return {
         "scenario": scenario,
         "accounts": accounts,
         "audited_or_onboarded": len(members),
         "regions": regions,
         "concurrency": concurrency,
-        "wall_s": wall,
-        "cpu_s": cpu - model.cpu,
+        "wall_s": measured["wall_s"],
+        "cpu_s": measured["cpu_s"],
         "outcome": dict(outcome),
         **_figures(model),
     }
@@ -194,17 +190,19 @@ def fanout(model: Model, settings: Any, accounts: int, regions: int, limits: boo
     audit, worker = _fanout_on(model, settings)
     started = audit.start()
     batches: list[float] = []
-    cpu0, model0 = time.process_time(), model.cpu
-    while bodies := model.take_messages(AUDIT_BATCH):
-        records = [
-            {"messageId": f"m{len(batches)}-{i}", "body": body, "attributes": {}}
-            for i, body in enumerate(bodies)
-        ]
-        wall0 = time.perf_counter()
-        result = worker.process(records)
-        batches.append(time.perf_counter() - wall0)
-        assert not result.failures and not result.counts["MessagesRefused"], result
-    worker_cpu = time.process_time() - cpu0 - (model.cpu - model0)
+
+    def drain() -> None:  # every message, in batches as the AuditWork mapping hands them over
+        while bodies := model.take_messages(AUDIT_BATCH):
+            records = [
+                {"messageId": f"m{len(batches)}-{i}", "body": body, "attributes": {}}
+                for i, body in enumerate(bodies)
+            ]
+            wall0 = time.perf_counter()
+            result = worker.process(records)
+            batches.append(time.perf_counter() - wall0)
+            assert not result.failures and not result.counts["MessagesRefused"], result
+
+    _, workers = _timed(model, drain)
     report = audit.stored_report(started.run)
     assert report is not None, "the fanned-out audit assembled no report"
 
@@ -222,7 +220,7 @@ def fanout(model: Model, settings: Any, accounts: int, regions: int, limits: boo
         "batch_wall_s": batches,
         "assembly": assembly,
         "wall_s": sum(batches),
-        "cpu_s": worker_cpu,
+        "cpu_s": workers["cpu_s"],
         "outcome": dict(report.totals),
         **_figures(model),
     }
