@@ -199,7 +199,7 @@ class Model:
 
     # State helpers -------------------------------------------------------------------------
 
-    def configure_all(self) -> None:
+    def configure_all(self, regions: tuple[str, ...] = DEFAULT_REGIONS) -> None:
         """Every account as watershed leaves it after onboarding (for re-run and audit benches):
         one member and the Security account are onboarded through this model (so the state is
         exactly what onboarding writes), then the member's state is copied to every other
@@ -211,7 +211,7 @@ class Model:
 
         limits, latency = self.rate_limits, self.latency
         self.rate_limits, self.latency = False, 0.0
-        settings = self.settings(DEFAULT_REGIONS)
+        settings = self.settings(regions)  # as the bench's watershed is configured
         factory = SessionFactory(settings, base_session=self.session(), hooks=self.hooks())
         template = self.member_ids()[0]
         for account in (template, SECURITY):
