@@ -386,3 +386,15 @@ def build_zoo() -> Zoo:
     expected[ids["denied"]]["eu-west-1"] = "error"
     expected[ids["locked"]] = dict.fromkeys(HUB_REGIONS, "error")
     return Zoo(org, faults, expected)
+
+
+def one_configured_member(monkeypatch, hub_regions: str) -> Org:
+    """One configured member, the Security side deployed, nothing else onboarded; the CLI's
+    environment (SECURITY_ACCOUNT_ID, MANAGEMENT_ACCOUNT_ID, HUB_REGIONS) set for it."""
+    org = build_org(["configured"])
+    deploy_security_side(org)
+    onboard(org, org.accounts["configured"])
+    monkeypatch.setenv("SECURITY_ACCOUNT_ID", org.security)
+    monkeypatch.setenv("MANAGEMENT_ACCOUNT_ID", org.management)
+    monkeypatch.setenv("HUB_REGIONS", hub_regions)
+    return org

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from auditzoo import build_org, deploy_security_side, onboard
+from auditzoo import one_configured_member
 
 from onboarding.canary.canary import CanaryReport, CanaryResult
 from onboarding.cli import cli
@@ -21,13 +21,7 @@ REGIONS = "us-east-1,eu-west-1"
 
 @pytest.fixture
 def small_org(aws, monkeypatch):
-    org = build_org(["configured"])
-    deploy_security_side(org)
-    onboard(org, org.accounts["configured"])
-    monkeypatch.setenv("SECURITY_ACCOUNT_ID", org.security)
-    monkeypatch.setenv("MANAGEMENT_ACCOUNT_ID", org.management)
-    monkeypatch.setenv("HUB_REGIONS", REGIONS)
-    return org
+    return one_configured_member(monkeypatch, REGIONS)
 
 
 def canary_file(tmp_path, account: str) -> Path:

@@ -17,6 +17,7 @@ from auditzoo import (
     detector_id,
     drift,
     onboard,
+    one_configured_member,
 )
 
 from onboarding.audit.audit import AccountAudit, Auditor, AuditReport, Cell
@@ -42,13 +43,7 @@ def env(aws, monkeypatch):
 @pytest.fixture
 def small_org(aws, monkeypatch):
     """One configured member, the Security side deployed; nothing else onboarded."""
-    org = build_org(["configured"])
-    deploy_security_side(org)
-    onboard(org, org.accounts["configured"])
-    monkeypatch.setenv("SECURITY_ACCOUNT_ID", org.security)
-    monkeypatch.setenv("MANAGEMENT_ACCOUNT_ID", org.management)
-    monkeypatch.setenv("HUB_REGIONS", "us-east-1,eu-west-1,ap-east-1")
-    return org
+    return one_configured_member(monkeypatch, "us-east-1,eu-west-1,ap-east-1")
 
 
 @pytest.fixture
